@@ -43,27 +43,33 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     num_workers: int = 0
     on_bad_sample: str = "error"  # error | skip (skipped items are counted and logged)
-    ignore_index: int = 255  # mask value excluded from losses and metrics
-    # lfw
+    ignore_index: int = 255  # mask value excluded from losses and metrics (0..255)
+    # RGB label masks (lfw, folder with a palette)
     colour_tolerance: int = 0  # max per-channel distance to a label colour (0 = exact colours only)
+    # lfw
+    lfw_masks: str = ""  # extracted label folder; "" = <root>/parts_lfw_funneled_gt_images
     # cub
     cub_classes: list[int] | None = None  # class ids to use (1-200); None = all listed classes
+    cub_segmentations: str = ""  # <class>/<stem>.png masks; "" = <root>/segmentations
     cub_crop: bool = False  # crop to the bounding box
     cub_crop_margin: float = 0.1  # margin around the box, as a fraction of its size
     cub_mask_threshold: int = 128  # foreground = segmentation value >= threshold
+    cub_val_ratio: float = 0.1  # val = this seeded (split_seed) fraction of the official train list
     # folder
     folder_images: str = "images"  # sub-folder of root with the images
     folder_masks: str = "masks"  # sub-folder of root with the masks (matched by file stem)
     folder_palette: list[list[int]] | None = None  # RGB colour per class; None = index masks
-    folder_classes: list[str] | None = None  # class names; None = class_0, class_1, ...
+    folder_classes: list[str] | None = None  # class names (index masks need them); None = class_k
     folder_splits: str = ""  # folder with train.txt / val.txt / test.txt (stems); "" = random
     folder_val_ratio: float = 0.1
     folder_test_ratio: float = 0.1
-    split_seed: int = 0
+    split_seed: int = 0  # seed of the random folder split and of the cub val draw
     # shapes
     shapes_train_size: int = 2000
     shapes_val_size: int = 200
     shapes_test_size: int = 200
+    shapes_classes: int = 3  # object classes (1-8), plus background
+    shapes_completions: int = 3  # M plausible amodal masks per image
     shapes_difficulty: float = 0.5  # 0..1: how much of each object the occluder may hide
     shapes_seed: int = 0
 
@@ -163,7 +169,9 @@ class Config:
         return cls(**kwargs)
 
     @classmethod
-    def from_yaml(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    def from_yaml(
+        cls, path: str | Path | None = None, overrides: list[str] | None = None
+    ) -> Config:
         """Read a YAML file (or the defaults when ``path`` is None) and apply dotted overrides."""
         raw: dict[str, Any] = {}
         source = "defaults"
@@ -229,7 +237,9 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
                 return _check_type(value, arg, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {_name(tp)}, got {value!r}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: expected {_name(tp)}, got {value!r}"
+        )
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)

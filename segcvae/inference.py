@@ -1,0 +1,51 @@
+"""Prediction modes and uncertainty maps for any segcvae model."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, x: Tensor, mode: str = "deterministic", n: int = 16) -> Tensor:
+    """Class probabilities (B, K, H, W).
+
+    Args:
+        model: A segcvae model in eval mode.
+        x: Images (B, C, H, W).
+        mode: ``"deterministic"`` (z = E[z | x]) or ``"mean"`` (average of the probabilities of
+            ``n`` prior samples).
+        n: Samples for ``"mean"``.
+    """
+    if mode == "deterministic":
+        return model.predict(x).softmax(dim=1)
+    if mode == "mean":
+        return sample_probs(model, x, n).mean(dim=1)
+    raise ValueError(f"mode must be 'deterministic' or 'mean', got {mode!r}")
+
+
+@torch.no_grad()
+def sample_probs(model: nn.Module, x: Tensor, n: int) -> Tensor:
+    """n hypotheses as probabilities (B, n, K, H, W); take ``argmax(2)`` for label maps."""
+    return model.sample(x, n).softmax(dim=2)
+
+
+def uncertainty(probs: Tensor, eps: float = 1e-12) -> dict[str, Tensor]:
+    """Per-pixel uncertainty from sampled probabilities.
+
+    Args:
+        probs: (B, S, K, H, W) probabilities of S hypotheses.
+
+    Returns:
+        ``entropy``: entropy of the mean prediction (total uncertainty), (B, H, W);
+        ``expected_entropy``: mean entropy of the samples (aleatoric part);
+        ``mutual_information``: their difference (the spread between hypotheses), >= 0.
+    """
+    mean = probs.mean(dim=1)  # (B, K, H, W)
+    entropy = -(mean * (mean + eps).log()).sum(dim=1)
+    expected = -(probs * (probs + eps).log()).sum(dim=2).mean(dim=1)
+    return {
+        "entropy": entropy,
+        "expected_entropy": expected,
+        "mutual_information": (entropy - expected).clamp_min(0),
+    }

@@ -1,0 +1,94 @@
+"""Pure loss functions (smp-style ``_functional``); the objectives in this package wrap them."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import Distribution, Independent, kl_divergence
+
+from segcvae.models.recognition import one_hot
+
+
+def soft_targets(y: Tensor, num_classes: int, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Class-fraction targets at a coarser scale: area-pooled one-hot labels.
+
+    Args:
+        y: Labels (B, H, W); values outside [0, K) (the ignore index) count as unlabelled.
+        num_classes: K.
+        size: Target (h, w).
+
+    Returns:
+        ``(targets, valid)``: (B, K, h, w) class fractions and (B, h, w) labelled fraction.
+    """
+    t = one_hot(y, num_classes)  # (B, K, H, W)
+    if t.shape[-2:] != tuple(size):
+        t = F.interpolate(t, size=size, mode="area")
+    return t, t.sum(dim=1)
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor, valid: Tensor) -> Tensor:
+    """Mean cross-entropy per labelled pixel against soft targets.
+
+    Args:
+        logits: (B, K, h, w) or (B, S, K, h, w) (averaged over the S samples too).
+        targets: (B, K, h, w) class fractions.
+        valid: (B, h, w) labelled fraction of each pixel.
+
+    Returns:
+        A scalar, nats per pixel. Equals ``F.cross_entropy(ignore_index=...)`` at full resolution.
+    """
+    if logits.dim() == 5:
+        targets = targets.unsqueeze(1)
+        valid = valid.unsqueeze(1).expand(-1, logits.shape[1], -1, -1)
+    ce = -(targets * logits.float().log_softmax(dim=-3)).sum(dim=-3)
+    return ce.sum() / valid.sum().clamp_min(1e-6)
+
+
+def multiscale_nll(
+    logits: list[Tensor], y: Tensor, weights: list[float] | tuple[float, ...]
+) -> dict[str, Tensor]:
+    """Weighted sum of the per-pixel NLL at 1/4, 1/2 and 1.
+
+    Args:
+        logits: Logits at strides 4, 2, 1, each (B, K, H/s, W/s) or (B, S, K, H/s, W/s).
+        y: Labels (B, H, W).
+        weights: One weight per scale.
+
+    Returns:
+        ``{"nll": weighted sum, "nll_4": ..., "nll_2": ..., "nll_1": ...}`` (nats per pixel).
+    """
+    if len(weights) != len(logits):
+        raise ValueError(f"{len(logits)} scales but {len(weights)} scale_weights")
+    k = logits[-1].shape[-3]
+    terms: dict[str, Tensor] = {}
+    total = logits[-1].new_zeros((), dtype=torch.float32)
+    for lg, w in zip(logits, weights, strict=True):
+        t, v = soft_targets(y, k, lg.shape[-2:])
+        nll = soft_cross_entropy(lg, t, v)
+        terms[f"nll_{y.shape[-1] // lg.shape[-1]}"] = nll.detach()
+        total = total + w * nll
+    terms["nll"] = total
+    return terms
+
+
+def kl_mean(q: Distribution, p: Distribution, free_bits: float = 0.0) -> Tensor:
+    """Batch-mean KL(q || p) in nats per image, analytic for diagonal Gaussians.
+
+    With ``free_bits > 0`` each latent channel's batch-mean KL is floored at ``free_bits`` nats
+    (Kingma et al. 2016), so channels under the floor get no gradient.
+
+    Args:
+        q: Posterior, batch shape (B,), event shape (Z, h, w).
+        p: Prior, same shapes.
+
+    Returns:
+        A scalar.
+    """
+    if free_bits <= 0:
+        return kl_divergence(q, p).mean()
+    if not (isinstance(q, Independent) and isinstance(p, Independent)):
+        raise TypeError("free bits need Independent distributions with a channel dimension")
+    kl = kl_divergence(q.base_dist, p.base_dist)  # (B, Z, h, w)
+    per_channel = kl.flatten(2).sum(-1).mean(0)  # (Z,)
+    return per_channel.clamp_min(free_bits).sum()

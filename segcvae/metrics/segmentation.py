@@ -1,0 +1,61 @@
+"""Pixel accuracy and IoU accumulated over a dataset, counted by ``segmentation_models_pytorch``."""
+
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import Tensor
+
+
+class SegmentationMeter:
+    """Accumulates per-class true/false positive counts over batches.
+
+    IoU per class is computed on the dataset totals (not averaged per image); a class that never
+    occurs in prediction or target has IoU NaN and is left out of the mean.
+
+    Args:
+        num_classes: K.
+        ignore_index: Target value excluded from every count.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything counted so far."""
+        self.tp = torch.zeros(self.num_classes, dtype=torch.long)
+        self.fp = torch.zeros(self.num_classes, dtype=torch.long)
+        self.fn = torch.zeros(self.num_classes, dtype=torch.long)
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Count one batch.
+
+        Args:
+            pred: Predicted labels (B, H, W) long.
+            target: True labels (B, H, W) long; ``ignore_index`` pixels are skipped.
+        """
+        tp, fp, fn, _ = smp.metrics.get_stats(
+            pred.long().cpu(),
+            target.long().cpu(),
+            mode="multiclass",
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+        )  # each (B, K)
+        self.tp += tp.sum(0)
+        self.fp += fp.sum(0)
+        self.fn += fn.sum(0)
+
+    def compute(self) -> dict[str, float | list[float]]:
+        """Return ``pixel_accuracy``, ``mean_iou`` and ``per_class_iou`` (list of K)."""
+        tp, fp, fn = (t.unsqueeze(0) for t in (self.tp, self.fp, self.fn))
+        iou = smp.metrics.iou_score(tp, fp, fn, torch.zeros_like(tp), zero_division=float("nan"))
+        iou = iou[0].double()
+        labelled = (self.tp + self.fn).sum().item()
+        return {
+            "pixel_accuracy": self.tp.sum().item() / max(labelled, 1),
+            "mean_iou": float(torch.nanmean(iou)) if not torch.isnan(iou).all() else float("nan"),
+            "per_class_iou": iou.tolist(),
+        }

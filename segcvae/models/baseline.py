@@ -1,0 +1,120 @@
+"""Baseline CNN: an smp encoder and U-Net decoder with prediction heads at 1/4, 1/2 and 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import segmentation_models_pytorch as smp
+from segmentation_models_pytorch.base import SegmentationHead
+from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
+from torch import Tensor, nn
+
+from segcvae.models.output import SegOutput
+
+SCALES = (4, 2, 1)  # output strides of the three prediction heads
+
+
+@dataclass
+class BaselineFeatures:
+    """What one pass of the baseline computes; shared by every later network.
+
+    Attributes:
+        encoder: Encoder feature maps, index i at stride 2**i: (B, C_i, H / 2**i, W / 2**i).
+        decoder: Decoder feature maps at strides 4, 2, 1: (B, D_s, H / s, W / s).
+        y_hat: Initial prediction logits at strides 4, 2, 1: (B, K, H / s, W / s).
+    """
+
+    encoder: list[Tensor]
+    decoder: list[Tensor]
+    y_hat: list[Tensor]
+
+
+class BaselineCNN(nn.Module):
+    """The paper's baseline CNN: x -> y_hat, with multi-scale heads.
+
+    Args:
+        classes: Number of classes K.
+        encoder_name: Any ``segmentation_models_pytorch`` encoder (``resnet18``, ``tu-...``).
+        encoder_depth: Encoder stages (3-5); the decoder has as many blocks.
+        encoder_weights: Pretrained weights name (e.g. ``"imagenet"``) or None for random init.
+        decoder_channels: Channels of each decoder block, deepest first.
+        in_channels: Image channels.
+    """
+
+    def __init__(
+        self,
+        classes: int,
+        encoder_name: str = "resnet18",
+        encoder_depth: int = 5,
+        encoder_weights: str | None = None,
+        decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if encoder_depth < 3:
+            raise ValueError(
+                f"encoder_depth must be >= 3 for heads at 1/4, 1/2, 1; got {encoder_depth}"
+            )
+        if len(decoder_channels) != encoder_depth:
+            raise ValueError(
+                f"decoder_channels has {len(decoder_channels)} entries; expected encoder_depth="
+                f"{encoder_depth}"
+            )
+        self.num_classes = classes
+        self.encoder_depth = encoder_depth
+        self.encoder = smp.encoders.get_encoder(
+            encoder_name, in_channels=in_channels, depth=encoder_depth, weights=encoder_weights
+        )
+        self.decoder = UnetDecoder(
+            encoder_channels=self.encoder.out_channels,
+            decoder_channels=list(decoder_channels),
+            n_blocks=encoder_depth,
+        )
+        # Block j of the decoder outputs stride 2**(depth - 1 - j): the last three are 1/4, 1/2, 1.
+        self.head_blocks = [encoder_depth - 3, encoder_depth - 2, encoder_depth - 1]
+        self.heads = nn.ModuleList(
+            SegmentationHead(decoder_channels[j], classes, kernel_size=3) for j in self.head_blocks
+        )
+
+    @property
+    def decoder_channels_quarter(self) -> int:
+        """Channels of the decoder feature at stride 4 (input of the generation net)."""
+        return self.heads[0][0].in_channels
+
+    def features(self, x: Tensor) -> BaselineFeatures:
+        """Encode and decode once, keeping the intermediate maps.
+
+        Args:
+            x: Images (B, C, H, W); H and W divisible by 2**encoder_depth.
+        """
+        h, w = x.shape[-2:]
+        stride = 2**self.encoder_depth
+        if h % stride or w % stride:
+            raise ValueError(f"image size {h}x{w} must be divisible by {stride}")
+        enc = self.encoder(x)
+        # smp's UnetDecoder.forward returns only the last block; this loop is its own loop, kept
+        # here so the stride-4 and stride-2 block outputs are available to the extra heads.
+        shapes = [f.shape[2:] for f in enc][::-1]
+        skips = enc[1:][::-1]
+        d = self.decoder.center(skips[0])
+        decoded = []
+        for i, block in enumerate(self.decoder.blocks):
+            skip = skips[i + 1] if i + 1 < len(skips) else None
+            d = block(d, shapes[i + 1][0], shapes[i + 1][1], skip_connection=skip)
+            decoded.append(d)
+        dec = [decoded[j] for j in self.head_blocks]
+        y_hat = [head(f) for head, f in zip(self.heads, dec, strict=True)]  # (B, K, H/s, W/s)
+        return BaselineFeatures(encoder=enc, decoder=dec, y_hat=y_hat)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> SegOutput:
+        """Predict y_hat at three scales; ``y`` is accepted for a uniform interface and unused."""
+        return SegOutput(y_hat=self.features(x).y_hat)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Full-resolution logits (B, K, H, W)."""
+        return self.features(x).y_hat[-1]
+
+    def sample(self, x: Tensor, n: int) -> Tensor:
+        """The deterministic prediction repeated n times: (B, n, K, H, W)."""
+        logits = self.predict(x)
+        return logits.unsqueeze(1).expand(-1, n, -1, -1, -1)

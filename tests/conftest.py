@@ -1,0 +1,35 @@
+"""Tiny CPU fixtures shared by the unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from segcvae.config import Config
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def tiny_config(objective: str = "hybrid", latent: str = "spatial") -> Config:
+    """A config whose model builds and runs in milliseconds on 32x32 images."""
+    cfg = Config()
+    cfg.loss.objective = objective
+    cfg.model.encoder_name = "tu-test_efficientnet"  # timm's 82k-parameter test network
+    cfg.model.decoder_channels = [16, 16, 16, 16, 8]
+    cfg.model.hidden_channels = 16
+    cfg.model.latent_channels = 4
+    cfg.model.latent = latent
+    cfg.data.image_size = 32
+    return cfg
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two random 32x32 images and 3-class labels, with a few ignored pixels."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 32, 32, generator=g)
+    y = torch.randint(0, 3, (2, 32, 32), generator=g)
+    y[:, :2, :2] = 255
+    return x, y

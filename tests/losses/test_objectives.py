@@ -1,0 +1,90 @@
+"""Loss functions and objectives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segcvae.losses import Objective, build_objective, kl_mean, multiscale_nll, soft_targets
+from segcvae.models import create_model, diagonal_gaussian
+from tests.conftest import tiny_config
+
+
+def test_full_resolution_soft_ce_equals_cross_entropy(batch):
+    _, y = batch
+    logits = torch.randn(2, 3, 32, 32)
+    terms = multiscale_nll([logits[..., ::4, ::4], logits[..., ::2, ::2], logits], y, [0, 0, 1])
+    expected = F.cross_entropy(logits, y, ignore_index=255)
+    assert torch.allclose(terms["nll_1"], expected, atol=1e-5)
+    assert torch.allclose(terms["nll"], expected, atol=1e-5)
+
+
+def test_coarse_targets_are_pooled_distributions(batch):
+    _, y = batch
+    t, valid = soft_targets(y, 3, (8, 8))
+    assert t.shape == (2, 3, 8, 8)
+    assert torch.allclose(t.sum(1), valid)
+    assert valid[0, 0, 0] == pytest.approx(12 / 16)  # the 2x2 ignored corner in a 4x4 cell
+    assert torch.all(valid[:, 1:, 1:] == 1)
+    assert ((t > 0) & (t < 1)).any()  # fractions, not a nearest-neighbour resize
+
+
+def test_kl_of_a_distribution_with_itself_is_zero():
+    q = diagonal_gaussian(torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2))
+    assert kl_mean(q, q).abs() < 1e-6
+    p = diagonal_gaussian(torch.zeros(3, 4, 2, 2), torch.zeros(3, 4, 2, 2))
+    assert kl_mean(q, p) > 0
+
+
+def test_free_bits_floor_each_channel():
+    q = diagonal_gaussian(torch.full((2, 4, 1, 1), 0.01), torch.zeros(2, 4, 1, 1))
+    p = diagonal_gaussian(torch.zeros(2, 4, 1, 1), torch.zeros(2, 4, 1, 1))
+    assert kl_mean(q, p, free_bits=0.5) == pytest.approx(4 * 0.5)
+    assert kl_mean(q, p) == pytest.approx(4 * 0.5 * 0.01**2, rel=1e-3)
+
+
+@pytest.mark.parametrize("alpha, same_as", [(1.0, "cvae"), (0.0, "gsnn")])
+def test_hybrid_endpoints_equal_cvae_and_gsnn(batch, alpha, same_as):
+    x, y = batch
+    torch.manual_seed(0)
+    out = create_model(tiny_config("hybrid"), 3)(x, y)
+    hybrid = Objective("hybrid", alpha=alpha)(out, y)["loss"]
+    other = Objective(same_as)(out, y)["loss"]
+    assert torch.equal(hybrid, other)
+
+
+def test_hybrid_is_the_alpha_mix(batch):
+    x, y = batch
+    out = create_model(tiny_config("hybrid"), 3)(x, y)
+    cvae, gsnn = (
+        Objective("cvae", y_hat_weight=0)(out, y),
+        Objective("gsnn", y_hat_weight=0)(out, y),
+    )
+    hybrid = Objective("hybrid", alpha=0.3, y_hat_weight=0)(out, y)
+    assert torch.allclose(hybrid["loss"], 0.3 * cvae["loss"] + 0.7 * gsnn["loss"])
+
+
+def test_kl_warmup_is_linear():
+    obj = Objective("cvae", beta=2.0, kl_warmup_steps=100)
+    assert [obj.kl_weight(s) for s in (0, 50, 100, 500)] == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_terms_are_named_finite_and_scalar(batch):
+    x, y = batch
+    out = create_model(tiny_config("hybrid"), 3)(x, y)
+    terms = build_objective(tiny_config("hybrid").loss)(out, y)
+    assert {"loss", "nll", "kl", "nll_4", "nll_2", "nll_1", "nll_cvae", "nll_gsnn"} <= set(terms)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values())
+
+
+def test_cvae_objective_needs_the_posterior(batch):
+    x, y = batch
+    out = create_model(tiny_config("cvae"), 3)(x)  # no y: no posterior
+    with pytest.raises(ValueError, match="posterior"):
+        Objective("cvae")(out, y)
+
+
+def test_wrong_scale_weights():
+    with pytest.raises(ValueError, match="scale_weights"):
+        multiscale_nll([torch.zeros(1, 2, 4, 4)], torch.zeros(1, 4, 4, dtype=torch.long), [1, 1])

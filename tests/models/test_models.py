@@ -1,0 +1,156 @@
+"""Shapes, gradient flow, sampling behaviour and robustness of every model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segcvae.losses import build_objective
+from segcvae.models import BaselineCNN, SegCVAE, create_model
+from tests.conftest import tiny_config
+
+
+class BaseModelTester:
+    """Generic checks; a subclass names the objective and latent type (smp's BaseModelTester)."""
+
+    objective = "hybrid"
+    latent = "spatial"
+
+    def model(self, seed: int = 0):
+        torch.manual_seed(seed)
+        return create_model(tiny_config(self.objective, self.latent), num_classes=3)
+
+    def test_shapes_at_every_scale(self, batch):
+        x, y = batch
+        out = self.model()(x, y)
+        for s, logits in zip((4, 2, 1), out.y_hat, strict=True):
+            assert logits.shape == (2, 3, 32 // s, 32 // s)
+        assert out.logits.shape == (2, 3, 32, 32)
+        for path in (out.logits_prior, out.logits_posterior):
+            if path is not None:
+                assert [tuple(t.shape) for t in path] == [
+                    (2, 3, 8, 8),
+                    (2, 3, 16, 16),
+                    (2, 3, 32, 32),
+                ]
+
+    def test_loss_backward_reaches_every_network(self, batch):
+        x, y = batch
+        model = self.model()
+        terms = build_objective(tiny_config(self.objective).loss)(model(x, y), y)
+        assert torch.isfinite(terms["loss"])
+        terms["loss"].backward()
+        nets = {"baseline": model}
+        if isinstance(model, SegCVAE):
+            nets = {n: getattr(model, n) for n in ("baseline", "prior_net", "generation_net")}
+            if model.recognition_net is not None:
+                nets["recognition_net"] = model.recognition_net
+        for name, net in nets.items():
+            grads = [p.grad for p in net.parameters()]
+            assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+    def test_deterministic_prediction_is_repeatable(self, batch):
+        model = self.model().eval()
+        x, _ = batch
+        assert torch.equal(model.predict(x), model.predict(x))
+
+    def test_sample_shape(self, batch):
+        model = self.model().eval()
+        assert model.sample(batch[0], 5).shape == (2, 5, 3, 32, 32)
+
+    def test_no_state_kept_between_calls(self, batch):
+        model = self.model()
+        before = set(vars(model))
+        model(*batch)
+        assert set(vars(model)) == before
+
+
+class TestCNN(BaseModelTester):
+    objective = "cnn"
+
+
+class TestGSNN(BaseModelTester):
+    objective = "gsnn"
+
+
+class TestCVAE(BaseModelTester):
+    objective = "cvae"
+
+
+class TestHybrid(BaseModelTester):
+    objective = "hybrid"
+
+
+class TestHybridGlobalLatent(BaseModelTester):
+    objective = "hybrid"
+    latent = "global"
+
+
+def test_model_types_follow_objective():
+    assert isinstance(create_model(tiny_config("cnn"), 3), BaselineCNN)
+    assert create_model(tiny_config("gsnn"), 3).recognition_net is None
+    assert create_model(tiny_config("cvae"), 3).recognition_net is not None
+
+
+def test_hypotheses_differ(batch):
+    torch.manual_seed(0)
+    model = create_model(tiny_config("hybrid"), 3).eval()
+    s = model.sample(batch[0], 4)
+    assert not torch.allclose(s[:, 0], s[:, 1])
+
+
+def test_global_latent_is_one_vector_per_image(batch):
+    model = create_model(tiny_config("hybrid", "global"), 3)
+    out = model(*batch)
+    assert out.prior.event_shape == (4, 1, 1)
+
+
+def test_log_variance_is_bounded_under_extreme_inputs(batch):
+    model = create_model(tiny_config("hybrid"), 3)
+    out = model(batch[0] * 1e4, batch[1])
+    for dist in (out.prior, out.posterior):
+        logvar = 2 * dist.base_dist.scale.log()
+        assert logvar.min() >= -10 - 1e-4 and logvar.max() <= 4 + 1e-4
+
+
+def test_long_random_training_stays_finite():
+    torch.manual_seed(0)
+    cfg = tiny_config("hybrid")
+    model = create_model(cfg, 3)
+    objective = build_objective(cfg.loss)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(40):
+        x = torch.randn(2, 3, 32, 32) * (1 + 10 * (step % 3))
+        y = torch.randint(0, 3, (2, 32, 32))
+        terms = objective(model(x, y), y, step)
+        assert all(torch.isfinite(v) for v in terms.values()), (step, terms)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "mobilenet_v2", "tu-test_resnet"])
+def test_any_smp_encoder(encoder, batch):
+    cfg = tiny_config("hybrid")
+    cfg.model.encoder_name = encoder
+    out = create_model(cfg, 3)(*batch)
+    assert out.logits.shape == (2, 3, 32, 32)
+
+
+def test_wrong_encoder_name_lists_valid_names():
+    cfg = tiny_config("cnn")
+    cfg.model.encoder_name = "resnet_does_not_exist"
+    with pytest.raises(KeyError, match="resnet18"):
+        create_model(cfg, 3)
+
+
+def test_unknown_objective():
+    with pytest.raises(KeyError, match="hybrid"):
+        create_model(tiny_config("vae"), 3)
+
+
+def test_image_size_must_fit_encoder_depth():
+    model = create_model(tiny_config("cnn"), 3)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        model(torch.randn(1, 3, 40, 40))

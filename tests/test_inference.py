@@ -1,0 +1,33 @@
+"""Prediction modes and uncertainty maps."""
+
+from __future__ import annotations
+
+import torch
+
+from segcvae.inference import predict_probs, sample_probs, uncertainty
+from segcvae.models import create_model
+from tests.conftest import tiny_config
+
+
+def test_modes_return_probabilities(batch):
+    model = create_model(tiny_config("hybrid"), 3).eval()
+    for mode in ("deterministic", "mean"):
+        p = predict_probs(model, batch[0], mode, n=3)
+        assert p.shape == (2, 3, 32, 32) and torch.allclose(p.sum(1), torch.ones(2, 32, 32))
+    assert sample_probs(model, batch[0], 4).shape == (2, 4, 3, 32, 32)
+
+
+def test_uncertainty_identical_samples_have_no_mutual_information():
+    p = torch.softmax(torch.randn(1, 1, 3, 4, 4), 2).expand(1, 5, 3, 4, 4)
+    u = uncertainty(p)
+    assert torch.allclose(u["mutual_information"], torch.zeros(1, 4, 4), atol=1e-5)
+    assert torch.allclose(u["entropy"], u["expected_entropy"], atol=1e-5)
+
+
+def test_uncertainty_disagreeing_samples():
+    a = torch.tensor([1.0, 0.0]).view(1, 1, 2, 1, 1)
+    b = torch.tensor([0.0, 1.0]).view(1, 1, 2, 1, 1)
+    u = uncertainty(torch.cat([a, b], 1))
+    assert torch.allclose(
+        u["mutual_information"], torch.full((1, 1, 1), torch.log(torch.tensor(2.0)))
+    )
