@@ -1,0 +1,144 @@
+"""Datasets and transforms: ``build_dataset(cfg.data, split, transform)`` and ``build_transforms``.
+
+Every dataset returns ``{"image", "mask", "id"}`` items (shapes adds ``"masks"``) and has
+``num_classes``, ``class_names`` and ``palette``. See :class:`SegmentationDataset` for the item
+types with and without a transform, and for how bad samples are handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from segcvae.config import DataConfig
+from segcvae.data.base import Sample, SegmentationDataset
+from segcvae.data.cub import CUBDataset
+from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
+from segcvae.data.folder import FolderDataset
+from segcvae.data.lfw import LFWPartsDataset
+from segcvae.data.shapes import ShapesDataset
+from segcvae.data.transforms import BlockOmission, build_transforms
+
+Transform = Callable[..., dict[str, Any]]
+
+
+def _lfw(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    return LFWPartsDataset(
+        root=_root(cfg),
+        split=split,
+        masks_dir=cfg.lfw_masks or None,
+        colour_tolerance=cfg.colour_tolerance,
+        transform=transform,
+        on_bad_sample=cfg.on_bad_sample,
+        ignore_index=cfg.ignore_index,
+    )
+
+
+def _cub(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    return CUBDataset(
+        root=_root(cfg),
+        split=split,
+        classes=cfg.cub_classes,
+        segmentations_dir=cfg.cub_segmentations or None,
+        mask_threshold=cfg.cub_mask_threshold,
+        crop=cfg.cub_crop,
+        crop_margin=cfg.cub_crop_margin,
+        val_ratio=cfg.cub_val_ratio,
+        split_seed=cfg.split_seed,
+        transform=transform,
+        on_bad_sample=cfg.on_bad_sample,
+        ignore_index=cfg.ignore_index,
+    )
+
+
+def _folder(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    return FolderDataset(
+        root=_root(cfg),
+        split=split,
+        images=cfg.folder_images,
+        masks=cfg.folder_masks,
+        palette=cfg.folder_palette,
+        class_names=cfg.folder_classes,
+        splits_dir=cfg.folder_splits or None,
+        val_ratio=cfg.folder_val_ratio,
+        test_ratio=cfg.folder_test_ratio,
+        split_seed=cfg.split_seed,
+        colour_tolerance=cfg.colour_tolerance,
+        transform=transform,
+        on_bad_sample=cfg.on_bad_sample,
+        ignore_index=cfg.ignore_index,
+    )
+
+
+def _shapes(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    sizes = {
+        "train": cfg.shapes_train_size,
+        "val": cfg.shapes_val_size,
+        "test": cfg.shapes_test_size,
+    }
+    return ShapesDataset(
+        split=split,
+        size=sizes.get(split, 0),
+        image_size=cfg.image_size,
+        num_shapes=cfg.shapes_classes,
+        completions=cfg.shapes_completions,
+        difficulty=cfg.shapes_difficulty,
+        seed=cfg.shapes_seed,
+        transform=transform,
+        ignore_index=cfg.ignore_index,
+    )
+
+
+DATASETS: dict[str, Callable[[DataConfig, str, Transform | None], SegmentationDataset]] = {
+    "lfw": _lfw,
+    "cub": _cub,
+    "folder": _folder,
+    "shapes": _shapes,
+}
+
+
+def _root(cfg: DataConfig) -> str:
+    if not cfg.root:
+        raise DataError(f"data.root is empty; the {cfg.name} dataset needs its folder")
+    return cfg.root
+
+
+def build_dataset(
+    cfg: DataConfig, split: str, transform: Transform | None = None
+) -> SegmentationDataset:
+    """Build the dataset named by ``cfg.name`` for one split.
+
+    Args:
+        cfg: the ``data`` section of the config.
+        split: "train", "val" or "test".
+        transform: e.g. ``build_transforms(cfg, split)``; None returns raw numpy items.
+
+    Returns:
+        A torch Dataset of ``{"image", "mask", "id"}`` dicts (shapes also ``"masks"``).
+
+    Raises:
+        KeyError: unknown dataset name (the message lists the valid names).
+        ValueError: unknown split or invalid option.
+        DataError: missing or malformed files (the message names them).
+    """
+    if cfg.name not in DATASETS:
+        raise KeyError(f"unknown dataset {cfg.name!r}; valid names: {', '.join(DATASETS)}")
+    return DATASETS[cfg.name](cfg, split, transform)
+
+
+__all__ = [
+    "DATASETS",
+    "BlockOmission",
+    "CUBDataset",
+    "DataError",
+    "FolderDataset",
+    "LFWPartsDataset",
+    "Sample",
+    "SegmentationDataset",
+    "ShapesDataset",
+    "build_dataset",
+    "build_transforms",
+    "colours_to_index",
+    "read_image",
+    "read_mask",
+]

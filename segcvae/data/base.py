@@ -1,0 +1,220 @@
+"""Shared behaviour of all datasets: the item contract, transforms, and bad-sample handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from segcvae.data.files import DataError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+BAD_SAMPLE_POLICIES = ("error", "skip")
+
+
+@dataclass
+class Sample:
+    """One raw item before transforms.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) uint8 class indices (``ignore_index`` allowed).
+        id: a name that identifies the item within its dataset.
+        masks: (M, H, W) uint8, all plausible masks, or None.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    id: str
+    masks: np.ndarray | None = None
+
+
+def check_split(split: str) -> str:
+    """Return ``split`` if it is one of train / val / test, else raise ValueError."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return split
+
+
+def check_same_size(sample: Sample, image_path: Any, mask_path: Any) -> None:
+    """Raise DataError naming both files if the image and mask sizes differ."""
+    if sample.image.shape[:2] != sample.mask.shape[:2]:
+        raise DataError(
+            f"{mask_path}: mask is {sample.mask.shape[1]}x{sample.mask.shape[0]} (WxH) but its "
+            f"image {image_path} is {sample.image.shape[1]}x{sample.image.shape[0]}; expected the "
+            "same size"
+        )
+
+
+def drop_missing(
+    items: list[Any],
+    missing: list[str],
+    on_bad_sample: str,
+    what: str,
+    hint: str = "",
+) -> list[Any]:
+    """Apply the bad-sample policy to items whose files are missing.
+
+    Args:
+        items: the items that are complete.
+        missing: descriptions (paths) of the files that are missing, one per incomplete item.
+        on_bad_sample: "error" raises, "skip" logs the count and keeps ``items``.
+        what: which list the items came from (named in the message).
+        hint: extra advice appended to the message.
+    """
+    if not missing:
+        return items
+    total = len(items) + len(missing)
+    shown = "; ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+    message = f"{len(missing)} of {total} items listed in {what} have missing files: {shown}"
+    if hint:
+        message += f" ({hint})"
+    if on_bad_sample == "error":
+        raise DataError(message)
+    logger.warning("skipping %s", message)
+    return items
+
+
+class SegmentationDataset(Dataset):
+    """Base class: subclasses implement ``__len__`` and ``load(index) -> Sample``.
+
+    ``__getitem__`` returns ``{"image", "mask", "id"}`` (plus ``"masks"`` where the dataset has
+    several plausible masks). Without a transform the image is (H, W, 3) uint8 and the mask
+    (H, W) int64 numpy; with an albumentations transform ending in ``ToTensorV2`` the image is a
+    float tensor (3, H, W) and the mask an int64 tensor (H, W) (``masks``: (M, H, W) int64).
+
+    Bad items: with ``on_bad_sample="error"`` a :class:`DataError` naming the file propagates; with
+    ``"skip"`` the item is replaced by the next readable one, and every skip is logged (warning)
+    with the running count, kept in ``num_skipped`` (per process: each DataLoader worker counts its
+    own).
+
+    Augmentation randomness follows torch's seeding, as the DataLoader's own does: the transform
+    is reseeded from ``torch.initial_seed()`` in the main process and from the per-worker seed in
+    each DataLoader worker, so workers never repeat each other's flips and blocks.
+
+    Attributes:
+        class_names: one name per class, index order.
+        palette: one RGB colour per class, for visualisation.
+        ignore_index: mask value excluded from losses and metrics.
+    """
+
+    class_names: list[str]
+    palette: list[tuple[int, int, int]]
+
+    def __init__(
+        self,
+        split: str,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        on_bad_sample: str = "error",
+        ignore_index: int = 255,
+    ) -> None:
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(
+                f"on_bad_sample={on_bad_sample!r}; valid values: {', '.join(BAD_SAMPLE_POLICIES)}"
+            )
+        if not 0 <= ignore_index <= 255:
+            raise ValueError(
+                f"ignore_index={ignore_index}; expected 0..255 (masks are read as 8-bit labels)"
+            )
+        self.split = check_split(split)
+        self.transform = transform
+        self.on_bad_sample = on_bad_sample
+        self.ignore_index = ignore_index
+        self.num_skipped = 0
+        self._bad: dict[int, str] = {}
+        self._transform_seed: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (background included)."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> Sample:
+        """Read item ``index`` without transforms; raise DataError for a bad item."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a split of {n} items")
+        index %= n
+        for step in range(n):
+            j = (index + step) % n
+            if j in self._bad:
+                continue
+            try:
+                sample = self.load(j)
+            except DataError as e:
+                if self.on_bad_sample == "error":
+                    raise
+                self._bad[j] = str(e)
+                self.num_skipped += 1
+                logger.warning(
+                    "skipping bad sample %d of %s split (%s); %d skipped so far in this process",
+                    j,
+                    self.split,
+                    e,
+                    self.num_skipped,
+                )
+                continue
+            return self._finish(sample)
+        raise DataError(f"no readable item in the {self.split} split: all {n} items are bad")
+
+    def _finish(self, sample: Sample) -> dict[str, Any]:
+        if self.transform is None:
+            item: dict[str, Any] = {
+                "image": sample.image,
+                "mask": sample.mask.astype(np.int64),
+                "id": sample.id,
+            }
+            if sample.masks is not None:
+                item["masks"] = sample.masks.astype(np.int64)
+            return item
+        self._seed_transform()
+        data = {"image": sample.image, "mask": sample.mask}
+        if sample.masks is not None:
+            data["masks"] = sample.masks
+        out = self.transform(**data)
+        item = {"image": out["image"], "mask": _as_long(out["mask"]), "id": sample.id}
+        if sample.masks is not None:
+            item["masks"] = _as_long(out["masks"])
+        return item
+
+    def _seed_transform(self) -> None:
+        set_seed = getattr(self.transform, "set_random_seed", None)
+        if set_seed is None:
+            return
+        info = torch.utils.data.get_worker_info()
+        seed = (info.seed if info is not None else torch.initial_seed()) % 2**32
+        if seed != self._transform_seed:
+            set_seed(seed)
+            self._transform_seed = seed
+
+
+def _as_long(mask: Any) -> Any:
+    if isinstance(mask, torch.Tensor):
+        return mask.long()
+    if isinstance(mask, (list, tuple)):
+        return torch.stack([torch.as_tensor(np.asarray(m)) for m in mask]).long()
+    return np.asarray(mask).astype(np.int64)
+
+
+__all__ = [
+    "BAD_SAMPLE_POLICIES",
+    "SPLITS",
+    "Sample",
+    "SegmentationDataset",
+    "check_same_size",
+    "check_split",
+    "drop_missing",
+]
