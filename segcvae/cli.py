@@ -1,0 +1,394 @@
+"""Command-line entry points: ``segcvae train|evaluate|predict|benchmark``.
+
+``tools/train.py``, ``tools/evaluate.py`` and ``tools/predict.py`` call the same functions
+(:func:`train_main`, :func:`evaluate_main`, :func:`predict_main`). Each parses its arguments,
+builds what it needs from a config or a checkpoint, and calls the engine.
+
+Exit codes: 0 success, 1 a failure during the run (e.g. unreadable prediction inputs, too many
+non-finite losses), 2 a usage or configuration error (the message names the key, file or path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("segcvae")
+
+USAGE_ERROR = 2
+RUN_ERROR = 1
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log through ``tqdm.write`` so messages do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool = False) -> None:
+    """INFO on rank 0 (WARNING with ``quiet`` or on other ranks), to stderr."""
+    rank = int(os.environ.get("RANK", "0"))
+    logger = logging.getLogger("segcvae")
+    logger.handlers.clear()
+    handler = _TqdmHandler()
+    handler.setFormatter(
+        logging.Formatter("%(message)s" if rank == 0 else f"[rank {rank}] %(message)s")
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet or rank != 0 else logging.INFO)
+    logger.propagate = False
+
+
+def _split_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[Any, list[str]]:
+    """Parse known options; ``section.key=value`` and ``--section.key=value`` become overrides."""
+    args, rest = parser.parse_known_args(argv)
+    overrides = list(getattr(args, "overrides", []) or [])
+    for item in rest:
+        body = item[2:] if item.startswith("--") else item
+        if "=" in body and "." in body.split("=", 1)[0]:
+            overrides.append(body)
+        else:
+            parser.error(f"unrecognized argument: {item}")
+    return args, overrides
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """Errors reported as a one-line message with exit code 2 rather than a traceback."""
+    from segcvae.config import ConfigError
+    from segcvae.data import DataError
+    from segcvae.engine.checkpoint import CheckpointError
+
+    # ValueError: invalid settings found while building (an unknown split, a batch larger than the
+    # data, ...); ConfigError and DataError are ValueErrors too.
+    return (ConfigError, DataError, CheckpointError, FileNotFoundError, KeyError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------- train
+def train_parser(prog: str = "segcvae train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Train a model. Without --config, trains the embedded default "
+        "(configs/shapes_hybrid.yaml = the defaults in segcvae/config.py).",
+        epilog="Overrides: section.key=value (or --section.key=value), e.g. train.steps=200 "
+        "data.root=/path/to/lfw. Multi-GPU: torchrun --nproc_per_node=N tools/train.py ...",
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="experiment YAML (default: embedded default)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="run folder (default: runs/<config name>)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt if present")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    return p
+
+
+def train_main(argv: Sequence[str] | None = None, prog: str = "segcvae train") -> int:
+    """``tools/train.py``: config (+ overrides) -> run folder with checkpoints, logs, pictures."""
+    parser = train_parser(prog)
+    args, overrides = _split_overrides(parser, argv)
+    setup_logging(args.quiet)
+    from segcvae.config import Config, ConfigError, apply_overrides
+
+    out = args.out or Path("runs") / (args.config.stem if args.config else "default")
+    last = out / "last.pt"
+    resuming = args.resume and last.is_file()
+    if not resuming:  # check the config before the (slow) import of the engine
+        try:
+            cfg = Config.from_yaml(args.config, overrides)
+        except ConfigError as e:
+            return _fail(str(e), USAGE_ERROR)
+    from segcvae.engine.checkpoint import load_checkpoint
+    from segcvae.engine.trainer import NonFiniteLossError, train
+
+    try:
+        if resuming:
+            # The run's own config, so that a resumed run is the run that was started.
+            if args.config is not None:
+                log.warning(
+                    "--resume: using the config stored in %s; --config %s is ignored",
+                    last,
+                    args.config,
+                )
+            stored = load_checkpoint(last)["config"]
+            cfg = Config.from_dict(apply_overrides(stored, overrides), f"{last} config")
+        progress = not args.no_progress and not args.quiet and sys.stderr.isatty()
+        summary = train(cfg, out, resume=args.resume, progress=progress)
+    except NonFiniteLossError as e:
+        return _fail(str(e), RUN_ERROR)
+    except _errors() as e:
+        return _fail(_message(e), USAGE_ERROR)
+    if int(os.environ.get("RANK", "0")) == 0 and not args.quiet:
+        val = summary.get("val") or {}
+        shown = ", ".join(
+            f"{k} {val[k]:.4f}"
+            for k in ("mean_iou", "pixel_accuracy", "nll", "ged")
+            if isinstance(val.get(k), float)
+        )
+        print(f"run folder: {out}  (step {summary['step']}; {shown})")
+        print(f"look at: {out / 'curves.png'}, {out / 'samples'}/, {out / 'metrics.jsonl'}")
+        print(
+            f"next: segcvae evaluate --ckpt {out / 'best.pt'}   segcvae predict --ckpt {out / 'best.pt'} --input IMG --out DIR"
+        )
+    return 0
+
+
+# ------------------------------------------------------------------------------------- evaluate
+def evaluate_parser(prog: str = "segcvae evaluate") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Evaluate a checkpoint on a dataset split.")
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. RUN_DIR/best.pt)")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="default: test"
+    )
+    p.add_argument(
+        "--samples", type=int, default=None, help="S for the likelihood (default: eval.samples)"
+    )
+    p.add_argument(
+        "--hypotheses",
+        type=int,
+        default=None,
+        help="hypotheses for GED / HM-IoU (default: eval.hypotheses)",
+    )
+    p.add_argument("--omission", action="store_true", help="seeded block omission on the images")
+    p.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)"
+    )
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--grid", type=Path, default=None, help="write a sample grid PNG here")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "overrides", nargs="*", metavar="section.key=value", help="e.g. data.root=/moved/lfw"
+    )
+    return p
+
+
+def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evaluate") -> int:
+    """``tools/evaluate.py``: checkpoint -> table on stdout (+ JSON)."""
+    parser = evaluate_parser(prog)
+    args, overrides = _split_overrides(parser, argv)
+    setup_logging(args.quiet)
+    from segcvae.data import build_transforms
+    from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from segcvae.engine.data import eval_loader, open_dataset
+    from segcvae.engine.distributed import resolve_device
+    from segcvae.engine.evaluation import evaluate, format_table, save_sample_grid
+
+    try:
+        ckpt = load_checkpoint(args.ckpt)
+        model, cfg = model_from_checkpoint(ckpt, "cpu", overrides)
+        model.to(resolve_device(args.device or cfg.train.device))
+        meta = ckpt["meta"]
+        transform = build_transforms(
+            cfg.data, args.split, omission=args.omission, omission_seed=cfg.eval.omission_seed
+        )
+        dataset = open_dataset(cfg.data, args.split, transform)
+    except _errors() as e:
+        return _fail(_message(e), USAGE_ERROR)
+    if int(dataset.num_classes) != int(meta["num_classes"]):
+        return _fail(
+            f"{args.ckpt} was trained with {meta['num_classes']} classes, the {args.split} data has "
+            f"{dataset.num_classes}",
+            USAGE_ERROR,
+        )
+    samples = cfg.eval.samples if args.samples is None else args.samples
+    hypotheses = cfg.eval.hypotheses if args.hypotheses is None else args.hypotheses
+    loader = eval_loader(dataset, args.batch_size or cfg.eval.batch_size, cfg.data.num_workers)
+    result = evaluate(
+        model,
+        loader,
+        int(meta["num_classes"]),
+        cfg.data.ignore_index,
+        samples=samples,
+        hypotheses=hypotheses,
+        max_images=args.max_images,
+        num_vis=cfg.eval.num_vis if args.grid else 0,
+        seed=cfg.train.seed,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    report = {
+        "checkpoint": str(args.ckpt),
+        "step": int(ckpt["step"]),
+        "objective": cfg.loss.objective,
+        "dataset": cfg.data.name,
+        "split": args.split,
+        "omission": bool(args.omission),
+        "samples": samples,
+        "hypotheses": hypotheses,
+        **result.metrics,
+        "class_names": list(meta["class_names"]),
+    }
+    print(
+        f"{args.ckpt} (step {report['step']}, {cfg.loss.objective}) on {cfg.data.name}/{args.split}"
+        + (" with block omission" if args.omission else "")
+    )
+    print(format_table(result.metrics, list(meta["class_names"])))
+    if args.json:
+        from segcvae.engine.logger import _jsonable
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+        log.info("wrote %s", args.json)
+    if args.grid and result.vis is not None:
+        args.grid.parent.mkdir(parents=True, exist_ok=True)
+        save_sample_grid(result.vis, args.grid, meta["palette"], cfg.data.mean, cfg.data.std)
+        log.info("wrote %s", args.grid)
+    return 0
+
+
+# -------------------------------------------------------------------------------------- predict
+def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Segment image files. Writes <stem>_mask.png (class indices with a palette, at "
+        "the input's size), <stem>_overlay.png, <stem>_samples.png and <stem>_uncertainty.png.",
+    )
+    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument(
+        "--input", nargs="+", required=True, metavar="PATH", help="files, folders or globs"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--samples", type=int, default=8, help="hypotheses in the samples grid (default 8)"
+    )
+    p.add_argument(
+        "--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)"
+    )
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict") -> int:
+    """``tools/predict.py``: checkpoint + images -> masks, overlays, samples, uncertainty maps."""
+    parser = predict_parser(prog)
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    from segcvae.data import DataError, build_transforms, read_image
+    from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from segcvae.engine.distributed import resolve_device
+    from segcvae.engine.predict import expand_inputs, predict_image, write_prediction
+
+    try:
+        ckpt = load_checkpoint(args.ckpt)
+        model, cfg = model_from_checkpoint(ckpt, "cpu")
+        model.to(resolve_device(args.device or cfg.train.device))
+        transform = build_transforms(cfg.data, "test")
+    except _errors() as e:
+        return _fail(_message(e), USAGE_ERROR)
+    meta = ckpt["meta"]
+    palette = [list(c) for c in meta["palette"]]
+    paths = expand_inputs(args.input)
+    if not paths:
+        return _fail(f"no input images found in {args.input}", USAGE_ERROR)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    used: dict[str, int] = {}
+    for path in paths:
+        try:
+            image = read_image(path)
+        except (DataError, OSError) as e:  # a DataError names the file
+            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
+            failed.append(str(path))
+            continue
+        stem = path.stem
+        if stem in used:  # same name from different folders: keep both
+            used[stem] += 1
+            stem = f"{stem}_{used[stem]}"
+        else:
+            used[stem] = 0
+        pred = predict_image(model, image, transform, n_samples=args.samples)
+        written = write_prediction(args.out, stem, image, pred, palette, int(meta["num_classes"]))
+        log.info("%s -> %s", path, ", ".join(p.name for p in written))
+    done = len(paths) - len(failed)
+    print(f"{done} of {len(paths)} images segmented into {args.out}")
+    if failed:
+        print(f"error: {len(failed)} unreadable input(s): {', '.join(failed)}", file=sys.stderr)
+        return RUN_ERROR
+    return 0
+
+
+# ------------------------------------------------------------------------------------ benchmark
+def benchmark_main(argv: Sequence[str] | None = None) -> int:
+    """Forward to ``segcvae.benchmark.main`` (or ``tools/benchmark.py`` in a source checkout)."""
+    main_fn = None
+    if importlib.util.find_spec("segcvae.benchmark") is not None:
+        main_fn = importlib.import_module("segcvae.benchmark").main
+    else:
+        script = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+        if script.is_file():
+            spec = importlib.util.spec_from_file_location("segcvae_tools_benchmark", script)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            main_fn = module.main
+    if main_fn is None:
+        return _fail(
+            "benchmark is not available (no segcvae.benchmark module or tools/benchmark.py)",
+            USAGE_ERROR,
+        )
+    result = main_fn(list(argv) if argv is not None else None)
+    return int(result or 0)
+
+
+COMMANDS = {
+    "train": train_main,
+    "evaluate": evaluate_main,
+    "predict": predict_main,
+    "benchmark": benchmark_main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``segcvae COMMAND [ARGS]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(
+            "usage: segcvae {train,evaluate,predict,benchmark} [ARGS]\n\n"
+            "  train      train from a config (default: the embedded shapes_hybrid job)\n"
+            "  evaluate   metrics of a checkpoint on a split (pixel accuracy, IoU, NLL, GED)\n"
+            "  predict    masks, overlays, samples and uncertainty maps for image files\n"
+            "  benchmark  speed and memory of the models\n\n"
+            "segcvae COMMAND --help for the options of a command.",
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}", file=sys.stderr)
+            return USAGE_ERROR
+        return 0 if argv else USAGE_ERROR
+    command, rest = argv[0], argv[1:]
+    if command == "benchmark":
+        return benchmark_main(rest)
+    return COMMANDS[command](rest, prog=f"segcvae {command}")
+
+
+def _message(e: BaseException) -> str:
+    # KeyError quotes its message; show it plainly.
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

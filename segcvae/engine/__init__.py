@@ -1,0 +1,65 @@
+"""Training and evaluation engine: loop (DDP-aware), evaluation, atomic checkpoints, logging."""
+
+from segcvae.engine.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    model_from_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from segcvae.engine.data import (
+    ItemSeededTransform,
+    ResumableSampler,
+    SeededAugmentation,
+    collate,
+    eval_loader,
+    train_loader,
+)
+from segcvae.engine.distributed import (
+    DistInfo,
+    cleanup_distributed,
+    init_distributed,
+    resolve_device,
+)
+from segcvae.engine.evaluation import EvalResult, VisBatch, evaluate, format_table, save_sample_grid
+from segcvae.engine.logger import RunLogger
+from segcvae.engine.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    train,
+)
+
+__all__ = [
+    "CheckpointError",
+    "DistInfo",
+    "EvalResult",
+    "ItemSeededTransform",
+    "NonFiniteLossError",
+    "ResumableSampler",
+    "RunLogger",
+    "SeededAugmentation",
+    "Trainer",
+    "VisBatch",
+    "atomic_save",
+    "build_optimizer",
+    "build_scheduler",
+    "capture_rng_state",
+    "cleanup_distributed",
+    "collate",
+    "eval_loader",
+    "evaluate",
+    "format_table",
+    "init_distributed",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "resolve_device",
+    "restore_rng_state",
+    "save_checkpoint",
+    "save_sample_grid",
+    "train",
+    "train_loader",
+]

@@ -1,0 +1,212 @@
+"""Data loading for the trainer: an order that survives a resume, and augmentations seeded per item.
+
+Exact resume needs the batches after step ``t`` to be the same whether or not the run was stopped
+at ``t``. Two things make that so:
+
+* :class:`ResumableSampler` is a ``DistributedSampler`` (epoch-seeded shuffling, one shard per
+  rank) that can start part-way into an epoch, so a resumed run skips the batches already consumed
+  without loading them.
+* :class:`SeededAugmentation` reseeds the dataset's albumentations pipeline from
+  ``(seed, epoch, index)`` before each item, so an item's augmentation does not depend on which
+  worker loads it or on what was drawn before.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from segcvae.config import DataConfig
+from segcvae.data import DataError, build_dataset
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` whose epoch can start at a given batch.
+
+    Args:
+        dataset: The dataset to shard.
+        num_replicas: World size.
+        rank: This process's rank.
+        shuffle: Shuffle with ``seed + epoch`` (as ``DistributedSampler``).
+        seed: Shuffling seed.
+        drop_last: Drop the tail so every rank sees the same number of items.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's permutation and skip its first ``start`` items (of this rank)."""
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.start)
+
+
+class ItemSeededTransform:
+    """An albumentations pipeline whose random state is set from outside before each item.
+
+    Pass it to ``build_dataset`` instead of the ``Compose`` itself. It has no ``set_random_seed``,
+    so the dataset leaves its seeding to :class:`SeededAugmentation`.
+
+    Args:
+        transform: An albumentations ``Compose``.
+    """
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def reseed(self, key: list[int]) -> None:
+        """Set the pipeline's numpy and python generators from the integers in ``key``."""
+        seq = np.random.SeedSequence(key)
+        py_seed = int(seq.generate_state(1)[0])
+        self.transform.set_random_state(np.random.default_rng(seq), random.Random(py_seed))
+
+    def __call__(self, **data: Any) -> dict[str, Any]:
+        return self.transform(**data)
+
+
+class SeededAugmentation(Dataset):
+    """Wrap a dataset built with an :class:`ItemSeededTransform`; seed it per item.
+
+    The random state used for item ``i`` in epoch ``e`` is a function of ``(seed, e, i)`` only.
+    Call :meth:`set_epoch` before creating each epoch's iterator (workers copy the wrapper then;
+    do not use ``persistent_workers``).
+
+    Args:
+        dataset: A dataset from ``build_dataset(cfg, split, transform)``.
+        transform: The ``transform`` that dataset was built with.
+        seed: Base seed (``train.seed``).
+    """
+
+    def __init__(self, dataset: Dataset, transform: ItemSeededTransform, seed: int) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        self.transform.reseed([self.seed, self.epoch, int(index)])
+        return self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        # num_classes, class_names, palette, ... come from the wrapped dataset.
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def open_dataset(cfg: DataConfig, split: str, transform: Any = None) -> Any:
+    """``build_dataset``, with a pointer to ``datasets/<name>/README.md`` when files are missing.
+
+    Raises:
+        DataError: The data module's message (naming the path), plus where to read about the
+            expected layout.
+    """
+    try:
+        return build_dataset(cfg, split, transform)
+    except DataError as e:
+        message = str(e)
+        if "README" not in message and cfg.name != "shapes":
+            message += (
+                f" (see datasets/{cfg.name}/README.md for where to get the {cfg.name} data and "
+                "the layout expected under data.root)"
+            )
+            raise DataError(message) from e
+        raise
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors, keep ids as a list of strings."""
+    batch: dict[str, Any] = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], np.ndarray):
+            batch[key] = torch.from_numpy(np.stack(values))
+        else:
+            batch[key] = values
+    return batch
+
+
+def train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, ResumableSampler]:
+    """A training ``DataLoader`` over a :class:`ResumableSampler` (per-rank ``batch_size``).
+
+    The loader gets its own generator, so creating an iterator never draws from the global torch
+    RNG (which would make a resumed run diverge).
+    """
+    sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    if len(sampler) < batch_size:
+        raise ValueError(
+            f"the training split has {len(dataset)} items ({len(sampler)} per process), "  # type: ignore[arg-type]
+            f"fewer than one batch of {batch_size}: lower train.batch_size"
+        )
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=True,
+        pin_memory=pin_memory,
+        generator=generator,
+    )
+    return loader, sampler
+
+
+def eval_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool = False
+) -> DataLoader:
+    """A sequential evaluation ``DataLoader``."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=False,
+        pin_memory=pin_memory,
+    )

@@ -1,0 +1,500 @@
+"""The training loop: data -> model -> objective -> step, with evaluation, checkpoints and logs.
+
+The trainer knows nothing about a model beyond ``out = model(x, y)`` and
+``terms = objective(out, y, step)``, a dict whose ``"loss"`` is minimised. It runs unchanged in one
+process or under ``torchrun`` (DistributedDataParallel, one data shard per rank; rank 0 alone
+evaluates, logs and writes checkpoints).
+
+Run folder::
+
+    config.yaml      the resolved config
+    last.pt          the latest checkpoint (every ``train.checkpoint_every`` steps and at each evaluation)
+    best.pt          the checkpoint with the best validation mean IoU
+    metrics.jsonl    one JSON object per evaluation (step, mean training losses, validation metrics)
+    train_log.jsonl  mean training losses every ``train.log_every`` steps
+    curves.png       training curves
+    samples/         validation sample grids, one per evaluation
+    tensorboard/     TensorBoard events (when tensorboard is installed)
+
+Exact resume: the data order is a function of ``(seed, epoch)``, augmentations of
+``(seed, epoch, index)``, and the checkpoint holds the model, optimizer, scheduler, scaler and RNG
+states, so on CPU a run stopped after a checkpoint and resumed ends with the same weights as a run
+that was never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import Subset
+from tqdm.auto import tqdm
+
+from segcvae.config import Config, TrainConfig
+from segcvae.data import build_transforms
+from segcvae.engine.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from segcvae.engine.data import (
+    ItemSeededTransform,
+    SeededAugmentation,
+    eval_loader,
+    open_dataset,
+    train_loader,
+)
+from segcvae.engine.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    all_true,
+    cleanup_distributed,
+    init_distributed,
+)
+from segcvae.engine.evaluation import evaluate, save_sample_grid, unwrap
+from segcvae.engine.logger import RunLogger
+from segcvae.losses import build_objective
+from segcvae.models import create_model
+
+log = logging.getLogger("segcvae")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many non-finite losses in a row."""
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with ``train.lr`` and ``train.weight_decay`` (the paper's optimiser)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, lr_decay: float) -> LambdaLR:
+    """``lr_t = lr / (1 + lr_decay * t)``, the paper's decay, stepped once per training step."""
+    return LambdaLR(optimizer, lambda t: 1.0 / (1.0 + lr_decay * t))
+
+
+def dataset_meta(dataset: Any) -> dict[str, Any]:
+    """What a checkpoint needs to know about the training data."""
+    return {
+        "num_classes": int(dataset.num_classes),
+        "class_names": [str(c) for c in dataset.class_names],
+        "palette": [[int(v) for v in rgb] for rgb in dataset.palette],
+    }
+
+
+def _noise_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of the sampling noise of ``rank`` from ``step`` on (ranks draw different noise)."""
+    return (seed * 1_000_003 + rank * 7919 + step) % (2**63)
+
+
+class Trainer:
+    """Builds a run from a config and trains it.
+
+    Args:
+        cfg: The experiment.
+        run_dir: Output folder.
+        dist_info: From :func:`segcvae.engine.distributed.init_distributed`.
+        progress: Show a tqdm progress bar (rank 0); without one, a log line every
+            ``train.log_every`` steps.
+    """
+
+    def __init__(
+        self, cfg: Config, run_dir: str | Path, dist_info: DistInfo, progress: bool = True
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.dist = dist_info
+        self.device = dist_info.device
+        self.progress = progress
+        tc = cfg.train
+        if tc.batch_size % dist_info.world_size:
+            raise ValueError(
+                f"train.batch_size={tc.batch_size} is the global batch and must be divisible by the "
+                f"number of processes ({dist_info.world_size})"
+            )
+        self.batch_size = tc.batch_size // dist_info.world_size
+        random.seed(tc.seed)
+        np.random.seed(tc.seed)
+        torch.manual_seed(tc.seed)
+
+        # Data: every rank trains on its shard; only rank 0 evaluates.
+        train_tf = ItemSeededTransform(build_transforms(cfg.data, "train"))
+        train_set = open_dataset(cfg.data, "train", train_tf)
+        self.meta = dataset_meta(train_set)
+        self.num_classes = self.meta["num_classes"]
+        self.train_set = SeededAugmentation(train_set, train_tf, tc.seed)
+        pin = self.device.type == "cuda"
+        self.loader, self.sampler = train_loader(
+            self.train_set,
+            self.batch_size,
+            cfg.data.num_workers,
+            tc.seed,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
+            pin_memory=pin,
+        )
+        self.val_loader = None
+        if dist_info.is_main:
+            ev = cfg.eval
+            val_tf = build_transforms(
+                cfg.data, ev.split, omission=ev.omission, omission_seed=ev.omission_seed
+            )
+            val_set = open_dataset(cfg.data, ev.split, val_tf)
+            if ev.max_images > 0 and len(val_set) > ev.max_images:
+                val_set = Subset(val_set, range(ev.max_images))
+            self.val_loader = eval_loader(
+                val_set, ev.batch_size, cfg.data.num_workers, pin_memory=pin
+            )
+
+        # Model, objective, optimisation.
+        torch.manual_seed(tc.seed)
+        self.model: nn.Module = create_model(cfg, self.num_classes).to(self.device)
+        self.channels_last = tc.channels_last and self.device.type == "cuda"
+        if tc.channels_last and not self.channels_last:
+            log.warning("train.channels_last is for CUDA; ignored on %s", self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objective = build_objective(cfg.loss).to(self.device)
+        self.optimizer = build_optimizer(self.model, tc)
+        self.scheduler = build_scheduler(self.optimizer, tc.lr_decay)
+        self.amp_dtype, self.amp_enabled = self._amp(tc.amp)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_enabled and self.amp_dtype == torch.float16
+        )
+
+        self.step = 0
+        self.best_metric = -math.inf
+        self.bad_in_row = 0
+        self.skipped = 0
+        self.last_val: dict[str, Any] = {}
+        self.logger = RunLogger(self.run_dir, enabled=dist_info.is_main)
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _amp(self, amp: str) -> tuple[torch.dtype, bool]:
+        dtypes = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        if amp not in dtypes:
+            raise ValueError(f"train.amp must be one of {sorted(dtypes)}, got {amp!r}")
+        if amp != "none" and self.device.type != "cuda":
+            log.warning("train.amp=%s needs CUDA; training in float32 on %s", amp, self.device)
+            return torch.float32, False
+        return dtypes[amp], amp != "none"
+
+    def _wrap_ddp(self) -> None:
+        if not self.dist.distributed:
+            return
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Every objective reaches every parameter of the model it builds (checked for cnn, gsnn,
+        # cvae and hybrid), so DDP need not search the graph for unused ones.
+        self.model = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=ids, find_unused_parameters=False
+        )
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Load ``run_dir/last.pt`` (or ``path``) if it exists; returns whether it did."""
+        path = Path(path) if path is not None else self.run_dir / "last.pt"
+        if not path.is_file():
+            if self.dist.is_main:
+                log.warning("--resume: no checkpoint at %s; starting from step 0", path)
+            return False
+        ckpt = load_checkpoint(path, map_location="cpu")
+        try:
+            unwrap(self.model).load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path} does not fit the configured model: {e}") from e
+        if ckpt.get("optimizer") is not None:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler") is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        best = ckpt.get("best_metric")
+        self.best_metric = -math.inf if best is None else float(best)
+        if self.dist.is_main and ckpt.get("rng") is not None:
+            restore_rng_state(ckpt["rng"])
+        else:
+            torch.manual_seed(_noise_seed(self.cfg.train.seed, self.dist.rank, self.step))
+        self.logger.truncate_after(self.step)
+        if self.dist.is_main:
+            log.info("resumed from %s at step %d", path, self.step)
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to ``train.steps``; returns a summary (step, best mean IoU, last validation metrics)."""
+        tc = self.cfg.train
+        main = self.dist.is_main
+        resumed = self.resume() if resume else False
+        if not resumed:
+            torch.manual_seed(_noise_seed(tc.seed, self.dist.rank, 0))
+        self._wrap_ddp()
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            self.cfg.to_yaml(self.run_dir / "config.yaml")
+            n_params = sum(p.numel() for p in self.model.parameters())
+            log.info(
+                "training %s (%s, %.2fM parameters) on %s for %d steps -> %s",
+                self.cfg.loss.objective,
+                self.cfg.data.name,
+                n_params / 1e6,
+                f"{self.dist.world_size} x {self.device}" if self.dist.distributed else self.device,
+                tc.steps,
+                self.run_dir,
+            )
+
+        steps_per_epoch = self.sampler.num_samples // self.batch_size
+        bar = tqdm(
+            total=tc.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (main and self.progress),
+        )
+        window: dict[str, torch.Tensor] = {}
+        since_eval: dict[str, torch.Tensor] = {}
+        window_n = since_eval_n = 0
+        window_time = since_eval_time = 0.0
+        start = time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                epoch, offset = divmod(self.step, steps_per_epoch)
+                self.sampler.set_epoch(epoch, offset * self.batch_size)
+                self.train_set.set_epoch(epoch)
+                t_batch = time.perf_counter()
+                for batch in self.loader:
+                    terms = self._train_step(batch)
+                    self.step += 1
+                    dt = time.perf_counter() - t_batch
+                    window_time += dt
+                    since_eval_time += dt
+                    if terms is not None:
+                        for k, v in terms.items():
+                            window[k] = window.get(k, 0.0) + v
+                            since_eval[k] = since_eval.get(k, 0.0) + v
+                        window_n += 1
+                        since_eval_n += 1
+                    bar.update(1)
+                    if self.step % max(tc.log_every, 1) == 0 and main:
+                        ips = window_n * tc.batch_size / max(window_time, 1e-9)
+                        means = {k: float(v) / max(window_n, 1) for k, v in window.items()}
+                        self._show(bar, means, ips)
+                        self.logger.log_train(
+                            {
+                                "step": self.step,
+                                "lr": self._lr(),
+                                "images_per_s": ips,
+                                "train": means,
+                            }
+                        )
+                        window, window_n, window_time = {}, 0, 0.0
+                    final = self.step >= tc.steps
+                    do_eval = final or (tc.eval_every > 0 and self.step % tc.eval_every == 0)
+                    if do_eval:
+                        train_means = self._reduce_means(since_eval, since_eval_n)
+                        ips = since_eval_n * tc.batch_size / max(since_eval_time, 1e-9)
+                        if main:
+                            self._evaluate_and_log(train_means, ips, bar)
+                        since_eval, since_eval_n, since_eval_time = {}, 0, 0.0
+                    if main and (
+                        do_eval
+                        or (tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0)
+                    ):
+                        self._save(self.run_dir / "last.pt")
+                    if final:
+                        break
+                    t_batch = time.perf_counter()
+        finally:
+            bar.close()
+            self.logger.close()
+        wall = time.perf_counter() - start
+        summary = {
+            "step": self.step,
+            "best_mean_iou": None if self.best_metric == -math.inf else self.best_metric,
+            "val": self.last_val,
+            "skipped_steps": self.skipped,
+            "wall_s": wall,
+            "run_dir": str(self.run_dir),
+        }
+        if main:
+            log.info(
+                "done: %d steps in %.1f s; best val mean IoU %s",
+                self.step,
+                wall,
+                summary["best_mean_iou"],
+            )
+        return summary
+
+    def _train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+        """One optimisation step; returns the detached loss terms, or None when it was skipped."""
+        tc = self.cfg.train
+        x = batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
+        y = batch["mask"].to(self.device, non_blocking=True)  # (B, H, W)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_enabled):
+            out = self.model(x, y)
+            terms = self.objective(out, y, self.step)
+        loss = terms["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        # Every rank must take the same decision, or DDP's gradient all-reduce would hang.
+        if not all_true(bool(torch.isfinite(loss.detach())), self.device):
+            self.bad_in_row += 1
+            self.skipped += 1
+            msg = (
+                f"step {self.step + 1}: non-finite loss ({float(loss.detach()):.4g}); update skipped "
+                f"({self.bad_in_row} in a row, {self.skipped} in total)"
+            )
+            if self.bad_in_row >= tc.max_bad_steps:
+                raise NonFiniteLossError(
+                    f"{msg}. Stopping after {tc.max_bad_steps} non-finite losses in a row "
+                    "(train.max_bad_steps); the last checkpoint is intact. Try a lower train.lr, "
+                    "train.grad_clip > 0, or train.amp=none."
+                )
+            if self.dist.is_main:
+                log.warning(msg)
+            return None
+        self.bad_in_row = 0
+        self.scaler.scale(loss).backward()
+        if tc.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {k: v.detach().float() for k, v in terms.items() if v.numel() == 1}
+
+    def _reduce_means(self, sums: dict[str, Any], n: int) -> dict[str, float]:
+        """Mean of each loss term over steps since the last evaluation, over all ranks."""
+        keys = sorted(sums)
+        if self.dist.distributed:
+            t = (
+                torch.stack(
+                    [torch.as_tensor(sums[k], device=self.device).float() for k in keys]
+                    + [torch.tensor(float(n), device=self.device)]
+                )
+                if keys
+                else torch.tensor([float(n)], device=self.device)
+            )
+            all_reduce_sum(t)
+            total_n = float(t[-1])
+            return {k: float(t[i]) / max(total_n, 1.0) for i, k in enumerate(keys)}
+        return {k: float(sums[k]) / max(n, 1) for k in keys}
+
+    def _show(self, bar: Any, means: dict[str, float], ips: float) -> None:
+        shown = {k: means[k] for k in ("loss", "nll", "kl") if k in means}
+        if not shown:
+            shown = dict(list(means.items())[:3])
+        if not bar.disable:
+            bar.set_postfix(
+                {**{k: f"{v:.4f}" for k, v in shown.items()}, "img/s": f"{ips:.1f}"}, refresh=False
+            )
+        else:
+            parts = " ".join(f"{k} {v:.4f}" for k, v in shown.items())
+            log.info(
+                "step %d/%d  %s  lr %.3g  %.1f img/s",
+                self.step,
+                self.cfg.train.steps,
+                parts,
+                self._lr(),
+                ips,
+            )
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _evaluate_and_log(self, train_means: dict[str, float], ips: float, bar: Any) -> None:
+        ev = self.cfg.eval
+        assert self.val_loader is not None
+        result = evaluate(
+            self.model,
+            self.val_loader,
+            self.num_classes,
+            self.cfg.data.ignore_index,
+            samples=ev.samples,
+            hypotheses=ev.hypotheses,
+            num_vis=ev.num_vis,
+            seed=self.cfg.train.seed,
+        )
+        val = result.metrics
+        self.last_val = val
+        record = {
+            "step": self.step,
+            "epoch": self.step / max(self.sampler.num_samples // self.batch_size, 1),
+            "lr": self._lr(),
+            "images_per_s": ips,
+            "skipped_steps": self.skipped,
+            "train": train_means,
+            "val": val,
+        }
+        self.logger.log(record)
+        if result.vis is not None:
+            save_sample_grid(
+                result.vis,
+                self.run_dir / "samples" / f"step_{self.step:07d}.png",
+                self.meta["palette"],
+                self.cfg.data.mean,
+                self.cfg.data.std,
+                title=f"{self.cfg.loss.objective} step {self.step}: {ev.split} mean IoU {val['mean_iou']:.3f}",
+            )
+        shown = " ".join(
+            f"{k} {val[k]:.4f}"
+            for k in ("mean_iou", "pixel_accuracy", "nll", "ged", "hm_iou")
+            if k in val
+        )
+        message = f"step {self.step}: train loss {train_means.get('loss', float('nan')):.4f} | {ev.split} {shown}"
+        if bar.disable:
+            log.info(message)
+        else:
+            bar.write(message)
+        miou = val.get("mean_iou", float("nan"))
+        if not math.isnan(miou) and miou > self.best_metric:
+            self.best_metric = miou
+            self._save(self.run_dir / "best.pt")
+
+    def _save(self, path: Path) -> None:
+        save_checkpoint(
+            path,
+            model=unwrap(self.model),
+            step=self.step,
+            config=self.cfg.to_dict(),
+            meta=self.meta,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            best_metric=None if self.best_metric == -math.inf else self.best_metric,
+            rng=capture_rng_state(),
+        )
+
+
+def train(
+    cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (in one process, or as one rank under torchrun).
+
+    Args:
+        cfg: The experiment.
+        run_dir: Output folder (created).
+        resume: Continue from ``run_dir/last.pt`` when it exists.
+        progress: Show a progress bar on rank 0.
+
+    Returns:
+        The summary of :meth:`Trainer.fit`.
+    """
+    dist_info = init_distributed(cfg.train.device)
+    try:
+        return Trainer(cfg, run_dir, dist_info, progress=progress).fit(resume=resume)
+    finally:
+        cleanup_distributed()

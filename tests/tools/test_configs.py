@@ -1,0 +1,103 @@
+"""configs/*.yaml and the command-line errors: unknown key, wrong type, missing dataset root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segcvae.cli import evaluate_main, main, train_main
+from segcvae.config import Config, ConfigError
+from tests.tools.conftest import REPO, TINY
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def test_embedded_default_is_shapes_hybrid_yaml() -> None:
+    assert Config.from_yaml(REPO / "configs" / "shapes_hybrid.yaml") == Config()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_loads_and_names_its_objective(path: Path) -> None:
+    cfg = Config.from_yaml(path)
+    parts = path.stem.split("_")  # <dataset>[_<variant>]_<objective>
+    dataset, objective = parts[0], parts[-1]
+    assert cfg.data.name == dataset and cfg.loss.objective == objective
+
+
+@pytest.mark.parametrize("dataset", ["lfw", "cub"])
+@pytest.mark.parametrize("objective", ["cnn", "gsnn", "cvae", "hybrid"])
+def test_paper_settings(dataset: str, objective: str) -> None:
+    cfg = Config.from_yaml(REPO / "configs" / f"{dataset}_{objective}.yaml")
+    assert cfg.data.image_size == 128
+    assert (cfg.train.lr, cfg.train.lr_decay, cfg.train.batch_size) == (3e-4, 1e-3, 32)
+    assert cfg.data.omission_max == 0.4 and cfg.data.omission_p > 0
+    assert cfg.eval.samples == 50
+    assert cfg.loss.alpha == 0.5
+    assert cfg.model.encoder_weights is None  # no download unless asked for
+
+
+def test_unknown_key_names_key_and_lists_valid_keys(capsys, tmp_path: Path) -> None:
+    assert train_main(["--out", str(tmp_path / "r"), "train.stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "'stepz'" in err and "valid keys" in err and "checkpoint_every" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_key_in_a_yaml_file(capsys, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model:\n  encoder: resnet18\n")
+    assert train_main(["--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "'encoder'" in err and "encoder_name" in err
+
+
+def test_wrong_type_names_key(capsys, tmp_path: Path) -> None:
+    assert train_main(["--out", str(tmp_path / "r"), "--train.steps=many"]) == 2
+    err = capsys.readouterr().err
+    assert "train.steps" in err and "integer" in err
+
+
+def test_missing_root_names_path_and_readme(capsys, tmp_path: Path) -> None:
+    missing = tmp_path / "no_lfw_here"
+    code = train_main(
+        [
+            "--config",
+            str(REPO / "configs" / "lfw_hybrid.yaml"),
+            "--out",
+            str(tmp_path / "r"),
+            f"data.root={missing}",
+        ]
+        + [t for t in TINY if t.startswith(("model", "train"))]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "datasets/lfw/README.md" in err
+
+
+def test_missing_checkpoint_is_a_one_line_error(capsys, tmp_path: Path) -> None:
+    assert evaluate_main(["--ckpt", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_console_script_dispatch(capsys) -> None:
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert main(["fly"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--resume" in capsys.readouterr().out
+
+
+def test_bad_override_syntax() -> None:
+    with pytest.raises(ConfigError):
+        Config.from_yaml(None, ["steps=3"])
+
+
+def test_benchmark_is_forwarded(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmark", "--help"])
+    assert exc.value.code == 0
+    assert "--json" in capsys.readouterr().out

@@ -1,0 +1,13 @@
+"""Evaluate from the command line; same as `segcvae evaluate`. Run with --help for the options."""
+
+import sys
+from pathlib import Path
+
+try:
+    from segcvae.cli import evaluate_main
+except ModuleNotFoundError:  # a source checkout that is not installed: use the repository's package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from segcvae.cli import evaluate_main
+
+if __name__ == "__main__":
+    sys.exit(evaluate_main(prog=f"python {sys.argv[0]}"))
