@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from segcvae.config import Config
+
+# Tiny test models gain nothing from a second thread, and two OpenMP threads competing with other
+# processes on a 2-core machine can be many times slower; child processes (torchrun, kill/resume
+# tests) inherit the variable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
