@@ -133,12 +133,12 @@ def model_benchmark(
 
 
 def loader_benchmark(
-    cfg_path: Path, root: str, batches: int, device: torch.device, repeats: int
+    cfg_path: Path, root: str, masks: str, batches: int, device: torch.device, repeats: int
 ) -> dict[str, float]:
     """LFW loader throughput at the config's size, and its ratio to training consumption."""
     from segcvae.data import build_dataset, build_transforms
 
-    cfg = Config.from_yaml(cfg_path, [f"data.root={root}"])
+    cfg = Config.from_yaml(cfg_path, [f"data.root={root}", f"data.lfw_masks={masks}"])
     dataset = build_dataset(cfg.data, "train", build_transforms(cfg.data, "train"))
     r: dict[str, float] = {}
     for workers in (0, 1):
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--lfw-root", default="../shared/data/lfw", help="'' skips the loader part")
+    p.add_argument("--lfw-masks", default="", help="extracted label folder ('' = <root>/...)")
     p.add_argument("--loader-config", type=Path, default=Path("configs/lfw_hybrid.yaml"))
     p.add_argument("--loader-batches", type=int, default=10)
     args = p.parse_args(argv)
@@ -206,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.lfw_root:
         results.update(
             loader_benchmark(
-                args.loader_config, args.lfw_root, args.loader_batches, device, args.repeats
+                args.loader_config,
+                args.lfw_root,
+                args.lfw_masks,
+                args.loader_batches,
+                device,
+                args.repeats,
             )
         )
     targets = {
