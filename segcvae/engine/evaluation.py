@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from segcvae.inference import sample_probs, uncertainty
+from segcvae.inference import uncertainty
 from segcvae.metrics import (
     SegmentationMeter,
     conditional_log_likelihood,
@@ -121,25 +121,25 @@ def evaluate(
                     keep = max_images - seen
                     x, y = x[:keep], y[:keep]
                     masks = masks[:keep] if masks is not None else None
-                pred = model.predict(x).argmax(dim=1)  # (B, H, W)
+                ctx = model.encode(x)  # image features once, shared by every estimate below
+                pred = model.decode_mean(ctx).argmax(dim=1)  # (B, H, W)
                 meter.update(pred, y)
                 if samples > 0:
                     if has_latent:
-                        mc = -conditional_log_likelihood(model, x, y, samples, method="mc")
+                        mc = -conditional_log_likelihood(model, x, y, samples, "mc", ctx=ctx)
                         nll_mc.append(mc.cpu())
                         if has_recognition:
-                            nll_is.append(
-                                -conditional_log_likelihood(model, x, y, samples, method="is").cpu()
-                            )
+                            is_ = -conditional_log_likelihood(model, x, y, samples, "is", ctx=ctx)
+                            nll_is.append(is_.cpu())
                         else:
                             nll_is.append(mc.cpu())
                     else:  # deterministic model: the likelihood is exact, and both estimates equal it
-                        exact = -conditional_log_likelihood(model, x, y, 1, method="mc")
+                        exact = -conditional_log_likelihood(model, x, y, 1, method="mc", ctx=ctx)
                         nll_is.append(exact.cpu())
                         nll_mc.append(exact.cpu())
                 want_vis = n_vis < num_vis
                 if hypotheses > 0 and (masks is not None or want_vis):
-                    probs = sample_probs(model, x, hypotheses)  # (B, S, K, H, W)
+                    probs = model.decode_samples(ctx, hypotheses).softmax(dim=2)  # (B, S, K, H, W)
                     hyps = probs.argmax(dim=2)  # (B, S, H, W)
                     if masks is not None:
                         for b in range(x.shape[0]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -39,6 +41,7 @@ def conditional_log_likelihood(
     n_samples: int = 50,
     method: str = "is",
     chunk_size: int = 25,
+    ctx: Any = None,
 ) -> Tensor:
     """Estimate log p(y | x) per image.
 
@@ -58,17 +61,18 @@ def conditional_log_likelihood(
         n_samples: S (the paper uses 50).
         method: ``"is"`` or ``"mc"``.
         chunk_size: Samples per generation call (bounds memory).
+        ctx: ``model.encode(x)`` if the caller already has it (it is then not recomputed).
 
     Returns:
         (B,) log-likelihoods in nats per image (negate for the NLL).
     """
     if method not in ("is", "mc"):
         raise ValueError(f"method must be 'is' or 'mc', got {method!r}")
-    if isinstance(model, BaselineCNN):
-        return label_log_likelihood(model.predict(x), y)
-    if not isinstance(model, SegCVAE):
+    if not isinstance(model, (BaselineCNN, SegCVAE)):
         raise TypeError(f"expected BaselineCNN or SegCVAE, got {type(model).__name__}")
-    ctx = model.encode(x)
+    ctx = model.encode(x) if ctx is None else ctx
+    if isinstance(model, BaselineCNN):
+        return label_log_likelihood(model.decode_mean(ctx), y)
     use_is = method == "is" and model.recognition_net is not None
     proposal = model.posterior(ctx, y) if use_is else ctx.prior
     z = proposal.sample((n_samples,)).transpose(0, 1)  # (B, S, Z, h, w)

@@ -110,11 +110,22 @@ class BaselineCNN(nn.Module):
         """Predict y_hat at three scales; ``y`` is accepted for a uniform interface and unused."""
         return SegOutput(y_hat=self.features(x).y_hat)
 
+    def encode(self, x: Tensor) -> BaselineFeatures:
+        """Everything computed from the image (the same two-stage interface as SegCVAE)."""
+        return self.features(x)
+
+    def decode_mean(self, ctx: BaselineFeatures) -> Tensor:
+        """Full-resolution logits (B, K, H, W)."""
+        return ctx.y_hat[-1]
+
+    def decode_samples(self, ctx: BaselineFeatures, n: int) -> Tensor:
+        """The deterministic prediction repeated n times: (B, n, K, H, W)."""
+        return ctx.y_hat[-1].unsqueeze(1).expand(-1, n, -1, -1, -1)
+
     def predict(self, x: Tensor) -> Tensor:
         """Full-resolution logits (B, K, H, W)."""
-        return self.features(x).y_hat[-1]
+        return self.decode_mean(self.encode(x))
 
     def sample(self, x: Tensor, n: int) -> Tensor:
         """The deterministic prediction repeated n times: (B, n, K, H, W)."""
-        logits = self.predict(x)
-        return logits.unsqueeze(1).expand(-1, n, -1, -1, -1)
+        return self.decode_samples(self.encode(x), n)

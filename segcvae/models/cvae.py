@@ -154,13 +154,19 @@ class SegCVAE(nn.Module):
             logits_posterior=by_path[0] if posterior is not None else None,
         )
 
+    def decode_mean(self, ctx: SegContext) -> Tensor:
+        """Deterministic logits with z = E[z | x]: (B, K, H, W)."""
+        return self.generate(ctx, ctx.prior.mean.unsqueeze(1))[-1][:, 0]
+
+    def decode_samples(self, ctx: SegContext, n: int) -> Tensor:
+        """n hypotheses from the prior: full-resolution logits (B, n, K, H, W)."""
+        z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w)
+        return self.generate(ctx, z)[-1]
+
     def predict(self, x: Tensor) -> Tensor:
         """Deterministic prediction with z = E[z | x]: full-resolution logits (B, K, H, W)."""
-        ctx = self.encode(x)
-        return self.generate(ctx, ctx.prior.mean.unsqueeze(1))[-1][:, 0]
+        return self.decode_mean(self.encode(x))
 
     def sample(self, x: Tensor, n: int) -> Tensor:
         """n hypotheses from the prior: full-resolution logits (B, n, K, H, W)."""
-        ctx = self.encode(x)
-        z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w)
-        return self.generate(ctx, z)[-1]
+        return self.decode_samples(self.encode(x), n)

@@ -109,3 +109,14 @@ def test_hungarian_iou_rewards_covering_every_mode():
     g = torch.tensor([[[1, 1], [0, 0]], [[0, 1], [0, 1]]])
     assert hungarian_matched_iou(g.flip(0), g, 2) == pytest.approx(1.0)
     assert hungarian_matched_iou(g[:1].repeat(2, 1, 1), g, 2) < 1.0
+
+
+def test_precomputed_context_gives_the_same_estimate(batch):
+    x, y = batch
+    model = create_model(tiny_config("hybrid"), 3).eval()
+    torch.manual_seed(3)
+    a = conditional_log_likelihood(model, x, y, n_samples=6)
+    ctx = model.encode(x)
+    torch.manual_seed(3)
+    b = conditional_log_likelihood(model, x, y, n_samples=6, ctx=ctx)
+    assert torch.allclose(a, b)
