@@ -1,0 +1,154 @@
+"""Comparison figures for docs/RESULTS.md, drawn from trained checkpoints.
+
+Two figures:
+
+* ``lfw``: for a few test faces, clean and with the seeded test-time block omission of
+  ``tools/evaluate.py --omission``: image | ground truth | CNN | CVAE deterministic | several CVAE
+  samples | entropy of the mean of S CVAE samples.
+* ``shapes``: for a few test images: image | every plausible mask | CNN | CVAE hypotheses.
+
+Usage (paths as in docs/RESULTS.md):
+
+    python tools/results/figures.py lfw --cnn runs/lfw_cpu_cnn/seed0/best.pt \
+        --cvae runs/lfw_cpu_hybrid/seed0/best.pt --out docs/figures/results/lfw_comparison.png \
+        data.root=../shared/data/lfw data.lfw_masks=/tmp/lfw_labels/parts_lfw_funneled_gt_images
+    python tools/results/figures.py shapes --cnn runs/shapes_cpu_cnn/best.pt \
+        --cvae runs/shapes_cpu_hybrid/best.pt --out docs/figures/results/shapes_hypotheses.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from segcvae import viz  # noqa: E402
+from segcvae.data import build_transforms  # noqa: E402
+from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from segcvae.engine.data import open_dataset  # noqa: E402
+from segcvae.inference import sample_probs, uncertainty  # noqa: E402
+
+
+def _load(path: Path, overrides: list[str]) -> tuple[torch.nn.Module, object, dict]:
+    ckpt = load_checkpoint(path)
+    model, cfg = model_from_checkpoint(ckpt, "cpu", overrides)
+    return model.eval(), cfg, ckpt["meta"]
+
+
+def _upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling so that 64x64 panels stay crisp in the PNG."""
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def _figure(rows: list[list[np.ndarray]], headers: list[str], labels: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.1 * n_cols, 1.15 * n_rows + 0.3), squeeze=False
+    )
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
+            ax = axes[r][c]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(headers[c], fontsize=7)
+        axes[r][0].set_ylabel(labels[r], fontsize=7)
+    fig.tight_layout(pad=0.2, w_pad=0.1, h_pad=0.2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def lfw_figure(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    cnn, _, _ = _load(args.cnn, args.overrides)
+    cvae, cfg, meta = _load(args.cvae, args.overrides)
+    palette = [tuple(c) for c in meta["palette"]]
+    max_ent = math.log(len(palette))
+    rows, labels = [], []
+    for omission in (False, True):
+        tf = build_transforms(
+            cfg.data, "test", omission=omission, omission_seed=cfg.eval.omission_seed
+        )
+        ds = open_dataset(cfg.data, "test", tf)
+        for idx in args.indices:
+            item = ds[idx]
+            x = item["image"][None]
+            y = item["mask"]
+            det_cnn = cnn.predict(x).argmax(1)[0]
+            det_cvae = cvae.predict(x).argmax(1)[0]
+            probs = sample_probs(cvae, x, args.uncertainty_samples)  # (1, S, K, H, W)
+            hyps = probs[0, : args.samples].argmax(1)
+            ent = uncertainty(probs)["entropy"][0]
+            image = viz.denormalize(item["image"], cfg.data.mean, cfg.data.std)
+            row = [image, viz.colorize(y, palette), viz.colorize(det_cnn, palette)]
+            row.append(viz.colorize(det_cvae, palette))
+            row += [viz.colorize(h, palette) for h in hyps]
+            row.append(viz.heatmap(ent, vmax=max_ent))
+            rows.append([_upscale(p, 2) for p in row])
+            labels.append(f"{item['id'][:14]}\n{'omission' if omission else 'clean'}")
+    name = args.cvae_name or cfg.loss.objective
+    headers = ["image", "truth", "CNN", f"{name} det."]
+    headers += [f"sample {i + 1}" for i in range(args.samples)]
+    headers.append(f"entropy (S={args.uncertainty_samples})")
+    _figure(rows, headers, labels, args.out)
+
+
+@torch.no_grad()
+def shapes_figure(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    cnn, _, _ = _load(args.cnn, args.overrides)
+    cvae, cfg, meta = _load(args.cvae, args.overrides)
+    palette = [tuple(c) for c in meta["palette"]]
+    ds = open_dataset(cfg.data, "test", build_transforms(cfg.data, "test"))
+    rows, labels = [], []
+    for idx in args.indices:
+        item = ds[idx]
+        x = item["image"][None]
+        image = viz.denormalize(item["image"], cfg.data.mean, cfg.data.std)
+        row = [image] + [viz.colorize(m, palette) for m in item["masks"]]
+        row.append(viz.colorize(cnn.predict(x).argmax(1)[0], palette))
+        hyps = sample_probs(cvae, x, args.samples)[0].argmax(1)
+        row += [viz.colorize(h, palette) for h in hyps]
+        rows.append([_upscale(p, 2) for p in row])
+        labels.append(f"test {idx}")
+    m = len(ds[args.indices[0]]["masks"])
+    headers = ["image"] + [f"plausible {i + 1}" for i in range(m)] + ["CNN"]
+    headers += [f"hyp. {i + 1}" for i in range(args.samples)]
+    _figure(rows, headers, labels, args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("kind", choices=["lfw", "shapes"])
+    p.add_argument("--cnn", type=Path, required=True, help="baseline CNN checkpoint")
+    p.add_argument("--cvae", type=Path, required=True, help="cvae / hybrid checkpoint")
+    p.add_argument("--cvae-name", default="", help="column label (default: its objective)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--indices", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--samples", type=int, default=4, help="hypotheses shown per image")
+    p.add_argument("--uncertainty-samples", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.root=...")
+    args = p.parse_intermixed_args(argv)
+    torch.set_num_threads(1)
+    (lfw_figure if args.kind == "lfw" else shapes_figure)(args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
