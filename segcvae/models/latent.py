@@ -26,9 +26,16 @@ def diagonal_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
 class GaussianNet(nn.Module):
     """Image features plus a label map -> diagonal Gaussian over z.
 
-    The label map (class probabilities or one-hot, full resolution) is area-pooled to stride 4, which
-    keeps it an exact class-fraction map, then brought to the latent stride by strided convolutions
-    and joined with the encoder feature at that stride.
+    The label map (class probabilities or one-hot, full resolution) enters by two paths, both joined
+    with the encoder feature at the latent stride:
+
+    * a parameter-free path: the map area-pooled straight to the latent stride (exact class
+      fractions per cell), so the label always reaches ``joint`` however the convolutions train;
+    * a learned path: area-pooled to stride 4, then strided convolutions with LeakyReLU down to the
+      latent stride, which see the label's shape inside each cell.
+
+    Both exist because with a single ReLU path the prior's branch died in training (93-95 % of its
+    activations exactly zero on LFW), leaving p(z|x, y_hat) blind to y_hat.
 
     Args:
         feature_channels: Channels of the encoder feature at ``latent_stride``.
@@ -61,11 +68,17 @@ class GaussianNet(nn.Module):
         layers: list[nn.Module] = []
         c = label_channels
         for _ in range(n_down):
-            layers += [nn.Conv2d(c, hidden_channels, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, hidden_channels, 3, stride=2, padding=1),
+                nn.LeakyReLU(0.1, inplace=True),
+            ]
             c = hidden_channels
         self.label_net = nn.Sequential(*layers)
+        # At stride 4 the learned path is the identity, so the direct path would only repeat it.
+        self.direct_labels = n_down > 0
+        joint_in = feature_channels + c + (label_channels if self.direct_labels else 0)
         self.joint = nn.Sequential(
-            nn.Conv2d(feature_channels + c, hidden_channels, 3, padding=1),
+            nn.Conv2d(joint_in, hidden_channels, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -86,11 +99,15 @@ class GaussianNet(nn.Module):
         Returns:
             A distribution with batch shape (B,) and event shape (Z, h, w) (or (Z, 1, 1) if global).
         """
+        size = features.shape[-2:]
         quarter = F.interpolate(labels, scale_factor=0.25, mode="area")  # (B, K, H/4, W/4)
-        lab = self.label_net(quarter)
-        if lab.shape[-2:] != features.shape[-2:]:
-            lab = F.interpolate(lab, size=features.shape[-2:], mode="area")
-        h = self.joint(torch.cat([features, lab], dim=1))
+        lab = self.label_net(quarter)  # (B, hidden, h, w)
+        if lab.shape[-2:] != size:
+            lab = F.interpolate(lab, size=size, mode="area")
+        parts = [features, lab]
+        if self.direct_labels:
+            parts.append(F.interpolate(labels, size=size, mode="area"))  # (B, K, h, w)
+        h = self.joint(torch.cat(parts, dim=1))
         if self.global_latent:
             h = h.mean(dim=(2, 3), keepdim=True)  # (B, hidden, 1, 1)
         mu, raw = self.to_params(h).chunk(2, dim=1)

@@ -154,3 +154,18 @@ def test_image_size_must_fit_encoder_depth():
     model = create_model(tiny_config("cnn"), 3)
     with pytest.raises(ValueError, match="divisible by 32"):
         model(torch.randn(1, 3, 40, 40))
+
+
+def test_prior_sees_y_hat_even_with_a_dead_learned_branch(batch):
+    """The direct pooled path keeps p(z|x, y_hat) a function of y_hat if ``label_net`` outputs 0."""
+    model = create_model(tiny_config("hybrid"), 3)
+    ctx = model.encode(batch[0])
+    with torch.no_grad():
+        for module in model.prior_net.label_net:
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.zero_()
+                module.bias.fill_(-1.0)  # every unit on the flat side, as a dead ReLU would be
+        y_hat = ctx.y_hat[-1]
+        a = model.prior_net(ctx.features, y_hat).mean
+        b = model.prior_net(ctx.features, torch.roll(y_hat, 1, dims=1)).mean
+    assert not torch.allclose(a, b, atol=1e-6)

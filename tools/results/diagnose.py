@@ -84,17 +84,22 @@ def diagnose(args: argparse.Namespace, omission: bool) -> dict[str, float]:
             # The posterior path's prediction: how much the latent *could* help if p matched q.
             post_det = model.generate(ctx, post.mean.unsqueeze(1))[-1][:, 0]
             add("acc_posterior_mean", *_acc(post_det, y, k))
-        # Share of the prior's y_hat-branch activations that are exactly 0 (dead ReLUs): near 1
-        # means the branch that carries y_hat into the prior passes (almost) nothing.
+        # Share of the prior's learned y_hat-branch activations that are <= 0 (on the LeakyReLU's
+        # flat side; with the old ReLU branch, exactly 0): near 1 means the learned branch passes
+        # (almost) nothing, and only the direct pooled path carries y_hat.
         quarter = F.interpolate(ctx.y_hat[-1].softmax(1), scale_factor=0.25, mode="area")
         lab = model.prior_net.label_net(quarter)
-        add("prior_y_hat_branch_zero_fraction", float((lab == 0).float().mean()) * b, b)
+        add("prior_y_hat_branch_nonpositive_fraction", float((lab <= 0).float().mean()) * b, b)
         if model.recognition_net is not None:
             one_hot = F.one_hot(y.clamp(0, k - 1), k).permute(0, 3, 1, 2).float()
             lab_q = model.recognition_net.label_net(
                 F.interpolate(one_hot, scale_factor=0.25, mode="area")
             )
-            add("recognition_y_branch_zero_fraction", float((lab_q == 0).float().mean()) * b, b)
+            add(
+                "recognition_y_branch_nonpositive_fraction",
+                float((lab_q <= 0).float().mean()) * b,
+                b,
+            )
         flat = model.prior_net(ctx.features, torch.zeros_like(ctx.y_hat[-1]))
         add("kl_prior_vs_prior_without_y_hat", float(kl_divergence(ctx.prior, flat).sum()), b)
         no_yhat = model.generate(ctx, flat.mean.unsqueeze(1))[-1][:, 0]
