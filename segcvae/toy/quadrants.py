@@ -392,7 +392,7 @@ def run_quadrants(
     *,
     models: tuple[str, ...] = OBJECTIVES,
     nn_epochs: int = 12,
-    epochs: int = 20,
+    epochs: int = 14,
     nn_hidden: int = 1000,
     hidden: int = 500,
     latent_dim: int = 100,
