@@ -99,7 +99,7 @@ class LossConfig:
     scale_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # 1/4, 1/2, 1
     y_hat_weight: float = 0.5  # weight of the baseline's own NLL (keeps y_hat an initial guess)
     beta: float = 1.0  # KL weight after warm-up
-    kl_warmup_steps: int = 0  # beta rises linearly from 0 over this many steps
+    kl_warmup_steps: int = 300  # beta rises linearly from 0 over this many steps
     free_bits: float = 0.0  # nats per latent channel below which KL is not penalised
 
 
@@ -109,7 +109,7 @@ class TrainConfig:
 
     steps: int = 600
     batch_size: int = 16
-    lr: float = 3e-4
+    lr: float = 1e-3
     lr_decay: float = 1e-3  # lr_t = lr / (1 + lr_decay * t), as in the paper
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# The shapes CPU protocol of docs/RESULTS.md: train configs/shapes_cpu_{cnn,hybrid}.yaml, evaluate
-# GED / Hungarian-matched IoU of 16 hypotheses on the 200 test images, draw the hypotheses figure.
-#   tools/results/shapes_cpu.sh [SEED]
+# The shapes protocol of docs/RESULTS.md: train the embedded default (configs/shapes_hybrid.yaml)
+# and its CNN counterpart (configs/shapes_cnn.yaml), evaluate GED / Hungarian-matched IoU of 16
+# hypotheses on the 200 test images, draw the hypotheses figure.
+#   tools/results/shapes.sh [SEED]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seed=${1:-0}
 PY=${PYTHON:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for obj in cnn hybrid; do
-  run=runs/shapes_cpu_$obj/seed$seed
+  run=runs/shapes_$obj/seed$seed
   mkdir -p "$run"
-  "$PY" tools/train.py --config configs/shapes_cpu_$obj.yaml --out "$run" --no-progress \
+  "$PY" tools/train.py --config configs/shapes_$obj.yaml --out "$run" --no-progress \
     train.seed=$seed 2>&1 | tee "$run/train.log"
   "$PY" tools/evaluate.py --ckpt "$run/best.pt" --split test --samples 50 --hypotheses 16 \
     --json "$run/test_clean.json" --quiet
 done
-"$PY" tools/results/figures.py shapes --cnn runs/shapes_cpu_cnn/seed$seed/best.pt \
-  --cvae runs/shapes_cpu_hybrid/seed$seed/best.pt --samples 8 --indices 0 1 2 3 \
+"$PY" tools/results/figures.py shapes --cnn runs/shapes_cnn/seed$seed/best.pt \
+  --cvae runs/shapes_hybrid/seed$seed/best.pt --samples 8 --indices 0 1 2 3 \
   --out docs/figures/results/shapes_hypotheses.png
