@@ -70,7 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", action="store_true", help="feed the label to the discriminator"
     )
     subs["aae"].add_argument("--hidden", type=int)
-    subs["aae"].add_argument("--disc-lr", type=float, help="learning rate of the discriminator")
+    subs["aae"].add_argument(
+        "--disc-lr", type=float, help="learning rate of the discriminator (default: per prior)"
+    )
+    subs["aae"].add_argument(
+        "--gen-lr", type=float, help="learning rate of the generator phase (default: per prior)"
+    )
+    subs["aae"].add_argument(
+        "--r1", type=float, help="R1 penalty weight on the discriminator (default: per prior)"
+    )
     q = subs["quadrants"]
     q.add_argument(
         "--models", default=",".join(OBJECTIVES), help="comma list of nn,gsnn,cvae,hybrid"
