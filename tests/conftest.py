@@ -23,6 +23,7 @@ def tiny_config(objective: str = "hybrid", latent: str = "spatial") -> Config:
     """A config whose model builds and runs in milliseconds on 32x32 images."""
     cfg = Config()
     cfg.loss.objective = objective
+    cfg.loss.kl_warmup_steps = 0  # the KL (and so the prior) gets a gradient from the first step
     cfg.model.encoder_name = "tu-test_efficientnet"  # timm's 82k-parameter test network
     cfg.model.decoder_channels = [16, 16, 16, 16, 8]
     cfg.model.hidden_channels = 16
