@@ -11,7 +11,6 @@ scatter over the prior, decoded prior samples and ``metrics.json``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -20,11 +19,11 @@ from torch import Tensor, nn
 
 from segcvae.toy.common import (
     Stopwatch,
+    finish_run,
     load_digits,
-    minibatches,
+    run_epochs,
     save_grid,
     save_scatter,
-    write_json,
 )
 from segcvae.toy.layers import bernoulli_log_prob, mlp
 from segcvae.toy.priors import NUM_ARMS, get_prior
@@ -227,23 +226,17 @@ def run_aae(
     gen_lr = default_gen if gen_lr is None else gen_lr
     r1 = default_r1 if r1 is None else r1
     trainer = AAETrainer(model, sampler, lr, disc_lr, gen_lr, seed, r1)
-    generator = torch.Generator().manual_seed(seed)
-    clock, history = Stopwatch(), []
+    clock = Stopwatch()
     model.train()
-    for epoch in range(epochs):
-        sums, count = {}, 0
-        for idx in minibatches(len(train_set), batch_size, generator):
-            terms = trainer.step(train_set.x[idx], train_set.labels[idx])
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value.item() * len(idx)
-            count += len(idx)
-        record = {key: value / count for key, value in sums.items()}
-        if not all(math.isfinite(v) for v in record.values()):
-            raise FloatingPointError(f"aae: non-finite loss in epoch {epoch}: {record}")
-        history.append(record)
-        log(
-            f"aae epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.3f}" for k, v in record.items())
-        )
+    history = run_epochs(
+        lambda idx: trainer.step(train_set.x[idx], train_set.labels[idx]),
+        len(train_set),
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        log=log,
+        name="aae",
+    )
     model.eval()
     timing = clock.read()
 
@@ -308,6 +301,4 @@ def run_aae(
             f"AAE: decoded samples of the {prior} prior" + (" (row = arm)" if labels else ""),
         )
 
-    write_json(out / "metrics.json", metrics)
-    log(f"aae: {metrics}")
-    return metrics
+    return finish_run("aae", metrics, out, "test_recon_nll", log)

@@ -82,6 +82,53 @@ class Stopwatch:
         }
 
 
+def num_batches(n: int, batch_size: int) -> int:
+    """How many batches :func:`minibatches` yields for ``n`` examples."""
+    full, rest = divmod(n, batch_size)
+    return max(1, full + (rest >= max(1, batch_size // 2)))
+
+
+def run_epochs(
+    step: Callable[[Tensor], dict[str, Tensor]],
+    num_examples: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    log: Callable[[str], None] = print,
+    name: str = "",
+) -> list[dict[str, float]]:
+    """The epoch loop: shuffled minibatches, per-epoch means of the terms, a log line per epoch.
+
+    Args:
+        step: Does one optimisation step on a batch of example indices (B,) and returns its terms.
+        num_examples: Size of the training set.
+        epochs, batch_size, seed: The usual.
+        log: Receives one line per epoch.
+        name: Prefix of the log lines and errors.
+
+    Returns:
+        Per epoch, the mean of every term plus ``"epoch"`` and ``"wall_s"``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    clock, history = Stopwatch(), []
+    for epoch in range(epochs):
+        sums: dict[str, float] = {}
+        count = 0
+        for idx in minibatches(num_examples, batch_size, generator):
+            for key, value in step(idx).items():
+                sums[key] = sums.get(key, 0.0) + value.item() * len(idx)
+            count += len(idx)
+        record = {key: value / count for key, value in sums.items()}
+        if not all(math.isfinite(v) for v in record.values()):
+            raise FloatingPointError(f"{name}: non-finite loss in epoch {epoch}: {record}")
+        record.update(epoch=epoch + 1, wall_s=clock.read()["wall_s"])
+        history.append(record)
+        terms_text = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k != "epoch")
+        log(f"{name} epoch {epoch + 1}/{epochs} {terms_text}")
+    return history
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[Tensor], dict[str, Tensor]],
@@ -111,35 +158,46 @@ def train(
     """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
-    steps = epochs * len(list(minibatches(num_examples, batch_size, torch.Generator())))
+    steps = epochs * num_batches(num_examples, batch_size)
     schedule = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps)) if cosine else None
     )
-    generator = torch.Generator().manual_seed(seed)
-    clock, history = Stopwatch(), []
+
+    def step(idx: Tensor) -> dict[str, Tensor]:
+        terms = loss_fn(idx)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        return terms
+
     model.train()
-    for epoch in range(epochs):
-        sums: dict[str, float] = {}
-        count = 0
-        for idx in minibatches(num_examples, batch_size, generator):
-            terms = loss_fn(idx)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value.item() * len(idx)
-            count += len(idx)
-        record = {key: value / count for key, value in sums.items()}
-        if not all(math.isfinite(v) for v in record.values()):
-            raise FloatingPointError(f"{name}: non-finite loss in epoch {epoch}: {record}")
-        record.update(epoch=epoch + 1, wall_s=clock.read()["wall_s"])
-        history.append(record)
-        terms_text = " ".join(f"{k}={v:.3f}" for k, v in record.items() if k not in ("epoch",))
-        log(f"{name} epoch {epoch + 1}/{epochs} {terms_text}")
+    history = run_epochs(
+        step, num_examples, epochs=epochs, batch_size=batch_size, seed=seed, log=log, name=name
+    )
     model.eval()
     return history
+
+
+def training_summary(history: list[dict[str, float]], timing: dict[str, float]) -> dict:
+    """First / last epoch loss and the ``train_wall_s`` / ``train_cpu_s`` of a run's metrics."""
+    return {
+        "train_loss_first_epoch": round(history[0]["loss"], 3),
+        "train_loss_last_epoch": round(history[-1]["loss"], 3),
+        **{f"train_{k}": v for k, v in timing.items()},
+    }
+
+
+def finish_run(
+    name: str, metrics: dict, out: Path, finite_key: str, log: Callable[[str], None]
+) -> dict:
+    """Refuse a non-finite headline metric, write ``out/metrics.json``, log and return ``metrics``."""
+    if not math.isfinite(metrics[finite_key]):
+        raise FloatingPointError(f"{name}: non-finite {finite_key}: {metrics}")
+    write_json(out / "metrics.json", metrics)
+    log(f"{name}: {metrics}")
+    return metrics
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -10,7 +10,6 @@ labels) and ``metrics.json`` with the test negative conditional ELBO and an impo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,14 @@ from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 
 from segcvae.metrics._functional import importance_log_likelihood
-from segcvae.toy.common import Stopwatch, load_digits, save_grid, train, write_json
+from segcvae.toy.common import (
+    Stopwatch,
+    finish_run,
+    load_digits,
+    save_grid,
+    train,
+    training_summary,
+)
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp, standard_normal
 
 NUM_PIXELS, NUM_CLASSES = 784, 10
@@ -166,12 +172,6 @@ def run_cvae(
         "test_neg_elbo": round(neg_elbo, 3),
         "test_nll_is": round(nll.mean().item(), 3),
         "is_samples": n_samples,
-        "train_loss_first_epoch": round(history[0]["loss"], 3),
-        "train_loss_last_epoch": round(history[-1]["loss"], 3),
-        **{f"train_{k}": v for k, v in timing.items()},
+        **training_summary(history, timing),
     }
-    if not math.isfinite(metrics["test_nll_is"]):
-        raise FloatingPointError(f"cvae: non-finite test log-likelihood: {metrics}")
-    write_json(out / "metrics.json", metrics)
-    log(f"cvae: {metrics}")
-    return metrics
+    return finish_run("cvae", metrics, out, "test_nll_is", log)

@@ -28,7 +28,14 @@ from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 
 from segcvae.metrics._functional import importance_log_likelihood, monte_carlo_log_likelihood
-from segcvae.toy.common import Stopwatch, load_digits, save_grid, train, write_json
+from segcvae.toy.common import (
+    Stopwatch,
+    load_digits,
+    save_grid,
+    train,
+    training_summary,
+    write_json,
+)
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp
 
 SIDE = 28
@@ -509,12 +516,7 @@ def run_quadrants(
         if history is None:
             report[name]["loaded_from"] = str(baseline)
         else:
-            report[name].update(
-                epochs=len(history),
-                train_loss_first_epoch=round(history[0]["loss"], 3),
-                train_loss_last_epoch=round(history[-1]["loss"], 3),
-                **{f"train_{k}": v for k, v in train_time.items()},
-            )
+            report[name].update(epochs=len(history), **training_summary(history, train_time))
         trained[name] = model
         log(f"quadrants/{name}: {report[name]}")
 

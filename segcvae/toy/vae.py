@@ -7,7 +7,6 @@ test negative ELBO and an importance-sampled negative log-likelihood (nats per d
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,15 @@ from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 
 from segcvae.metrics._functional import importance_log_likelihood
-from segcvae.toy.common import Stopwatch, load_digits, save_grid, save_scatter, train, write_json
+from segcvae.toy.common import (
+    Stopwatch,
+    finish_run,
+    load_digits,
+    save_grid,
+    save_scatter,
+    train,
+    training_summary,
+)
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp, standard_normal
 
 NUM_PIXELS = 784
@@ -221,12 +228,6 @@ def run_vae(
         "test_neg_elbo": round(neg_elbo, 3),
         "test_nll_is": round(nll.mean().item(), 3),
         "is_samples": n_samples,
-        "train_loss_first_epoch": round(history[0]["loss"], 3),
-        "train_loss_last_epoch": round(history[-1]["loss"], 3),
-        **{f"train_{k}": v for k, v in timing.items()},
+        **training_summary(history, timing),
     }
-    if not math.isfinite(metrics["test_nll_is"]):
-        raise FloatingPointError(f"vae: non-finite test log-likelihood: {metrics}")
-    write_json(out / "metrics.json", metrics)
-    log(f"vae: {metrics}")
-    return metrics
+    return finish_run("vae", metrics, out, "test_nll_is", log)

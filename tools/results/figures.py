@@ -71,12 +71,17 @@ def _figure(rows: list[list[np.ndarray]], headers: list[str], labels: list[str],
     plt.close(fig)
 
 
-@torch.no_grad()
-def lfw_figure(args: argparse.Namespace) -> None:
+def _load_pair(args: argparse.Namespace) -> tuple:
+    """Seed, then load the CNN and the CVAE; return them with the CVAE's config and palette."""
     torch.manual_seed(args.seed)
     cnn, _, _ = _load(args.cnn, args.overrides)
     cvae, cfg, meta = _load(args.cvae, args.overrides)
-    palette = [tuple(c) for c in meta["palette"]]
+    return cnn, cvae, cfg, [tuple(c) for c in meta["palette"]]
+
+
+@torch.no_grad()
+def lfw_figure(args: argparse.Namespace) -> None:
+    cnn, cvae, cfg, palette = _load_pair(args)
     max_ent = math.log(len(palette))
     rows, labels = [], []
     for omission in (False, True):
@@ -109,10 +114,7 @@ def lfw_figure(args: argparse.Namespace) -> None:
 
 @torch.no_grad()
 def shapes_figure(args: argparse.Namespace) -> None:
-    torch.manual_seed(args.seed)
-    cnn, _, _ = _load(args.cnn, args.overrides)
-    cvae, cfg, meta = _load(args.cvae, args.overrides)
-    palette = [tuple(c) for c in meta["palette"]]
+    cnn, cvae, cfg, palette = _load_pair(args)
     ds = open_dataset(cfg.data, "test", build_transforms(cfg.data, "test"))
     rows, labels = [], []
     for idx in args.indices:
