@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segcvae.metrics._functional import importance_log_likelihood, monte_carlo_log_likelihood
-from segcvae.models.baseline import BaselineCNN
-from segcvae.models.cvae import SegCVAE
+from segcvae.models.baseline import BaselineCNN, BaselineFeatures
+from segcvae.models.cvae import SegContext, SegCVAE
 
 
 def label_log_likelihood(logits: Tensor, y: Tensor) -> Tensor:
@@ -41,7 +39,7 @@ def conditional_log_likelihood(
     n_samples: int = 50,
     method: str = "is",
     chunk_size: int = 25,
-    ctx: Any = None,
+    ctx: SegContext | BaselineFeatures | None = None,
 ) -> Tensor:
     """Estimate log p(y | x) per image.
 
