@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -33,7 +33,7 @@ class DataConfig:
     Dataset-specific keys are prefixed with the dataset's name (``cub_*``, ``folder_*``, ``shapes_*``).
     """
 
-    name: str = "shapes"  # shapes | lfw | cub | folder
+    name: Literal["shapes", "lfw", "cub", "folder"] = "shapes"
     root: str = ""  # dataset root (unused by shapes)
     image_size: int = 64  # images and masks are resized to image_size x image_size
     hflip: bool = True  # random horizontal flip in training
@@ -42,7 +42,7 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     num_workers: int = 0
-    on_bad_sample: str = "error"  # error | skip (skipped items are counted and logged)
+    on_bad_sample: Literal["error", "skip"] = "error"  # skipped items are counted and logged
     ignore_index: int = 255  # mask value excluded from losses and metrics (0..255)
     # RGB label masks (lfw, folder with a palette)
     colour_tolerance: int = 0  # max per-channel distance to a label colour (0 = exact colours only)
@@ -82,7 +82,7 @@ class ModelConfig:
     encoder_depth: int = 5
     encoder_weights: str | None = None  # e.g. "imagenet"; None = random init, no download
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 32, 16])
-    latent: str = "spatial"  # spatial (a z map at latent_stride) | global (one z vector)
+    latent: Literal["spatial", "global"] = "spatial"  # a z map at latent_stride | one z vector
     latent_channels: int = 32
     latent_stride: int = 16
     hidden_channels: int = 64  # width of prior / recognition / generation nets
@@ -94,7 +94,7 @@ class ModelConfig:
 class LossConfig:
     """Training objective (see ``segcvae.losses``)."""
 
-    objective: str = "hybrid"  # cnn | cvae | gsnn | hybrid
+    objective: Literal["cnn", "cvae", "gsnn", "hybrid"] = "hybrid"
     alpha: float = 0.5  # hybrid: alpha * cvae + (1 - alpha) * gsnn
     scale_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # 1/4, 1/2, 1
     y_hat_weight: float = 0.5  # weight of the baseline's own NLL (keeps y_hat an initial guess)
@@ -118,7 +118,7 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 100
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
     channels_last: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -127,7 +127,7 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation settings."""
 
-    split: str = "val"
+    split: Literal["train", "val", "test"] = "val"
     batch_size: int = 16
     samples: int = 20  # S for the likelihood estimates (the paper: 50; the lfw/cub configs use 50)
     hypotheses: int = 8  # hypotheses for GED / Hungarian-matched IoU and sample grids
@@ -225,6 +225,13 @@ def _build_section(section_cls: type, values: dict[str, Any], where: str) -> Any
 def _check_type(value: Any, tp: Any, where: str) -> Any:
     """Return ``value`` converted to ``tp`` where that is lossless, or raise ConfigError."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            raise ConfigError(
+                f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}"
+            )
+        return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:

@@ -52,3 +52,19 @@ def test_missing_file(tmp_path):
 def test_malformed_override():
     with pytest.raises(ConfigError, match="section.key=value"):
         Config.from_yaml(None, ["steps=3"])
+
+
+@pytest.mark.parametrize(
+    "override, valid",
+    [
+        ("loss.objective=hybird", "cnn, cvae, gsnn, hybrid"),
+        ("model.latent=globl", "spatial, global"),
+        ("train.amp=fp8", "none, bf16, fp16"),
+        ("data.name=lfww", "shapes, lfw, cub, folder"),
+        ("data.on_bad_sample=ignore", "error, skip"),
+    ],
+)
+def test_choice_keys_are_checked_at_load(override, valid):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"{key}: expected one of {valid}"):
+        Config.from_yaml(None, [override])
