@@ -82,12 +82,14 @@ class ModelConfig:
     encoder_depth: int = 5
     encoder_weights: str | None = None  # e.g. "imagenet"; None = random init, no download
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 32, 16])
-    latent: Literal["spatial", "global"] = "spatial"  # a z map at latent_stride | one z vector
-    latent_channels: int = 32
+    latent: Literal["spatial", "global", "categorical"] = "spatial"  # z map | z vector | one code
+    latent_channels: int = 32  # Z: channels of a Gaussian z, or codes of a categorical one
     latent_stride: int = 16
     hidden_channels: int = 64  # width of prior / recognition / generation nets
     logvar_min: float = -10.0
     logvar_max: float = 4.0
+    # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp)
+    generation: Literal["quarter", "full"] = "quarter"
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution, Independent, kl_divergence
+from torch.distributions import Distribution, Independent, OneHotCategorical, kl_divergence
 
 from segcvae.models.recognition import one_hot
 
@@ -72,6 +72,26 @@ def multiscale_nll(
     return terms
 
 
+def multiscale_nll_per_sample(logits: list[Tensor], y: Tensor) -> list[Tensor]:
+    """Per-image, per-sample NLL at each scale: one (B, S) tensor per scale.
+
+    Entry ``[b, s]`` is the mean cross-entropy per labelled pixel of image b under sample s, so
+    ``sum_i weights[i] * out[i][b, s]`` is what :func:`multiscale_nll` gives for that one image
+    and sample.
+
+    Args:
+        logits: Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s).
+        y: Labels (B, H, W).
+    """
+    k = logits[-1].shape[-3]
+    out = []
+    for lg in logits:
+        t, v = soft_targets(y, k, lg.shape[-2:])  # (B, K, h, w), (B, h, w)
+        ce = -(t.unsqueeze(1) * lg.float().log_softmax(dim=-3)).sum(dim=-3)  # (B, S, h, w)
+        out.append(ce.flatten(2).sum(-1) / v.flatten(1).sum(-1, keepdim=True).clamp_min(1e-6))
+    return out
+
+
 def kl_mean(q: Distribution, p: Distribution, free_bits: float = 0.0) -> Tensor:
     """Batch-mean KL(q || p) in nats per image, analytic for diagonal Gaussians.
 
@@ -87,6 +107,8 @@ def kl_mean(q: Distribution, p: Distribution, free_bits: float = 0.0) -> Tensor:
     """
     if free_bits <= 0:
         return kl_divergence(q, p).mean()
+    if isinstance(q, OneHotCategorical):  # one code per image: the floor applies to the whole KL
+        return kl_divergence(q, p).mean().clamp_min(free_bits)
     if not (isinstance(q, Independent) and isinstance(p, Independent)):
         raise TypeError("free bits need Independent distributions with a channel dimension")
     kl = kl_divergence(q.base_dist, p.base_dist)  # (B, Z, h, w)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from segcvae.losses._functional import kl_mean, multiscale_nll
+from segcvae.losses._functional import kl_mean, multiscale_nll, multiscale_nll_per_sample
 from segcvae.models.output import SegOutput
 
 
@@ -72,6 +72,8 @@ class Objective(nn.Module):
         baseline = multiscale_nll(out.y_hat, y, self.scale_weights)
         if self.kind == "cnn":
             return {"loss": baseline["nll"], **baseline}
+        if out.code_logits is not None:
+            return self._categorical(out, y, step, baseline)
         npix = y.shape[-1] * y.shape[-2]
         terms: dict[str, Tensor] = {"nll_y_hat": baseline["nll"].detach()}
         loss = self.y_hat_weight * baseline["nll"]
@@ -96,5 +98,47 @@ class Objective(nn.Module):
             loss = loss + self.alpha * cvae_loss + (1.0 - self.alpha) * gsnn["nll"]
         main = cvae if cvae is not None else gsnn
         terms.update({k: v.detach() for k, v in main.items()})
+        terms["loss"] = loss
+        return terms
+
+    def _categorical(
+        self, out: SegOutput, y: Tensor, step: int, baseline: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The same objectives for a categorical latent, with exact expectations over its codes.
+
+        ``E_q[nll] = sum_c q(c | x, y) nll_c`` and ``E_p[nll] = sum_c p(c | x) nll_c``, where
+        ``nll_c`` is the multi-scale NLL of code c's logits; the KL is analytic.
+        """
+        assert out.code_logits is not None and out.prior is not None
+        npix = y.shape[-1] * y.shape[-2]
+        if len(self.scale_weights) != len(out.code_logits):
+            raise ValueError(f"{len(out.code_logits)} scales but {len(self.scale_weights)} weights")
+        per_scale = multiscale_nll_per_sample(out.code_logits, y)  # each (B, Z)
+        nll_codes = sum(w * t for w, t in zip(self.scale_weights, per_scale, strict=True))
+        terms: dict[str, Tensor] = {"nll_y_hat": baseline["nll"].detach()}
+        loss = self.y_hat_weight * baseline["nll"]
+        main_weights = out.prior.probs
+        if self.kind in ("cvae", "hybrid"):
+            if out.posterior is None:
+                raise ValueError(f"objective {self.kind!r} needs the posterior: call model(x, y)")
+            q = out.posterior.probs  # (B, Z)
+            nll_cvae = (q * nll_codes).sum(1).mean()
+            kl = kl_mean(out.posterior, out.prior, self.free_bits) / npix
+            terms.update(kl=kl.detach(), kl_weight=kl.new_tensor(self.kl_weight(step)))
+            terms["nll_cvae"] = nll_cvae.detach()
+            cvae_loss = nll_cvae + self.kl_weight(step) * kl
+            main_weights = q
+        if self.kind in ("gsnn", "hybrid"):
+            nll_gsnn = (out.prior.probs * nll_codes).sum(1).mean()
+            terms["nll_gsnn"] = nll_gsnn.detach()
+        if self.kind == "cvae":
+            loss = loss + cvae_loss
+        elif self.kind == "gsnn":
+            loss = loss + nll_gsnn
+        else:
+            loss = loss + self.alpha * cvae_loss + (1.0 - self.alpha) * nll_gsnn
+        for s, t in zip(("4", "2", "1"), per_scale, strict=True):
+            terms[f"nll_{s}"] = (main_weights * t).sum(1).mean().detach()
+        terms["nll"] = (main_weights * nll_codes).sum(1).mean().detach()
         terms["loss"] = loss
         return terms

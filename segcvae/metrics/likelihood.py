@@ -48,6 +48,7 @@ def conditional_log_likelihood(
     * ``method="is"``: importance sampling with the recognition net as proposal,
       ``log (1/S) sum_s p(y | x, z_s) p(z_s | x) / q(z_s | x, y)``, ``z_s ~ q(z | x, y)``. Falls back
       to ``mc`` for a model without recognition net (GSNN).
+    * A categorical latent: exact for either method, ``log sum_c p(c | x) p(y | x, c)``.
 
     Image features are computed once; samples go through the generation head ``chunk_size`` at a
     time, and everything is combined with log-sum-exp.
@@ -71,11 +72,17 @@ def conditional_log_likelihood(
     ctx = model.encode(x) if ctx is None else ctx
     if isinstance(model, BaselineCNN):
         return label_log_likelihood(model.decode_mean(ctx), y)
+    if model.categorical:  # exact: log sum_c p(c | x) p(y | x, c) over all codes
+        log_lik = label_log_likelihood(model.generate(ctx, model.all_codes(ctx), True)[-1], y)
+        return (ctx.prior.logits.log_softmax(-1).float() + log_lik).logsumexp(-1)
     use_is = method == "is" and model.recognition_net is not None
     proposal = model.posterior(ctx, y) if use_is else ctx.prior
     z = proposal.sample((n_samples,)).transpose(0, 1)  # (B, S, Z, h, w)
     log_lik = torch.cat(
-        [label_log_likelihood(model.generate(ctx, zc)[-1], y) for zc in z.split(chunk_size, dim=1)],
+        [
+            label_log_likelihood(model.generate(ctx, zc, full_only=True)[-1], y)
+            for zc in z.split(chunk_size, dim=1)
+        ],
         dim=1,
     )  # (B, S)
     if not use_is:

@@ -48,6 +48,7 @@ def create_model(cfg: Config, num_classes: int) -> nn.Module:
         recognition=objective in OBJECTIVES_WITH_RECOGNITION,
         logvar_min=m.logvar_min,
         logvar_max=m.logvar_max,
+        generation=m.generation,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent
+from torch.distributions import Distribution
 
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.generation import GenerationNet
@@ -24,13 +24,14 @@ class SegContext:
         y_hat: Baseline logits at strides 4, 2, 1, each (B, K, H/s, W/s).
         features: Encoder feature at the latent stride (B, C, h, w).
         context: Generation-net context (B, hidden, H/4, W/4).
-        prior: p(z | x, y_hat), batch shape (B,), event shape (Z, h, w).
+        prior: p(z | x, y_hat), batch shape (B,), event shape (Z, h, w) (a Gaussian), or (Z,) (a
+            categorical over Z codes, one-hot events).
     """
 
     y_hat: list[Tensor]
     features: Tensor
     context: Tensor
-    prior: Independent
+    prior: Distribution
 
 
 class SegCVAE(nn.Module):
@@ -42,14 +43,19 @@ class SegCVAE(nn.Module):
         encoder_depth: Encoder stages (>= log2(latent_stride)).
         encoder_weights: Pretrained encoder weights or None.
         decoder_channels: Decoder block widths, deepest first.
-        latent: ``"spatial"`` (a z map at ``latent_stride``) or ``"global"`` (one z vector).
-        latent_channels: Z.
+        latent: ``"spatial"`` (a Gaussian z map at ``latent_stride``), ``"global"`` (one Gaussian z
+            vector) or ``"categorical"`` (one of Z codes per image, for data whose ambiguity is a
+            choice among a few answers: training and the likelihood sum over all Z codes exactly).
+        latent_channels: Z (the number of codes of a categorical latent).
         latent_stride: Stride of the z map.
         hidden_channels: Width of the prior, recognition and generation nets.
         recognition: Build recognition_net (needed by the cvae and hybrid objectives, not gsnn).
         logvar_min: Lower log-variance bound.
         logvar_max: Upper log-variance bound.
         in_channels: Image channels.
+        generation: Where z enters the generation net: ``"quarter"`` (stride 4, cheapest) or
+            ``"full"`` (full resolution, pixel-sharp z-dependent boundaries); see
+            :class:`GenerationNet`.
     """
 
     def __init__(
@@ -67,11 +73,14 @@ class SegCVAE(nn.Module):
         logvar_min: float = -10.0,
         logvar_max: float = 4.0,
         in_channels: int = 3,
+        generation: str = "quarter",
     ) -> None:
         super().__init__()
-        if latent not in ("spatial", "global"):
-            raise ValueError(f"latent must be 'spatial' or 'global', got {latent!r}")
+        if latent not in ("spatial", "global", "categorical"):
+            raise ValueError(f"latent must be spatial, global or categorical, got {latent!r}")
         self.num_classes = classes
+        self.latent = latent
+        self.latent_channels = latent_channels
         self.baseline = BaselineCNN(
             classes, encoder_name, encoder_depth, encoder_weights, decoder_channels, in_channels
         )
@@ -88,14 +97,21 @@ class SegCVAE(nn.Module):
             latent_channels=latent_channels,
             latent_stride=latent_stride,
             hidden_channels=hidden_channels,
-            global_latent=latent == "global",
+            global_latent=latent != "spatial",
+            categorical=latent == "categorical",
             logvar_min=logvar_min,
             logvar_max=logvar_max,
         )
         self.prior_net = PriorNet(**gaussian_args)
         self.recognition_net = RecognitionNet(**gaussian_args) if recognition else None
+        self.context_index = 0 if generation == "quarter" else -1  # decoder stride 4 or 1
+        context_channels = (
+            self.baseline.decoder_channels_quarter
+            if generation == "quarter"
+            else self.baseline.heads[-1][0].in_channels
+        )
         self.generation_net = GenerationNet(
-            self.baseline.decoder_channels_quarter, latent_channels, classes, hidden_channels
+            context_channels, latent_channels, classes, hidden_channels, inject=generation
         )
 
     def encode(self, x: Tensor) -> SegContext:
@@ -110,19 +126,37 @@ class SegCVAE(nn.Module):
         return SegContext(
             y_hat=f.y_hat,
             features=features,
-            context=self.generation_net.context(f.decoder[0]),
+            context=self.generation_net.context(f.decoder[self.context_index]),
             prior=prior,
         )
 
-    def posterior(self, ctx: SegContext, y: Tensor) -> Independent:
+    @property
+    def categorical(self) -> bool:
+        """Whether z is one of ``latent_channels`` codes (exact sums replace sampling)."""
+        return self.latent == "categorical"
+
+    def all_codes(self, ctx: SegContext) -> Tensor:
+        """Every code of a categorical latent, for every image: (B, Z, Z, 1, 1) one-hot."""
+        b = ctx.y_hat[-1].shape[0]
+        eye = torch.eye(self.latent_channels, dtype=ctx.context.dtype, device=ctx.context.device)
+        return eye[None, :, :, None, None].expand(b, -1, -1, -1, -1)
+
+    def _as_z(self, codes: Tensor) -> Tensor:
+        """Categorical samples (..., Z) as z maps (..., Z, 1, 1)."""
+        return codes[..., None, None]
+
+    def posterior(self, ctx: SegContext, y: Tensor) -> Distribution:
         """q(z | x, y) for labels y (B, H, W)."""
         if self.recognition_net is None:
             raise RuntimeError("this model has no recognition_net (it was built for gsnn)")
         return self.recognition_net(ctx.features, y)
 
-    def generate(self, ctx: SegContext, z: Tensor) -> list[Tensor]:
-        """Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s), for z (B, S, Z, h, w)."""
-        return self.generation_net(ctx.context, z, ctx.y_hat)
+    def generate(self, ctx: SegContext, z: Tensor, full_only: bool = False) -> list[Tensor]:
+        """Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s), for z (B, S, Z, h, w).
+
+        With ``full_only`` only the full-resolution logits are computed (a list of one).
+        """
+        return self.generation_net(ctx.context, z, ctx.y_hat, full_only=full_only)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> SegOutput:
         """One training / evaluation pass.
@@ -136,6 +170,8 @@ class SegCVAE(nn.Module):
             y: Labels (B, H, W) long, or None.
         """
         ctx = self.encode(x)
+        if self.categorical:
+            return self._forward_categorical(ctx, y)
         z_prior = ctx.prior.rsample()  # (B, Z, h, w)
         posterior = None
         zs = [z_prior]
@@ -154,14 +190,51 @@ class SegCVAE(nn.Module):
             logits_posterior=by_path[0] if posterior is not None else None,
         )
 
+    def _forward_categorical(self, ctx: SegContext, y: Tensor | None) -> SegOutput:
+        """Decode every code once; both paths are exact expectations over those logits.
+
+        ``logits_prior`` / ``logits_posterior`` hold the logits of one code drawn from p / q (for
+        display); the objectives use ``code_logits`` weighted by the probabilities instead.
+        """
+        codes = self.all_codes(ctx)  # (B, Z, Z, 1, 1)
+        code_logits = self.generate(ctx, codes)  # each (B, Z, K, h, w)
+        posterior = None
+        if y is not None and self.recognition_net is not None:
+            posterior = self.posterior(ctx, y)
+
+        def pick(dist: Distribution) -> list[Tensor]:
+            idx = dist.sample().argmax(-1)  # (B,)
+            rows = torch.arange(idx.shape[0], device=idx.device)
+            return [scale[rows, idx] for scale in code_logits]
+
+        return SegOutput(
+            y_hat=ctx.y_hat,
+            prior=ctx.prior,
+            posterior=posterior,
+            logits_prior=pick(ctx.prior),
+            logits_posterior=pick(posterior) if posterior is not None else None,
+            code_logits=code_logits,
+        )
+
     def decode_mean(self, ctx: SegContext) -> Tensor:
-        """Deterministic logits with z = E[z | x]: (B, K, H, W)."""
-        return self.generate(ctx, ctx.prior.mean.unsqueeze(1))[-1][:, 0]
+        """Deterministic logits (B, K, H, W).
+
+        A Gaussian latent uses z = E[z | x]. For a categorical latent, whose mean is no code, the
+        result is the exact predictive distribution ``log sum_c p(c | x) p(y_pixel | x, c)``
+        (log-probabilities, which are valid logits).
+        """
+        if self.categorical:
+            logits = self.generate(ctx, self.all_codes(ctx), full_only=True)[-1]  # (B, Z, K, H, W)
+            log_p = ctx.prior.logits.log_softmax(-1)[:, :, None, None, None]  # (B, Z, 1, 1, 1)
+            return (log_p + logits.float().log_softmax(dim=2)).logsumexp(dim=1)
+        return self.generate(ctx, ctx.prior.mean.unsqueeze(1), full_only=True)[-1][:, 0]
 
     def decode_samples(self, ctx: SegContext, n: int) -> Tensor:
         """n hypotheses from the prior: full-resolution logits (B, n, K, H, W)."""
-        z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w)
-        return self.generate(ctx, z)[-1]
+        z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w) or (B, n, Z) codes
+        if self.categorical:
+            z = self._as_z(z)
+        return self.generate(ctx, z, full_only=True)[-1]
 
     def predict(self, x: Tensor) -> Tensor:
         """Deterministic prediction with z = E[z | x]: full-resolution logits (B, K, H, W)."""

@@ -1,62 +1,101 @@
-"""generation_net p(y | x, z): a light head that turns z into a correction of y_hat."""
+"""generation_net p(y | x, z): a head that turns z into a correction of y_hat."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+Injection = Literal["quarter", "full"]
 
 
 class GenerationNet(nn.Module):
     """p(y | x, z) at 1/4, 1/2 and full resolution.
 
-    The decoder's stride-4 feature is projected once per image (:meth:`context`); each z sample then
-    costs one small convolution stack at stride 4, whose output (a logit correction) is upsampled and
-    added to the baseline's y_hat at every scale. Drawing S hypotheses therefore reruns only this
-    head, batched over S.
+    The decoder feature is projected once per image (:meth:`context`); each z sample then costs
+    a small stack of convolutions whose output (a logit correction) is added to the baseline's
+    y_hat. Drawing S hypotheses therefore reruns only this head, batched over S. Where z enters:
+
+    * ``"quarter"``: at stride 4 (1x1 embedding of z, one 3x3 and one 1x1 convolution); the
+      correction is upsampled bilinearly to each scale. Cheapest; object boundaries that depend
+      on z are only as sharp as a 4-pixel grid.
+    * ``"full"``: at full resolution, as the Probabilistic U-Net's ``fcomb`` (z broadcast over the
+      last decoder feature, three 1x1 convolutions); the coarse scales are the full-resolution
+      logits average-pooled. Boundaries that depend on z are pixel-sharp.
 
     Args:
-        feature_channels: Channels of the decoder feature at stride 4.
+        feature_channels: Channels of the decoder feature the head reads (stride 4 for
+            ``"quarter"``, stride 1 for ``"full"``).
         latent_channels: Z.
         classes: K.
         hidden_channels: Width of the head.
+        inject: ``"quarter"`` or ``"full"``.
     """
 
     def __init__(
-        self, feature_channels: int, latent_channels: int, classes: int, hidden_channels: int = 64
+        self,
+        feature_channels: int,
+        latent_channels: int,
+        classes: int,
+        hidden_channels: int = 64,
+        inject: Injection = "quarter",
     ) -> None:
         super().__init__()
+        if inject not in ("quarter", "full"):
+            raise ValueError(f"inject must be 'quarter' or 'full', got {inject!r}")
+        self.inject = inject
         self.project = nn.Conv2d(feature_channels, hidden_channels, 1)
         self.embed_z = nn.Conv2d(latent_channels, hidden_channels, 1)
+        k = 3 if inject == "quarter" else 1
         self.head = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
+            nn.Conv2d(hidden_channels, hidden_channels, k, padding=k // 2),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden_channels, classes, 1),
         )
 
-    def context(self, feature_quarter: Tensor) -> Tensor:
-        """Per-image part of the head, computed once: (B, D, H/4, W/4) -> (B, hidden, H/4, W/4)."""
-        return self.project(feature_quarter)
+    def context(self, feature: Tensor) -> Tensor:
+        """Per-image part of the head, computed once: (B, D, h, w) -> (B, hidden, h, w)."""
+        return self.project(feature)
 
-    def forward(self, context: Tensor, z: Tensor, y_hat: list[Tensor]) -> list[Tensor]:
+    def forward(
+        self, context: Tensor, z: Tensor, y_hat: list[Tensor], full_only: bool = False
+    ) -> list[Tensor]:
         """Logits for every z sample.
 
         Args:
-            context: Output of :meth:`context` (B, hidden, H/4, W/4).
+            context: Output of :meth:`context` (B, hidden, H/s, W/s), s = 4 or 1.
             z: Latent samples (B, S, Z, h, w); h = w = 1 for a global latent.
             y_hat: Baseline logits at strides 4, 2, 1, each (B, K, H/s, W/s).
+            full_only: Compute only the full-resolution logits (inference needs nothing else).
 
         Returns:
-            Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s).
+            Logits at strides 4, 2, 1 (or only 1 with ``full_only``), each (B, S, K, H/s, W/s).
         """
         b, s = z.shape[:2]
         size = context.shape[-2:]
-        ez = self.embed_z(z.flatten(0, 1))  # (B*S, hidden, h, w)
-        ez = F.interpolate(ez, size=size, mode="bilinear", align_corners=False)
-        h = ez.unflatten(0, (b, s)) + context.unsqueeze(1)  # (B, S, hidden, H/4, W/4)
-        delta = self.head(h.flatten(0, 1))  # (B*S, K, H/4, W/4)
+        ez = self.embed_z(z.flatten(0, 1)).unflatten(0, (b, s))  # (B, S, hidden, h, w)
+        if ez.shape[-2:] == (1, 1):  # a global z: broadcast, no interpolation needed
+            h = ez + context.unsqueeze(1)
+        else:
+            mode = "bilinear" if self.inject == "quarter" else "nearest"
+            up = F.interpolate(ez.flatten(0, 1), size=size, mode=mode)
+            h = up.unflatten(0, (b, s)) + context.unsqueeze(1)  # (B, S, hidden, H/s, W/s)
+        delta = self.head(h.flatten(0, 1))  # (B*S, K, H/s, W/s)
+        if self.inject == "full":
+            full = y_hat[-1].unsqueeze(1) + delta.unflatten(0, (b, s))  # (B, S, K, H, W)
+            if full_only:
+                return [full]
+            flat = full.flatten(0, 1)
+            coarse = [
+                F.avg_pool2d(flat, kernel_size=flat.shape[-1] // y.shape[-1]).unflatten(0, (b, s))
+                for y in y_hat[:-1]
+            ]
+            return [*coarse, full]
+        targets = y_hat[-1:] if full_only else y_hat
         out = []
-        for y in y_hat:
+        for y in targets:
             d = delta
             if d.shape[-2:] != y.shape[-2:]:
                 d = F.interpolate(delta, size=y.shape[-2:], mode="bilinear", align_corners=False)

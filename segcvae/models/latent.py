@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Independent, Normal, OneHotCategorical
 
 
 def diagonal_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
@@ -46,6 +46,11 @@ class GaussianNet(nn.Module):
         global_latent: One z vector per image (shape (B, Z, 1, 1)) instead of a z map.
         logvar_min: Lower bound of the log-variance.
         logvar_max: Upper bound of the log-variance.
+        categorical: Output a categorical distribution over ``latent_channels`` codes (one per
+            image, one-hot events) instead of a Gaussian; implies a global latent. Its logits are
+            bounded to [-logit_bound, logit_bound], so every code keeps a probability above
+            about exp(-2 * logit_bound) / Z and KL terms stay finite.
+        logit_bound: Bound of the categorical logits.
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class GaussianNet(nn.Module):
         global_latent: bool = False,
         logvar_min: float = -10.0,
         logvar_max: float = 4.0,
+        categorical: bool = False,
+        logit_bound: float = 8.0,
     ) -> None:
         super().__init__()
         n_down = int(math.log2(latent_stride)) - 2
@@ -83,21 +90,25 @@ class GaussianNet(nn.Module):
             nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1),
             nn.ReLU(inplace=True),
         )
-        self.to_params = nn.Conv2d(hidden_channels, 2 * latent_channels, 1)
+        self.categorical = categorical
+        self.logit_bound = logit_bound
+        n_params = latent_channels if categorical else 2 * latent_channels
+        self.to_params = nn.Conv2d(hidden_channels, n_params, 1)
         self.label_channels = label_channels
-        self.global_latent = global_latent
+        self.global_latent = global_latent or categorical
         self.logvar_min = logvar_min
         self.logvar_max = logvar_max
 
-    def forward(self, features: Tensor, labels: Tensor) -> Independent:
-        """Return the Gaussian over z.
+    def forward(self, features: Tensor, labels: Tensor) -> Distribution:
+        """Return the distribution over z.
 
         Args:
             features: Encoder feature at the latent stride (B, C, h, w).
             labels: Class probabilities or one-hot (B, K, H, W) at full resolution.
 
         Returns:
-            A distribution with batch shape (B,) and event shape (Z, h, w) (or (Z, 1, 1) if global).
+            A Gaussian with batch shape (B,) and event shape (Z, h, w) (or (Z, 1, 1) if global);
+            with ``categorical``, a ``OneHotCategorical`` with batch shape (B,) and event (Z,).
         """
         size = features.shape[-2:]
         quarter = F.interpolate(labels, scale_factor=0.25, mode="area")  # (B, K, H/4, W/4)
@@ -110,6 +121,9 @@ class GaussianNet(nn.Module):
         h = self.joint(torch.cat(parts, dim=1))
         if self.global_latent:
             h = h.mean(dim=(2, 3), keepdim=True)  # (B, hidden, 1, 1)
+        if self.categorical:
+            raw = self.to_params(h).flatten(1)  # (B, Z)
+            return OneHotCategorical(logits=self.logit_bound * torch.tanh(raw / self.logit_bound))
         mu, raw = self.to_params(h).chunk(2, dim=1)
         # Bounded log-variance: a sigmoid squashes it into [logvar_min, logvar_max], so exp() never
         # overflows and the KL stays finite however long training runs.

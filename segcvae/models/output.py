@@ -20,6 +20,8 @@ class SegOutput:
         z_posterior: One sample of the posterior (B, Z, h, w).
         logits_prior: Generation logits with z = z_prior, each (B, K, H/s, W/s) (the GSNN path).
         logits_posterior: Generation logits with z = z_posterior (the CVAE path).
+        code_logits: For a categorical latent, the generation logits of every code, each
+            (B, Z, K, H/s, W/s); the objectives take exact expectations over them.
     """
 
     y_hat: list[Tensor]
@@ -29,6 +31,7 @@ class SegOutput:
     z_posterior: Tensor | None = None
     logits_prior: list[Tensor] | None = None
     logits_posterior: list[Tensor] | None = None
+    code_logits: list[Tensor] | None = None
 
     @property
     def logits(self) -> Tensor:

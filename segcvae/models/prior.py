@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torch import Tensor
-from torch.distributions import Independent
+from torch.distributions import Distribution
 
 from segcvae.models.latent import GaussianNet
 
@@ -11,7 +11,7 @@ from segcvae.models.latent import GaussianNet
 class PriorNet(GaussianNet):
     """p(z | x, y_hat): image features plus softmax(y_hat). Arguments as :class:`GaussianNet`."""
 
-    def forward(self, features: Tensor, y_hat: Tensor) -> Independent:  # type: ignore[override]
+    def forward(self, features: Tensor, y_hat: Tensor) -> Distribution:  # type: ignore[override]
         """Args:
         features: Encoder feature at the latent stride (B, C, h, w).
         y_hat: Full-resolution baseline logits (B, K, H, W).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Independent
+from torch.distributions import Distribution
 
 from segcvae.models.latent import GaussianNet
 
@@ -19,7 +19,7 @@ def one_hot(y: Tensor, num_classes: int) -> Tensor:
 class RecognitionNet(GaussianNet):
     """q(z | x, y): image features plus the one-hot ground truth. Arguments as :class:`GaussianNet`."""
 
-    def forward(self, features: Tensor, y: Tensor) -> Independent:  # type: ignore[override]
+    def forward(self, features: Tensor, y: Tensor) -> Distribution:  # type: ignore[override]
         """Args:
         features: Encoder feature at the latent stride (B, C, h, w).
         y: Labels (B, H, W) long; the ignore value (any label outside [0, K)) is all-zero.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from segcvae.losses import build_objective
 from segcvae.models import BaselineCNN, SegCVAE, create_model
@@ -15,10 +16,13 @@ class BaseModelTester:
 
     objective = "hybrid"
     latent = "spatial"
+    generation = "quarter"
 
     def model(self, seed: int = 0):
         torch.manual_seed(seed)
-        return create_model(tiny_config(self.objective, self.latent), num_classes=3)
+        cfg = tiny_config(self.objective, self.latent)
+        cfg.model.generation = self.generation
+        return create_model(cfg, num_classes=3)
 
     def test_shapes_at_every_scale(self, batch):
         x, y = batch
@@ -84,6 +88,27 @@ class TestHybrid(BaseModelTester):
 class TestHybridGlobalLatent(BaseModelTester):
     objective = "hybrid"
     latent = "global"
+
+
+class TestHybridFullResolutionGeneration(BaseModelTester):
+    objective = "hybrid"
+    generation = "full"
+
+
+class TestCVAECategorical(BaseModelTester):
+    objective = "cvae"
+    latent = "categorical"
+    generation = "full"
+
+
+class TestHybridCategorical(BaseModelTester):
+    objective = "hybrid"
+    latent = "categorical"
+
+
+class TestGSNNCategorical(BaseModelTester):
+    objective = "gsnn"
+    latent = "categorical"
 
 
 def test_model_types_follow_objective():
@@ -169,3 +194,75 @@ def test_prior_sees_y_hat_even_with_a_dead_learned_branch(batch):
         a = model.prior_net(ctx.features, y_hat).mean
         b = model.prior_net(ctx.features, torch.roll(y_hat, 1, dims=1)).mean
     assert not torch.allclose(a, b, atol=1e-6)
+
+
+def _categorical_model(objective: str = "cvae"):
+    torch.manual_seed(0)
+    cfg = tiny_config(objective, "categorical")
+    cfg.model.generation = "full"
+    return cfg, create_model(cfg, 3)
+
+
+def test_full_generation_coarse_scales_are_pooled_full_logits(batch):
+    torch.manual_seed(0)
+    cfg = tiny_config("hybrid", "global")
+    cfg.model.generation = "full"
+    model = create_model(cfg, 3)
+    out = model(*batch)
+    full = out.logits_prior[-1]
+    assert torch.allclose(out.logits_prior[1], F.avg_pool2d(full, 2), atol=1e-5)
+    assert torch.allclose(out.logits_prior[0], F.avg_pool2d(full, 4), atol=1e-5)
+
+
+def test_categorical_objective_is_the_exact_expectation_over_codes(batch):
+    from segcvae.losses._functional import multiscale_nll
+
+    cfg, model = _categorical_model("cvae")
+    x, y = batch[0][:1], batch[1][:1]  # one image: per-image and batch pixel means coincide
+    out = model.eval()(x, y)  # eval: batch norm cannot train on one image
+    terms = build_objective(cfg.loss)(out, y)
+    q = out.posterior.probs[0]  # (Z,)
+    per_code = [
+        multiscale_nll([scale[:, c] for scale in out.code_logits], y, [1.0, 1.0, 1.0])["nll"]
+        for c in range(q.shape[0])
+    ]
+    expected = (q * torch.stack(per_code)).sum()
+    assert torch.allclose(terms["nll_cvae"], expected, atol=1e-5)
+    kl = torch.distributions.kl_divergence(out.posterior, out.prior).mean() / (32 * 32)
+    assert torch.allclose(terms["kl"], kl, atol=1e-7)
+
+
+def test_categorical_likelihood_and_mean_prediction_are_exact(batch):
+    from segcvae.metrics.likelihood import conditional_log_likelihood, label_log_likelihood
+
+    _, model = _categorical_model("hybrid")
+    model.eval()
+    x, y = batch
+    with torch.no_grad():
+        ctx = model.encode(x)
+        codes = model.all_codes(ctx)  # (B, Z, Z, 1, 1)
+        logits = model.generate(ctx, codes)[-1]  # (B, Z, K, H, W)
+        p = ctx.prior.probs  # (B, Z)
+        brute = torch.stack(
+            [
+                (p[b].log() + label_log_likelihood(logits[b : b + 1], y[b : b + 1])[0]).logsumexp(0)
+                for b in range(x.shape[0])
+            ]
+        )
+        for method in ("is", "mc"):
+            ll = conditional_log_likelihood(model, x, y, 3, method)
+            assert torch.allclose(ll, brute, rtol=1e-5)
+        mean = (p[:, :, None, None, None] * logits.softmax(2)).sum(1)
+        assert torch.allclose(model.decode_mean(ctx).softmax(1), mean, atol=1e-5)
+
+
+def test_categorical_hypotheses_are_codes_drawn_from_the_prior(batch):
+    _, model = _categorical_model("cvae")
+    model.eval()
+    with torch.no_grad():
+        ctx = model.encode(batch[0])
+        hyps = model.decode_samples(ctx, 64)  # (B, 64, K, H, W)
+        decoded = model.generate(ctx, model.all_codes(ctx), True)[-1]  # (B, Z, K, H, W)
+    # every hypothesis is exactly one code's decoding
+    d = (hyps[:, :, None] - decoded[:, None]).abs().flatten(3).amax(-1)  # (B, 64, Z)
+    assert bool((d.min(-1).values < 1e-5).all())
