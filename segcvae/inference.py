@@ -30,6 +30,27 @@ def sample_probs(model: nn.Module, x: Tensor, n: int) -> Tensor:
     return model.sample(x, n).softmax(dim=2)
 
 
+def decode_samples_chunked(model: nn.Module, ctx: object, n: int, chunk: int = 16) -> Tensor:
+    """``model.decode_samples(ctx, n)`` computed ``chunk`` hypotheses at a time.
+
+    The result is the same (B, n, K, H, W) tensor; only the generation head's intermediate
+    activations are bounded by ``chunk``, which is what limits the peak memory of many
+    hypotheses at a large size (``eval.sample_chunk``).
+
+    Args:
+        model: Any segcvae model.
+        ctx: ``model.encode(x)``.
+        n: Hypotheses.
+        chunk: Hypotheses per call (>= 1).
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if n <= chunk:
+        return model.decode_samples(ctx, n)
+    sizes = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+    return torch.cat([model.decode_samples(ctx, c) for c in sizes], dim=1)
+
+
 def uncertainty(probs: Tensor, eps: float = 1e-12) -> dict[str, Tensor]:
     """Per-pixel uncertainty from sampled probabilities.
 
