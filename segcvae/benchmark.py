@@ -60,7 +60,7 @@ def bench_config(objective: str, encoder: str, image_size: int) -> Config:
 def train_step_fn(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.Tensor):
     """A closure doing forward + backward + Adam step, and the model it trains."""
     model = create_model(cfg, num_classes).to(x.device).train()
-    objective = build_objective(cfg.loss)
+    objective = build_objective(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
 
     def step() -> None:
@@ -87,7 +87,7 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
         seen[storage.data_ptr()] = storage.nbytes()
         return t
 
-    objective = build_objective(cfg.loss)
+    objective = build_objective(cfg)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = objective(model(x, y), y)["loss"]
     loss.backward()

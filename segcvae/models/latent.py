@@ -10,6 +10,14 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 
+def bounded_logvar(raw: Tensor, logvar_min: float, logvar_max: float) -> Tensor:
+    """Squash an unbounded output into [logvar_min, logvar_max] with a sigmoid.
+
+    ``exp()`` of the result never overflows and KLs stay finite however long training runs.
+    """
+    return logvar_min + (logvar_max - logvar_min) * torch.sigmoid(raw)
+
+
 def diagonal_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
     """A diagonal Gaussian whose event is everything but the batch dimension.
 
@@ -111,7 +119,5 @@ class GaussianNet(nn.Module):
         if self.global_latent:
             h = h.mean(dim=(2, 3), keepdim=True)  # (B, hidden, 1, 1)
         mu, raw = self.to_params(h).chunk(2, dim=1)
-        # Bounded log-variance: a sigmoid squashes it into [logvar_min, logvar_max], so exp() never
-        # overflows and the KL stays finite however long training runs.
-        logvar = self.logvar_min + (self.logvar_max - self.logvar_min) * torch.sigmoid(raw)
+        logvar = bounded_logvar(raw, self.logvar_min, self.logvar_max)
         return diagonal_gaussian(mu, logvar)

@@ -37,7 +37,7 @@ class BaseModelTester:
     def test_loss_backward_reaches_every_network(self, batch):
         x, y = batch
         model = self.model()
-        terms = build_objective(tiny_config(self.objective).loss)(model(x, y), y)
+        terms = build_objective(tiny_config(self.objective))(model(x, y), y)
         assert torch.isfinite(terms["loss"])
         terms["loss"].backward()
         nets = {"baseline": model}
@@ -117,7 +117,7 @@ def test_long_random_training_stays_finite():
     torch.manual_seed(0)
     cfg = tiny_config("hybrid")
     model = create_model(cfg, 3)
-    objective = build_objective(cfg.loss)
+    objective = build_objective(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(40):
         x = torch.randn(2, 3, 32, 32) * (1 + 10 * (step % 3))
