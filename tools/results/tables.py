@@ -1,8 +1,8 @@
 """Markdown tables for docs/RESULTS.md from the JSON files written by ``tools/evaluate.py --json``.
 
 Expects ``RUNS/<prefix>_<objective or family>/seed<k>/test_{clean,omission}.json`` and prints, for
-each setting, one row per objective (and per model family: prob_unet, ssn): pixel accuracy, mean IoU, per-class IoU and negative CLL (nats per
-image; the
+each setting, one row per objective (and per model family: prob_unet, ssn): pixel accuracy, mean
+IoU, per-class IoU and negative CLL (nats per image; the
 paper's estimator and, for comparison, plain Monte Carlo from the prior), as mean +- std over the seeds found (std only with two or more seeds).
 
     python tools/results/tables.py --runs runs --prefix lfw_cpu
@@ -15,14 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
-OBJECTIVES = (
-    "cnn",
-    "gsnn",
-    "cvae",
-    "hybrid",
-    "prob_unet",
-    "ssn",
-)  # Sohn's objectives, then families
+# Sohn et al.'s objectives, then the other model families (runs named <prefix>_<arch>).
+OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid", "prob_unet", "ssn")
 ESTIMATORS = {"cnn": "exact", "gsnn": "MC, S=50", "ssn": "MC, S=50"}  # the others: IS, S=50
 
 
