@@ -25,6 +25,7 @@ from segcvae.metrics import conditional_log_likelihood
 from segcvae.models import create_model
 
 OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid")
+FAMILIES = ("prob_unet", "ssn")  # model.arch values besides Sohn et al.'s (whose default is hybrid)
 
 
 def _sync(device: torch.device) -> None:
@@ -48,9 +49,10 @@ def median_time(
     return statistics.median(times)
 
 
-def bench_config(objective: str, encoder: str, image_size: int) -> Config:
-    """The paper's model settings at the benchmark size."""
+def bench_config(objective: str, encoder: str, image_size: int, arch: str = "sohn") -> Config:
+    """The paper's model settings at the benchmark size (``objective`` is read for arch sohn)."""
     cfg = Config()
+    cfg.model.arch = arch
     cfg.loss.objective = objective
     cfg.model.encoder_name = encoder
     cfg.data.image_size = image_size
@@ -98,7 +100,11 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
 def model_benchmark(
     device: torch.device, batch: int, image_size: int, encoder: str, repeats: int, classes: int = 3
 ) -> dict[str, float]:
-    """Sampling, likelihood, training-step and memory ratios (hybrid model unless named)."""
+    """Sampling, likelihood, training-step and memory ratios (hybrid model unless named).
+
+    The other families get the same sampling ratio and training step, keyed by their arch:
+    ``sample16_vs_deterministic_<arch>``, ``train_step_<arch>_s``, ``train_step_<arch>_vs_cnn``.
+    """
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, image_size, image_size, generator=g).to(device)
     y = torch.randint(0, classes, (batch, image_size, image_size), generator=g).to(device)
@@ -122,6 +128,17 @@ def model_benchmark(
         r[f"train_images_per_s_{objective}"] = batch / t
     for objective in ("gsnn", "cvae", "hybrid"):
         r[f"train_step_{objective}_vs_cnn"] = r[f"train_step_{objective}_s"] / r["train_step_cnn_s"]
+    for arch in FAMILIES:
+        cfg = bench_config("hybrid", encoder, image_size, arch)
+        torch.manual_seed(0)
+        fam = create_model(cfg, classes).to(device).eval()
+        with torch.no_grad():
+            det = median_time(lambda m=fam: m.predict(x), device, repeats)
+            r[f"sample16_s_{arch}"] = median_time(lambda m=fam: m.sample(x, 16), device, repeats)
+        r[f"sample16_vs_deterministic_{arch}"] = r[f"sample16_s_{arch}"] / det
+        step, _ = train_step_fn(cfg, classes, x, y)
+        r[f"train_step_{arch}_s"] = median_time(step, device, repeats)
+        r[f"train_step_{arch}_vs_cnn"] = r[f"train_step_{arch}_s"] / r["train_step_cnn_s"]
     mem = {
         o: train_memory_bytes(bench_config(o, encoder, image_size), classes, x, y)
         for o in ("cnn", "hybrid")

@@ -19,6 +19,10 @@ def test_benchmark_reports_ratios(tmp_path):
         "train_step_hybrid_vs_cnn",
         "train_step_cvae_vs_cnn",
         "peak_mem_train_hybrid_vs_cnn",
+        "sample16_vs_deterministic_prob_unet",
+        "sample16_vs_deterministic_ssn",
+        "train_step_prob_unet_vs_cnn",
+        "train_step_ssn_vs_cnn",
     ):
         assert r[key] > 0, key
     assert r["peak_mem_train_hybrid_mb"] > r["peak_mem_train_cnn_mb"]
