@@ -192,7 +192,7 @@ def sampling_rows(
 def train_step_fn(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.Tensor):
     """A closure doing forward + backward + Adam step, and the model it trains."""
     model = create_model(cfg, num_classes).to(x.device).train()
-    objective = build_objective(cfg.loss)
+    objective = build_objective(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
 
     def step() -> None:
@@ -219,7 +219,7 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
         seen[storage.data_ptr()] = storage.nbytes()
         return t
 
-    objective = build_objective(cfg.loss)
+    objective = build_objective(cfg)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = objective(model(x, y), y)["loss"]
     loss.backward()
@@ -230,7 +230,8 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
 def training_rows(
     encoder: str, batch: int, size: int, device: torch.device, repeats: int, classes: int = 4
 ) -> dict[str, Any]:
-    """Training-step time of each objective of the default model, interleaved with the CNN's."""
+    """Training-step time of each objective of the default model and of the other families,
+    interleaved with the CNN's."""
     x, y = _inputs(batch, size, classes, device)
     fns = {}
     for objective in OBJECTIVES:
@@ -238,9 +239,13 @@ def training_rows(
         assert cfg is not None
         cfg.loss.objective = objective
         fns[objective], _ = train_step_fn(cfg, classes, x, y)
+    for family in ("prob_unet", "ssn"):
+        cfg = family_config(family, encoder, size)
+        if cfg is not None:
+            fns[family], _ = train_step_fn(cfg, classes, x, y)
     t = interleaved_times(fns, device, repeats)
-    r: dict[str, Any] = {f"train_step_{o}_s": statistics.median(t[o]) for o in OBJECTIVES}
-    for o in ("gsnn", "cvae", "hybrid"):
+    r: dict[str, Any] = {f"train_step_{o}_s": statistics.median(t[o]) for o in fns}
+    for o in [k for k in fns if k != "cnn"]:
         stats = ratio_stats(t[o], t["cnn"])
         r[f"train_step_{o}_vs_cnn"] = stats["ratio"]
         r[f"train_step_{o}_vs_cnn_spread"] = [stats["min"], stats["max"]]

@@ -234,6 +234,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         "checkpoint": str(args.ckpt),
         "step": int(ckpt["step"]),
         "objective": cfg.loss.objective,
+        "arch": cfg.model.arch,
         "dataset": cfg.data.name,
         "split": args.split,
         "omission": bool(args.omission),

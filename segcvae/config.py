@@ -76,7 +76,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network sizes; which sub-networks exist follows from ``loss.objective``."""
+    """Network sizes and the model family; for ``arch=sohn`` the sub-networks follow ``loss.objective``."""
 
     encoder_name: str = "resnet18"  # any segmentation_models_pytorch encoder name
     encoder_depth: int = 5
@@ -90,6 +90,18 @@ class ModelConfig:
     logvar_max: float = 4.0
     # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp)
     generation: Literal["quarter", "full"] = "quarter"
+    # Model family (segcvae.models.ARCHS). sohn: Sohn et al.'s CVAE, or the BaselineCNN with
+    # loss.objective=cnn; prob_unet and ssn have one objective each and ignore loss.objective.
+    arch: Literal["sohn", "prob_unet", "ssn"] = "sohn"
+    # prob_unet (Kohl et al. 2018): also reads encoder_* (the prior and posterior nets are copies of
+    # the U-Net's encoder), decoder_channels, hidden_channels (fcomb width), logvar_min/max, and
+    # loss.beta / kl_warmup_steps / free_bits for the KL term.
+    prob_unet_latent_dim: int = 6  # size of the global z
+    prob_unet_fcomb_layers: int = 3  # 1x1 convolutions in fcomb (the last one outputs logits)
+    # ssn (Monteiro et al. 2020): also reads encoder_*, decoder_channels, logvar_min/max (diagonal).
+    ssn_rank: int = 10  # rank of the covariance factor of the logit Gaussian
+    ssn_mc_samples: int = 20  # M logit samples per image in the training loss
+    ssn_epsilon: float = 1e-5  # added to the diagonal variance (a floor that keeps it invertible)
 
 
 @dataclass

@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from segcvae.inference import uncertainty
 from segcvae.metrics import (
     SegmentationMeter,
-    conditional_log_likelihood,
     generalized_energy_distance,
     hungarian_matched_iou,
+    negative_log_likelihoods,
 )
 
 
@@ -105,8 +105,6 @@ def evaluate(
     vis_parts: dict[str, list[torch.Tensor]] = {k: [] for k in VisBatch.__dataclass_fields__}
     n_vis = 0
     seen = 0
-    has_recognition = getattr(model, "recognition_net", None) is not None
-    has_latent = hasattr(model, "prior_net")
     fork_devices = [device] if device.type == "cuda" else []
     total = len(loader.dataset) if max_images <= 0 else min(max_images, len(loader.dataset))  # type: ignore[arg-type]
     bar = tqdm(total=total, desc="evaluate", unit="img", disable=not progress, leave=False)
@@ -124,19 +122,10 @@ def evaluate(
                 ctx = model.encode(x)  # image features once, shared by every estimate below
                 pred = model.decode_mean(ctx).argmax(dim=1)  # (B, H, W)
                 meter.update(pred, y)
-                if samples > 0:
-                    if has_latent:
-                        mc = -conditional_log_likelihood(model, x, y, samples, "mc", ctx=ctx)
-                        nll_mc.append(mc.cpu())
-                        if has_recognition:
-                            is_ = -conditional_log_likelihood(model, x, y, samples, "is", ctx=ctx)
-                            nll_is.append(is_.cpu())
-                        else:
-                            nll_is.append(mc.cpu())
-                    else:  # deterministic model: the likelihood is exact, and both estimates equal it
-                        exact = -conditional_log_likelihood(model, x, y, 1, method="mc", ctx=ctx)
-                        nll_is.append(exact.cpu())
-                        nll_mc.append(exact.cpu())
+                if samples > 0:  # the model's best estimate (IS / exact / MC) and Monte Carlo
+                    nll = negative_log_likelihoods(model, x, y, samples, ctx=ctx)
+                    nll_is.append(nll["nll"].cpu())
+                    nll_mc.append(nll["nll_mc"].cpu())
                 want_vis = n_vis < num_vis
                 if hypotheses > 0 and (masks is not None or want_vis):
                     probs = model.decode_samples(ctx, hypotheses).softmax(dim=2)  # (B, S, K, H, W)

@@ -164,7 +164,7 @@ class Trainer:
             log.warning("train.channels_last is for CUDA; ignored on %s", self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.objective = build_objective(cfg.loss).to(self.device)
+        self.objective = build_objective(cfg).to(self.device)
         self.optimizer = build_optimizer(self.model, tc)
         self.scheduler = build_scheduler(self.optimizer, tc.lr_decay)
         self.amp_dtype, self.amp_enabled = self._amp(tc.amp)

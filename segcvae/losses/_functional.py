@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent, OneHotCategorical, kl_divergence
 
-from segcvae.models.recognition import one_hot
+from segcvae.labels import one_hot
+from segcvae.metrics._functional import label_log_likelihood, log_mean_exp
 
 
 def soft_targets(y: Tensor, num_classes: int, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -99,7 +100,7 @@ def kl_mean(q: Distribution, p: Distribution, free_bits: float = 0.0) -> Tensor:
     (Kingma et al. 2016), so channels under the floor get no gradient.
 
     Args:
-        q: Posterior, batch shape (B,), event shape (Z, h, w).
+        q: Posterior, batch shape (B,), event shape (Z, h, w) or (Z,).
         p: Prior, same shapes.
 
     Returns:
@@ -111,6 +112,26 @@ def kl_mean(q: Distribution, p: Distribution, free_bits: float = 0.0) -> Tensor:
         return kl_divergence(q, p).mean().clamp_min(free_bits)
     if not (isinstance(q, Independent) and isinstance(p, Independent)):
         raise TypeError("free bits need Independent distributions with a channel dimension")
-    kl = kl_divergence(q.base_dist, p.base_dist)  # (B, Z, h, w)
-    per_channel = kl.flatten(2).sum(-1).mean(0)  # (Z,)
+    kl = kl_divergence(q.base_dist, p.base_dist)  # (B, Z, h, w) or (B, Z)
+    per_channel = kl.reshape(kl.shape[0], kl.shape[1], -1).sum(-1).mean(0)  # (Z,)
     return per_channel.clamp_min(free_bits).sum()
+
+
+def monte_carlo_nll(logit_samples: Tensor, y: Tensor) -> Tensor:
+    """SSN's loss: -log (1/M) sum_m p(y | logits_m), per labelled pixel, batch mean.
+
+    Each image's log-likelihood log (1/M) sum_m prod_pixels p(y_pixel | logits_m) is computed with
+    log-sum-exp over the M samples, then divided by that image's number of labelled pixels (so the
+    value is in nats per pixel like the other objectives' terms), then averaged over the batch.
+
+    Args:
+        logit_samples: (B, M, K, H, W) logit samples (reparameterised, for gradients).
+        y: Labels (B, H, W); values outside [0, K) are left out.
+
+    Returns:
+        A scalar.
+    """
+    k = logit_samples.shape[-3]
+    labelled = ((y >= 0) & (y < k)).flatten(1).sum(1).clamp_min(1)  # (B,)
+    log_lik = log_mean_exp(label_log_likelihood(logit_samples, y), dim=1)  # (B,)
+    return -(log_lik / labelled).mean()

@@ -1,15 +1,32 @@
-"""Training objectives: cnn, cvae (-ELBO), gsnn and hybrid, as dicts of named terms.
+"""Training objectives, as dicts of named terms: Sohn et al.'s cnn, cvae (-ELBO), gsnn and hybrid;
+the Probabilistic U-Net's ELBO; SSN's Monte Carlo NLL.
 
 Every term is in nats per full-resolution pixel so that image size does not change the balance of
 likelihood and KL: ``kl`` is the per-image KL divided by H*W. Lower is better for every term.
+The objectives read the output dataclasses of ``segcvae.outputs``, never the model classes.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from segcvae.losses._functional import kl_mean, multiscale_nll, multiscale_nll_per_sample
-from segcvae.models.output import SegOutput
+from segcvae.losses._functional import (
+    kl_mean,
+    multiscale_nll_per_sample,
+    monte_carlo_nll,
+    multiscale_nll,
+    soft_cross_entropy,
+    soft_targets,
+)
+from segcvae.outputs import ProbUNetOutput, SegOutput, SSNOutput
+
+
+def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
+    """beta, ramped linearly from 0 over ``warmup_steps`` (constant when 0)."""
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
 
 
 class Objective(nn.Module):
@@ -52,9 +69,7 @@ class Objective(nn.Module):
 
     def kl_weight(self, step: int) -> float:
         """beta, ramped linearly over the warm-up."""
-        if self.kl_warmup_steps <= 0:
-            return self.beta
-        return self.beta * min(1.0, step / self.kl_warmup_steps)
+        return kl_weight(step, self.beta, self.kl_warmup_steps)
 
     def forward(self, out: SegOutput, y: Tensor, step: int = 0) -> dict[str, Tensor]:
         """Compute the loss terms.
@@ -142,3 +157,72 @@ class Objective(nn.Module):
         terms["nll"] = (main_weights * nll_codes).sum(1).mean().detach()
         terms["loss"] = loss
         return terms
+
+
+class ProbUNetObjective(nn.Module):
+    """The Probabilistic U-Net's loss: cross-entropy with z ~ q(z | x, y) plus beta * KL(q || p).
+
+    The cross-entropy is the mean over labelled pixels and the analytic KL is divided by H*W, so
+    the loss is the paper's (summed cross-entropy + beta * KL) divided by the number of pixels.
+
+    Args:
+        beta: KL weight after warm-up (the paper: 1).
+        kl_warmup_steps: Steps over which the KL weight rises linearly from 0 to ``beta``.
+        free_bits: Nats per latent dimension below which KL is free.
+    """
+
+    def __init__(self, beta: float = 1.0, kl_warmup_steps: int = 0, free_bits: float = 0.0) -> None:
+        super().__init__()
+        self.beta = beta
+        self.kl_warmup_steps = kl_warmup_steps
+        self.free_bits = free_bits
+
+    def forward(self, out: ProbUNetOutput, y: Tensor, step: int = 0) -> dict[str, Tensor]:
+        """Compute the loss terms.
+
+        Args:
+            out: The model's output for a batch, computed with labels (``model(x, y)``).
+            y: Labels (B, H, W) long.
+            step: Training step (for the KL warm-up).
+
+        Returns:
+            ``loss``, ``nll`` (cross-entropy per pixel with z ~ q), ``kl`` (per pixel),
+            ``kl_weight``.
+        """
+        if out.posterior is None:
+            raise ValueError("the prob_unet objective needs the posterior: call model(x, y)")
+        t, v = soft_targets(y, out.logits.shape[1], out.logits.shape[-2:])
+        nll = soft_cross_entropy(out.logits, t, v)
+        kl = kl_mean(out.posterior, out.prior, self.free_bits) / (y.shape[-1] * y.shape[-2])
+        w = kl_weight(step, self.beta, self.kl_warmup_steps)
+        return {
+            "loss": nll + w * kl,
+            "nll": nll.detach(),
+            "kl": kl.detach(),
+            "kl_weight": kl.new_tensor(w),
+        }
+
+
+class SSNObjective(nn.Module):
+    """SSN's loss: -log (1/M) sum_m p(y | logits_m) over the output's M logit samples.
+
+    See :func:`segcvae.losses.monte_carlo_nll` for the normalisation (nats per labelled pixel).
+    """
+
+    def forward(self, out: SSNOutput, y: Tensor, step: int = 0) -> dict[str, Tensor]:
+        """Compute the loss terms.
+
+        Args:
+            out: The model's output for a batch.
+            y: Labels (B, H, W) long.
+            step: Unused (the same signature as the other objectives).
+
+        Returns:
+            ``loss`` (the Monte Carlo NLL per pixel), ``nll`` (the same, detached) and
+            ``nll_mean`` (cross-entropy of the mean logits, for monitoring).
+        """
+        loss = monte_carlo_nll(out.logit_samples, y)
+        t, v = soft_targets(y, out.mean.shape[1], out.mean.shape[-2:])
+        with torch.no_grad():
+            nll_mean = soft_cross_entropy(out.mean, t, v)
+        return {"loss": loss, "nll": loss.detach(), "nll_mean": nll_mean}

@@ -2,13 +2,14 @@
 
 from segcvae.metrics._functional import (
     importance_log_likelihood,
+    label_log_likelihood,
     log_mean_exp,
     monte_carlo_log_likelihood,
 )
 from segcvae.metrics.likelihood import (
     conditional_log_likelihood,
     cross_entropy_sum,
-    label_log_likelihood,
+    negative_log_likelihoods,
 )
 from segcvae.metrics.multi_hypothesis import (
     generalized_energy_distance,
@@ -27,5 +28,6 @@ __all__ = [
     "label_log_likelihood",
     "log_mean_exp",
     "monte_carlo_log_likelihood",
+    "negative_log_likelihoods",
     "pairwise_iou",
 ]

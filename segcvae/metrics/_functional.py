@@ -46,3 +46,23 @@ def importance_log_likelihood(
         The estimate, with ``dim`` reduced. With q = p it equals :func:`monte_carlo_log_likelihood`.
     """
     return log_mean_exp(log_lik + log_prior - log_proposal, dim)
+
+
+def label_log_likelihood(logits: Tensor, y: Tensor) -> Tensor:
+    """log p(y | logits) summed over labelled pixels (categorical per pixel).
+
+    Args:
+        logits: (B, K, H, W) or (B, S, K, H, W).
+        y: Labels (B, H, W); values outside [0, K) are not counted.
+
+    Returns:
+        (B,) or (B, S), nats per image.
+    """
+    k = logits.shape[-3]
+    valid = (y >= 0) & (y < k)
+    idx = y.clamp(0, k - 1)
+    if logits.dim() == 5:
+        idx = idx.unsqueeze(1).expand(-1, logits.shape[1], -1, -1)
+        valid = valid.unsqueeze(1)
+    logp = logits.float().log_softmax(dim=-3).gather(-3, idx.unsqueeze(-3)).squeeze(-3)
+    return (logp * valid).flatten(-2).sum(-1)

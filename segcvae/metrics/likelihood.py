@@ -1,34 +1,22 @@
-"""Conditional log-likelihood log p(y | x) per image, in nats, at full resolution."""
+"""Conditional log-likelihood log p(y | x) per image, in nats, at full resolution.
+
+The estimators know no model class: every model lists the estimators it supports
+(``model.likelihood_methods``, best first: ``"exact"``, ``"is"``, ``"mc"``) and yields the logits to
+score the labels against with their log importance weights (``model.likelihood_samples``); this
+module scores them and combines them with log-sum-exp.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segcvae.metrics._functional import importance_log_likelihood, monte_carlo_log_likelihood
-from segcvae.models.baseline import BaselineCNN, BaselineFeatures
-from segcvae.models.cvae import SegContext, SegCVAE
+from segcvae.metrics._functional import label_log_likelihood, log_mean_exp
 
-
-def label_log_likelihood(logits: Tensor, y: Tensor) -> Tensor:
-    """log p(y | logits) summed over labelled pixels.
-
-    Args:
-        logits: (B, K, H, W) or (B, S, K, H, W).
-        y: Labels (B, H, W); values outside [0, K) are not counted.
-
-    Returns:
-        (B,) or (B, S).
-    """
-    k = logits.shape[-3]
-    valid = (y >= 0) & (y < k)
-    idx = y.clamp(0, k - 1)
-    if logits.dim() == 5:
-        idx = idx.unsqueeze(1).expand(-1, logits.shape[1], -1, -1)
-        valid = valid.unsqueeze(1)
-    logp = logits.float().log_softmax(dim=-3).gather(-3, idx.unsqueeze(-3)).squeeze(-3)
-    return (logp * valid).flatten(-2).sum(-1)
+METHODS = ("is", "mc")
 
 
 @torch.no_grad()
@@ -39,58 +27,71 @@ def conditional_log_likelihood(
     n_samples: int = 50,
     method: str = "is",
     chunk_size: int = 25,
-    ctx: SegContext | BaselineFeatures | None = None,
+    ctx: Any = None,
 ) -> Tensor:
     """Estimate log p(y | x) per image.
 
-    * :class:`BaselineCNN`: exact, ``sum_pixels log softmax(y_hat)[y]``.
-    * ``method="mc"``: ``log (1/S) sum_s p(y | x, z_s)``, ``z_s ~ p(z | x, y_hat)``.
-    * ``method="is"``: importance sampling with the recognition net as proposal,
-      ``log (1/S) sum_s p(y | x, z_s) p(z_s | x) / q(z_s | x, y)``, ``z_s ~ q(z | x, y)``. Falls back
-      to ``mc`` for a model without recognition net (GSNN).
-    * A categorical latent: exact for either method, ``log sum_c p(c | x) p(y | x, c)``.
+    * A deterministic model (``likelihood_methods == ("exact",)``): exact,
+      ``sum_pixels log softmax(logits)[y]``, whatever ``method`` asks for.
+    * ``method="mc"``: ``log (1/S) sum_s p(y | x, s)`` over the model's own samples (z ~ p(z | x)
+      for the latent models, logit samples for SSN).
+    * ``method="is"``: importance sampling with the model's proposal (the recognition / posterior
+      net), ``log (1/S) sum_s p(y | x, z_s) p(z_s | x) / q(z_s | x, y)``, ``z_s ~ q(z | x, y)``.
+      Falls back to the model's own best estimator when it has no proposal (GSNN, SSN: ``mc``).
 
-    Image features are computed once; samples go through the generation head ``chunk_size`` at a
-    time, and everything is combined with log-sum-exp.
+    Image features are computed once; samples are decoded ``chunk_size`` at a time, and everything
+    is combined with log-sum-exp.
 
     Args:
-        model: A :class:`BaselineCNN` or :class:`SegCVAE` (unwrap DDP before calling).
+        model: Any segcvae model (unwrap DDP before calling).
         x: Images (B, C, H, W).
         y: Labels (B, H, W); the ignore index (any value outside [0, K)) is skipped.
         n_samples: S (the paper uses 50).
         method: ``"is"`` or ``"mc"``.
-        chunk_size: Samples per generation call (bounds memory).
+        chunk_size: Samples per decoding call (bounds memory).
         ctx: ``model.encode(x)`` if the caller already has it (it is then not recomputed).
 
     Returns:
         (B,) log-likelihoods in nats per image (negate for the NLL).
     """
-    if method not in ("is", "mc"):
+    if method not in METHODS:
         raise ValueError(f"method must be 'is' or 'mc', got {method!r}")
-    if not isinstance(model, (BaselineCNN, SegCVAE)):
-        raise TypeError(f"expected BaselineCNN or SegCVAE, got {type(model).__name__}")
+    supported = model.likelihood_methods
+    if method not in supported:
+        method = supported[-1]  # the model's fallback: "exact" for the CNN, "mc" without a proposal
     ctx = model.encode(x) if ctx is None else ctx
-    if isinstance(model, BaselineCNN):
-        return label_log_likelihood(model.decode_mean(ctx), y)
-    if model.categorical:  # exact: log sum_c p(c | x) p(y | x, c) over all codes
-        log_lik = label_log_likelihood(model.generate(ctx, model.all_codes(ctx), True)[-1], y)
-        return (ctx.prior.logits.log_softmax(-1).float() + log_lik).logsumexp(-1)
-    use_is = method == "is" and model.recognition_net is not None
-    proposal = model.posterior(ctx, y) if use_is else ctx.prior
-    z = proposal.sample((n_samples,)).transpose(0, 1)  # (B, S, Z, h, w)
-    log_lik = torch.cat(
-        [
-            label_log_likelihood(model.generate(ctx, zc, full_only=True)[-1], y)
-            for zc in z.split(chunk_size, dim=1)
-        ],
-        dim=1,
-    )  # (B, S)
-    if not use_is:
-        return monte_carlo_log_likelihood(log_lik)
-    zt = z.transpose(0, 1)  # (S, B, ...): log_prob broadcasts over the leading sample dim
-    log_p = ctx.prior.log_prob(zt).transpose(0, 1)  # (B, S)
-    log_q = proposal.log_prob(zt).transpose(0, 1)
-    return importance_log_likelihood(log_lik, log_p.float(), log_q.float())
+    log_lik, log_w = [], []
+    for logits, weight in model.likelihood_samples(ctx, y, n_samples, method, chunk_size):
+        log_lik.append(label_log_likelihood(logits, y))  # (B, s)
+        log_w.append(weight)
+    ll = torch.cat(log_lik, dim=1)  # (B, S)
+    if log_w[0] is not None:  # importance weights log p(z|x) - log q(z|x, y)
+        ll = ll + torch.cat(log_w, dim=1)
+    return log_mean_exp(ll)
+
+
+@torch.no_grad()
+def negative_log_likelihoods(
+    model: nn.Module, x: Tensor, y: Tensor, n_samples: int = 50, ctx: Any = None
+) -> dict[str, Tensor]:
+    """The NLLs the evaluation reports, per image (B,) in nats.
+
+    ``nll`` is the model's best estimate (importance sampling where it has a proposal, exact for a
+    deterministic model, Monte Carlo otherwise) and ``nll_mc`` the Monte Carlo one; where the two
+    are the same estimator it is computed once.
+
+    Args:
+        model: Any segcvae model.
+        x: Images (B, C, H, W).
+        y: Labels (B, H, W).
+        n_samples: S.
+        ctx: ``model.encode(x)`` if already computed.
+    """
+    ctx = model.encode(x) if ctx is None else ctx
+    mc = -conditional_log_likelihood(model, x, y, n_samples, "mc", ctx=ctx)
+    if model.likelihood_methods[0] != "is":
+        return {"nll": mc, "nll_mc": mc}
+    return {"nll": -conditional_log_likelihood(model, x, y, n_samples, "is", ctx=ctx), "nll_mc": mc}
 
 
 def cross_entropy_sum(logits: Tensor, y: Tensor, ignore_index: int = 255) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import segmentation_models_pytorch as smp
@@ -9,7 +10,7 @@ from segmentation_models_pytorch.base import SegmentationHead
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import Tensor, nn
 
-from segcvae.models.output import SegOutput
+from segcvae.outputs import SegOutput
 
 SCALES = (4, 2, 1)  # output strides of the three prediction heads
 
@@ -21,7 +22,8 @@ class BaselineFeatures:
     Attributes:
         encoder: Encoder feature maps, index i at stride 2**i: (B, C_i, H / 2**i, W / 2**i).
         decoder: Decoder feature maps at strides 4, 2, 1: (B, D_s, H / s, W / s).
-        y_hat: Initial prediction logits at strides 4, 2, 1: (B, K, H / s, W / s).
+        y_hat: Initial prediction logits at strides 4, 2, 1: (B, K, H / s, W / s); empty for a
+            baseline built without heads.
     """
 
     encoder: list[Tensor]
@@ -39,7 +41,12 @@ class BaselineCNN(nn.Module):
         encoder_weights: Pretrained weights name (e.g. ``"imagenet"``) or None for random init.
         decoder_channels: Channels of each decoder block, deepest first.
         in_channels: Image channels.
+        heads: Build the three prediction heads. Families that read only the decoder features
+            (the Probabilistic U-Net, SSN) pass False; :meth:`features` then returns no y_hat.
     """
+
+    #: Estimators of log p(y | x) this model supports (see ``segcvae.metrics``): the exact one.
+    likelihood_methods: tuple[str, ...] = ("exact",)
 
     def __init__(
         self,
@@ -49,6 +56,7 @@ class BaselineCNN(nn.Module):
         encoder_weights: str | None = None,
         decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
         in_channels: int = 3,
+        heads: bool = True,
     ) -> None:
         super().__init__()
         if encoder_depth < 3:
@@ -72,9 +80,12 @@ class BaselineCNN(nn.Module):
         )
         # Block j of the decoder outputs stride 2**(depth - 1 - j): the last three are 1/4, 1/2, 1.
         self.head_blocks = [encoder_depth - 3, encoder_depth - 2, encoder_depth - 1]
+        self.decoder_channels = list(decoder_channels)
         self.heads = nn.ModuleList(
             SegmentationHead(decoder_channels[j], classes, kernel_size=3) for j in self.head_blocks
         )
+        if not heads:
+            self.heads = nn.ModuleList()
 
     @property
     def decoder_channels_quarter(self) -> int:
@@ -103,7 +114,7 @@ class BaselineCNN(nn.Module):
             d = block(d, shapes[i + 1][0], shapes[i + 1][1], skip_connection=skip)
             decoded.append(d)
         dec = [decoded[j] for j in self.head_blocks]
-        y_hat = [head(f) for head, f in zip(self.heads, dec, strict=True)]  # (B, K, H/s, W/s)
+        y_hat = [head(f) for head, f in zip(self.heads, dec, strict=False)]  # (B, K, H/s, W/s)
         return BaselineFeatures(encoder=enc, decoder=dec, y_hat=y_hat)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> SegOutput:
@@ -129,3 +140,13 @@ class BaselineCNN(nn.Module):
     def sample(self, x: Tensor, n: int) -> Tensor:
         """The deterministic prediction repeated n times: (B, n, K, H, W)."""
         return self.decode_samples(self.encode(x), n)
+
+    def likelihood_samples(
+        self, ctx: BaselineFeatures, y: Tensor, n: int, method: str, chunk_size: int = 25
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """The logits to score labels against: the one deterministic prediction (B, 1, K, H, W).
+
+        The model-side half of ``segcvae.metrics.conditional_log_likelihood``; ``n``, ``method``
+        and ``chunk_size`` are accepted for the common interface (the likelihood is exact).
+        """
+        yield ctx.y_hat[-1].unsqueeze(1), None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -11,9 +12,9 @@ from torch.distributions import Distribution
 
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.generation import GenerationNet
-from segcvae.models.output import SegOutput
 from segcvae.models.prior import PriorNet
 from segcvae.models.recognition import RecognitionNet
+from segcvae.outputs import SegOutput
 
 
 @dataclass
@@ -113,6 +114,14 @@ class SegCVAE(nn.Module):
         self.generation_net = GenerationNet(
             context_channels, latent_channels, classes, hidden_channels, inject=generation
         )
+
+    @property
+    def likelihood_methods(self) -> tuple[str, ...]:
+        """Estimators of log p(y | x), best first: importance sampling needs the recognition net;
+        a categorical latent's likelihood is exact (a sum over its codes)."""
+        if self.categorical:
+            return ("exact",)
+        return ("is", "mc") if self.recognition_net is not None else ("mc",)
 
     def encode(self, x: Tensor) -> SegContext:
         """Run everything that depends on the image only (once per image).
@@ -243,3 +252,37 @@ class SegCVAE(nn.Module):
     def sample(self, x: Tensor, n: int) -> Tensor:
         """n hypotheses from the prior: full-resolution logits (B, n, K, H, W)."""
         return self.decode_samples(self.encode(x), n)
+
+    def likelihood_samples(
+        self, ctx: SegContext, y: Tensor, n: int, method: str, chunk_size: int = 25
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Logit samples to score ``y`` against, with their log importance weights.
+
+        The model-side half of ``segcvae.metrics.conditional_log_likelihood``: ``"mc"`` draws
+        z ~ p(z | x, y_hat) (equal weights, None); ``"is"`` draws z ~ q(z | x, y) with weights
+        log p(z | x) - log q(z | x, y). All z are drawn at once, then decoded ``chunk_size`` at a time.
+
+        Args:
+            ctx: ``encode(x)``.
+            y: Labels (B, H, W).
+            n: Samples S.
+            method: ``"is"``, ``"mc"`` or ``"exact"`` (one of :attr:`likelihood_methods`).
+            chunk_size: Samples per generation call.
+
+        Yields:
+            ``(logits (B, s, K, H, W), log_weight (B, s) or None)``, the s summing to n.
+        """
+        if method not in self.likelihood_methods:
+            raise ValueError(f"method {method!r} not in {self.likelihood_methods}")
+        if method == "exact":  # every code once, weighted by Z p(c | x): log-mean-exp = log-sum
+            log_w = ctx.prior.logits.log_softmax(-1).float() + math.log(self.latent_channels)
+            yield self.generate(ctx, self.all_codes(ctx), full_only=True)[-1], log_w
+            return
+        proposal = self.posterior(ctx, y) if method == "is" else ctx.prior
+        z = proposal.sample((n,)).transpose(0, 1)  # (B, S, Z, h, w)
+        for zc in z.split(chunk_size, dim=1):
+            log_w = None
+            if method == "is":
+                zt = zc.transpose(0, 1)  # (s, B, ...): log_prob broadcasts over the leading dim
+                log_w = (ctx.prior.log_prob(zt) - proposal.log_prob(zt)).transpose(0, 1).float()
+            yield self.generate(ctx, zc, full_only=True)[-1], log_w

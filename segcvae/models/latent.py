@@ -10,6 +10,14 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, OneHotCategorical
 
 
+def bounded_logvar(raw: Tensor, logvar_min: float, logvar_max: float) -> Tensor:
+    """Squash an unbounded output into [logvar_min, logvar_max] with a sigmoid.
+
+    ``exp()`` of the result never overflows and KLs stay finite however long training runs.
+    """
+    return logvar_min + (logvar_max - logvar_min) * torch.sigmoid(raw)
+
+
 def diagonal_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
     """A diagonal Gaussian whose event is everything but the batch dimension.
 
@@ -125,7 +133,5 @@ class GaussianNet(nn.Module):
             raw = self.to_params(h).flatten(1)  # (B, Z)
             return OneHotCategorical(logits=self.logit_bound * torch.tanh(raw / self.logit_bound))
         mu, raw = self.to_params(h).chunk(2, dim=1)
-        # Bounded log-variance: a sigmoid squashes it into [logvar_min, logvar_max], so exp() never
-        # overflows and the KL stays finite however long training runs.
-        logvar = self.logvar_min + (self.logvar_max - self.logvar_min) * torch.sigmoid(raw)
+        logvar = bounded_logvar(raw, self.logvar_min, self.logvar_max)
         return diagonal_gaussian(mu, logvar)

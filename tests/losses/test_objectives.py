@@ -73,7 +73,7 @@ def test_kl_warmup_is_linear():
 def test_terms_are_named_finite_and_scalar(batch):
     x, y = batch
     out = create_model(tiny_config("hybrid"), 3)(x, y)
-    terms = build_objective(tiny_config("hybrid").loss)(out, y)
+    terms = build_objective(tiny_config("hybrid"))(out, y)
     assert {"loss", "nll", "kl", "nll_4", "nll_2", "nll_1", "nll_cvae", "nll_gsnn"} <= set(terms)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in terms.values())
 

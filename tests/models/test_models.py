@@ -41,7 +41,7 @@ class BaseModelTester:
     def test_loss_backward_reaches_every_network(self, batch):
         x, y = batch
         model = self.model()
-        terms = build_objective(tiny_config(self.objective).loss)(model(x, y), y)
+        terms = build_objective(tiny_config(self.objective))(model(x, y), y)
         assert torch.isfinite(terms["loss"])
         terms["loss"].backward()
         nets = {"baseline": model}
@@ -142,7 +142,7 @@ def test_long_random_training_stays_finite():
     torch.manual_seed(0)
     cfg = tiny_config("hybrid")
     model = create_model(cfg, 3)
-    objective = build_objective(cfg.loss)
+    objective = build_objective(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(40):
         x = torch.randn(2, 3, 32, 32) * (1 + 10 * (step % 3))
@@ -220,7 +220,7 @@ def test_categorical_objective_is_the_exact_expectation_over_codes(batch):
     cfg, model = _categorical_model("cvae")
     x, y = batch[0][:1], batch[1][:1]  # one image: per-image and batch pixel means coincide
     out = model.eval()(x, y)  # eval: batch norm cannot train on one image
-    terms = build_objective(cfg.loss)(out, y)
+    terms = build_objective(cfg)(out, y)
     q = out.posterior.probs[0]  # (Z,)
     per_code = [
         multiscale_nll([scale[:, c] for scale in out.code_logits], y, [1.0, 1.0, 1.0])["nll"]

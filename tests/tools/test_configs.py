@@ -17,12 +17,31 @@ def test_embedded_default_is_shapes_hybrid_yaml() -> None:
     assert Config.from_yaml(REPO / "configs" / "shapes_hybrid.yaml") == Config()
 
 
+FAMILIES = ("prob_unet", "ssn")  # model.arch values other than Sohn et al.'s
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_config_loads_and_names_its_objective(path: Path) -> None:
     cfg = Config.from_yaml(path)
+    family = next((f for f in FAMILIES if path.stem.endswith(f"_{f}")), None)
+    if family is not None:  # <dataset>[_<variant>]_<arch>
+        assert cfg.data.name == path.stem.split("_")[0] and cfg.model.arch == family
+        return
     parts = path.stem.split("_")  # <dataset>[_<variant>]_<objective>
     dataset, objective = parts[0], parts[-1]
     assert cfg.data.name == dataset and cfg.loss.objective == objective
+    assert cfg.model.arch == "sohn"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_configs_share_the_hybrid_schedule(family: str) -> None:
+    """Rows of one comparison table differ in the model only: same data, schedule, evaluation."""
+    for path in sorted((REPO / "configs").glob(f"*_{family}.yaml")):
+        hybrid = Config.from_yaml(str(path).replace(f"_{family}.yaml", "_hybrid.yaml"))
+        cfg = Config.from_yaml(path)
+        assert (cfg.data, cfg.train, cfg.eval) == (hybrid.data, hybrid.train, hybrid.eval), path
+        enc = ("encoder_name", "encoder_depth", "encoder_weights", "decoder_channels")
+        assert [getattr(cfg.model, k) for k in enc] == [getattr(hybrid.model, k) for k in enc]
 
 
 @pytest.mark.parametrize("dataset", ["lfw", "cub"])

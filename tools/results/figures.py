@@ -105,7 +105,7 @@ def lfw_figure(args: argparse.Namespace) -> None:
             row.append(viz.heatmap(ent, vmax=max_ent))
             rows.append([_upscale(p, 2) for p in row])
             labels.append(f"{item['id'][:14]}\n{'omission' if omission else 'clean'}")
-    name = args.cvae_name or cfg.loss.objective
+    name = args.cvae_name or (cfg.loss.objective if cfg.model.arch == "sohn" else cfg.model.arch)
     headers = ["image", "truth", "CNN", f"{name} det."]
     headers += [f"sample {i + 1}" for i in range(args.samples)]
     headers.append(f"entropy (S={args.uncertainty_samples})")
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("kind", choices=["lfw", "shapes"])
     p.add_argument("--cnn", type=Path, required=True, help="baseline CNN checkpoint")
     p.add_argument("--cvae", type=Path, required=True, help="cvae / hybrid checkpoint")
-    p.add_argument("--cvae-name", default="", help="column label (default: its objective)")
+    p.add_argument(
+        "--cvae-name", default="", help="column label (default: its objective or model.arch)"
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--indices", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--samples", type=int, default=4, help="hypotheses shown per image")

@@ -1,8 +1,8 @@
 """Markdown tables for docs/RESULTS.md from the JSON files written by ``tools/evaluate.py --json``.
 
-Expects ``RUNS/<prefix>_<objective>/seed<k>/test_{clean,omission}.json`` and prints, for each
-setting, one row per objective: pixel accuracy, mean IoU, per-class IoU and negative CLL (nats per
-image; the
+Expects ``RUNS/<prefix>_<objective or family>/seed<k>/test_{clean,omission}.json`` and prints, for
+each setting, one row per objective (and per model family: prob_unet, ssn): pixel accuracy, mean
+IoU, per-class IoU and negative CLL (nats per image; the
 paper's estimator and, for comparison, plain Monte Carlo from the prior), as mean +- std over the seeds found (std only with two or more seeds).
 
     python tools/results/tables.py --runs runs --prefix lfw_cpu
@@ -15,7 +15,9 @@ import json
 import statistics
 from pathlib import Path
 
-OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid")
+# Sohn et al.'s objectives, then the other model families (runs named <prefix>_<arch>).
+OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid", "prob_unet", "ssn")
+ESTIMATORS = {"cnn": "exact", "gsnn": "MC, S=50", "ssn": "MC, S=50"}  # the others: IS, S=50
 
 
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -47,7 +49,7 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
             cols += ["−CLL (nats/image)", "estimator", "−CLL, MC from the prior"]
             header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
         per_class = [[r["per_class_iou"][k] for r in reports] for k in range(len(names))]
-        estimator = "exact" if obj == "cnn" else ("IS, S=50" if obj != "gsnn" else "MC, S=50")
+        estimator = ESTIMATORS.get(obj, "IS, S=50")
         row = [
             obj,
             str(len(reports)),
