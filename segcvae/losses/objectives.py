@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 from segcvae.losses._functional import (
     kl_mean,
-    multiscale_nll_per_sample,
     monte_carlo_nll,
     multiscale_nll,
+    multiscale_nll_per_sample,
     soft_cross_entropy,
     soft_targets,
 )
