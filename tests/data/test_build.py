@@ -29,6 +29,6 @@ def test_errors_name_what_is_wrong():
 
 
 def test_overrides_reach_the_dataset():
-    cfg = Config.from_yaml(None, ["data.shapes_completions=2", "data.image_size=48"]).data
+    cfg = Config.from_yaml(None, ["data.shapes_completions=2", "data.image_size=96"]).data
     item = build_dataset(cfg, "train")[0]
-    assert item["masks"].shape == (2, 48, 48)
+    assert item["masks"].shape == (2, 96, 96)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,36 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 def test_embedded_default_is_shapes_hybrid_yaml() -> None:
     assert Config.from_yaml(REPO / "configs" / "shapes_hybrid.yaml") == Config()
+
+
+RESOLVED = json.loads((REPO / "tests" / "tools" / "data" / "resolved_configs.json").read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_composed_configs_resolve_as_before(path: Path) -> None:
+    """Each YAML states only what differs from its base, and resolves to what it was before.
+
+    ``resolved_configs.json`` was recorded from the flat, repeated YAMLs before they were rewritten
+    with ``_base_`` (a key added to a section since then keeps its default and is not compared).
+    """
+    resolved = Config.from_yaml(path).to_dict()
+    before = RESOLVED[path.name]
+    changed = {
+        f"{section}.{key}": (value, resolved[section][key])
+        for section, values in before.items()
+        for key, value in values.items()
+        if resolved[section][key] != value
+    }
+    assert not changed
+
+
+def test_every_config_is_listed_in_the_record() -> None:
+    assert sorted(RESOLVED) == [p.name for p in CONFIGS]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_configs_name_no_development_machine_paths(path: Path) -> None:
+    assert "/tmp/" not in path.read_text() and "shared/data" not in path.read_text()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
