@@ -25,6 +25,8 @@ from segcvae.metrics import conditional_log_likelihood
 from segcvae.models import create_model
 
 OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid")
+# The repository's LFW config (found from this file, not from the working directory).
+DEFAULT_LOADER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "lfw_hybrid.yaml"
 
 
 def _sync(device: torch.device) -> None:
@@ -191,9 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--lfw-root", default="../shared/data/lfw", help="'' skips the loader part")
-    p.add_argument("--lfw-masks", default="", help="extracted label folder ('' = <root>/...)")
-    p.add_argument("--loader-config", type=Path, default=Path("configs/lfw_hybrid.yaml"))
+    p.add_argument(
+        "--lfw-root",
+        default="",
+        help="LFW folder (data.root) for the loader part; '' (the default) skips it",
+    )
+    p.add_argument(
+        "--lfw-masks", default="", help="extracted label folder ('' = found under --lfw-root)"
+    )
+    p.add_argument(
+        "--loader-config",
+        type=Path,
+        default=DEFAULT_LOADER_CONFIG,
+        help=f"config of the loader part (default: {DEFAULT_LOADER_CONFIG})",
+    )
     p.add_argument("--loader-batches", type=int, default=10)
     args = p.parse_args(argv)
     if args.device == "auto":

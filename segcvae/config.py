@@ -68,7 +68,9 @@ class DataConfig:
     # RGB label masks (lfw, folder with a palette)
     colour_tolerance: int = 0  # max per-channel distance to a label colour (0 = exact colours only)
     # lfw
-    lfw_masks: str = ""  # extracted label folder; "" = <root>/parts_lfw_funneled_gt_images
+    lfw_masks: str = (
+        ""  # extracted label folder; "" = under root (the .tgz is extracted to a cache)
+    )
     # cub
     cub_classes: list[int] | None = None  # class ids to use (1-200); None = all listed classes
     cub_segmentations: str = ""  # <class>/<stem>.png masks; "" = <root>/segmentations
