@@ -221,10 +221,17 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "segcvae train") -
             if isinstance(val.get(k), float)
         )
         print(f"run folder: {out}  (step {summary['step']}; {shown})")
-        print(f"look at: {out / 'curves.png'}, {out / 'samples'}/, {out / 'metrics.jsonl'}")
-        print(
-            f"next: segcvae evaluate --ckpt {out / 'best.pt'}   segcvae predict --ckpt {out / 'best.pt'} --input IMG --out DIR"
-        )
+        looks = [
+            p for p in (out / "curves.png", out / "samples", out / "metrics.jsonl") if p.exists()
+        ]
+        if looks:
+            print(f"look at: {', '.join(str(p) for p in looks)}")
+        ckpt = next((p for p in (out / "best.pt", out / "last.pt") if p.is_file()), None)
+        if ckpt is not None:
+            print(
+                f"next: segcvae evaluate --ckpt {ckpt}   segcvae predict --ckpt {ckpt} --input IMG "
+                "--out DIR"
+            )
     return 0
 
 

@@ -513,7 +513,7 @@ class Trainer:
                 return f"{name} holds NaN or inf"
             largest = max(largest, float(t.abs().max()) if t.numel() else 0.0)
             if largest > MAX_ABS_WEIGHT:
-                return f"{name} holds a weight of {largest:.3g} (> {MAX_ABS_WEIGHT:g})"
+                return f"{name} holds a value of {largest:.3g} (> {MAX_ABS_WEIGHT:g})"
         return None
 
     def _save_last(self) -> None:
