@@ -132,6 +132,13 @@ class DataConfig:
                 "a non-empty list of [R, G, B] colours in 0..255",
                 bad or self.folder_palette,
             )
+            colours = [tuple(c) for c in self.folder_palette]
+            _require(
+                len(set(colours)) == len(colours),
+                "data.folder_palette",
+                "one distinct colour per class",
+                self.folder_palette,
+            )
             if self.folder_classes is not None:
                 _require(
                     len(self.folder_classes) == len(self.folder_palette),
@@ -422,6 +429,32 @@ class Config:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
 
 
+def check_encoder_name(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``model.encoder_name`` names an smp (or ``tu-`` timm) encoder.
+
+    Not part of :meth:`Config.validate`, because it imports smp (seconds); the trainer and
+    ``model_from_checkpoint`` call it before building a model.
+    """
+    import segmentation_models_pytorch as smp
+
+    if name.startswith("tu-"):
+        import timm
+
+        if not timm.is_model(name[3:]):
+            raise ConfigError(
+                f"model.encoder_name: timm has no model {name[3:]!r} (tu-<name> takes a timm model "
+                f"name, e.g. tu-resnet18), got {name!r}"
+            )
+        return
+    names = smp.encoders.get_encoder_names()
+    if name not in names:
+        close = [n for n in names if n.startswith(name[:4])][:8]
+        raise ConfigError(
+            f"model.encoder_name: expected an smp encoder name (e.g. {', '.join(close or names[:8])}; "
+            f"{len(names)} in all, or tu-<timm model>), got {name!r}"
+        )
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -547,5 +580,6 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_encoder_name",
     "config_from_checkpoint",
 ]

@@ -250,10 +250,11 @@ def model_from_checkpoint(
         ConfigError: The stored config (with ``overrides``) is invalid.
         CheckpointError: The weights do not fit the model the config describes.
     """
-    from segcvae.config import Config, apply_overrides
+    from segcvae.config import Config, apply_overrides, check_encoder_name
     from segcvae.models import create_model
 
     cfg = Config.from_dict(apply_overrides(ckpt["config"], overrides or []), "checkpoint config")
+    check_encoder_name(cfg.model.encoder_name)
     model = create_model(cfg, int(ckpt["meta"]["num_classes"]))
     try:
         model.load_state_dict(ckpt["model"])

@@ -53,7 +53,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from segcvae.config import Config, ConfigError, TrainConfig
+from segcvae.config import Config, ConfigError, TrainConfig, check_encoder_name
 from segcvae.data import build_transforms
 from segcvae.engine.checkpoint import (
     CheckpointError,
@@ -243,6 +243,7 @@ class Trainer:
 
         # Model, objective, optimisation.
         torch.manual_seed(tc.seed)
+        check_encoder_name(cfg.model.encoder_name)
         self.model: nn.Module = create_model(cfg, self.num_classes).to(self.device)
         self.channels_last = tc.channels_last and self.device.type == "cuda"
         if tc.channels_last and not self.channels_last:

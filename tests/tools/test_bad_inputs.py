@@ -259,3 +259,18 @@ def test_user_mistakes_are_the_named_error_types() -> None:
     errors = cli._errors()
     assert {ConfigError, DataError, CheckpointError} <= set(errors)
     assert ValueError not in errors and KeyError not in errors and RuntimeError not in errors
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.encoder_name=resnet19", "model.encoder_name: expected an smp encoder name"),
+        ("model.encoder_name=tu-nonet", "model.encoder_name: timm has no model 'nonet'"),
+        ("data.shapes_completions=8", "data.image_size=32 is too small for"),
+    ],
+)
+def test_mistakes_found_while_building_are_one_line(
+    tmp_path: Path, capsys, override: str, message: str
+) -> None:
+    assert train_main(["--out", str(tmp_path / "r"), *FAST, override]) == 2
+    assert message in _one_line(capsys.readouterr().err)
