@@ -172,3 +172,29 @@ def test_malformed_yaml_names_the_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: [1,\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
         Config.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_constructor_defaults_are_the_config_defaults():
+    """One source of truth: a model or objective built without arguments is the default config's."""
+    import inspect
+    from dataclasses import asdict
+
+    from segcvae.config import LossConfig, ModelConfig
+    from segcvae.losses import Objective
+    from segcvae.models import BaselineCNN, GaussianNet, GenerationNet, SegCVAE
+
+    checked = 0
+    for cls, section in (
+        (BaselineCNN, ModelConfig()),
+        (SegCVAE, ModelConfig()),
+        (GaussianNet, ModelConfig()),
+        (GenerationNet, ModelConfig()),
+        (Objective, LossConfig()),
+    ):
+        defaults = asdict(section)
+        for name, param in inspect.signature(cls.__init__).parameters.items():
+            if name in defaults and param.default is not inspect.Parameter.empty:
+                value = list(param.default) if isinstance(param.default, tuple) else param.default
+                assert value == defaults[name], f"{cls.__name__}({name}=...)"
+                checked += 1
+    assert checked >= 15
