@@ -356,6 +356,9 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         + (" with block omission" if args.omission else "")
     )
     print(format_table(result.metrics, list(meta["class_names"])))
+    from segcvae.engine.trainer import warn_unscored_classes
+
+    warn_unscored_classes(result.metrics, list(meta["class_names"]), args.split)
     for path in written:
         log.info("wrote %s", path)
     return 0

@@ -456,6 +456,10 @@ def check_encoder_name(name: str) -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(
+            f"config {path} is a folder; expected a YAML file such as configs/lfw_hybrid.yaml"
+        )
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

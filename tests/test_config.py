@@ -198,3 +198,8 @@ def test_constructor_defaults_are_the_config_defaults():
                 assert value == defaults[name], f"{cls.__name__}({name}=...)"
                 checked += 1
     assert checked >= 15
+
+
+def test_a_folder_as_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; expected a YAML file"):
+        Config.from_yaml(tmp_path)

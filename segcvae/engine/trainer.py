@@ -266,6 +266,7 @@ class Trainer:
         self.loss_reference: float | None = None  # the loss of the run's first step
         self.last_saved_step: int | None = None  # step of the newest good last.pt
         self.last_val: dict[str, Any] = {}
+        self._warned_unscored = False
         if overwrite and dist_info.is_main and self.run_dir.is_dir():
             removed = clear_run_dir(self.run_dir)
             if removed:
@@ -626,6 +627,8 @@ class Trainer:
         else:
             bar.write(message)
         self._warn_if_latent_unused(train_means, val)
+        if not self._warned_unscored:
+            self._warned_unscored = warn_unscored_classes(val, self.meta["class_names"], ev.split)
         miou = val.get("mean_iou", float("nan"))
         healthy = self.exploding_in_row == 0 and self._weights_problem() is None
         if not math.isnan(miou) and miou > self.best_metric and healthy:
@@ -670,6 +673,26 @@ class Trainer:
             rng=None if inference_only else capture_rng_state(),
             inference_only=inference_only,
         )
+
+
+def warn_unscored_classes(metrics: dict[str, Any], class_names: list[str], split: str) -> bool:
+    """Warn when a class has no IoU (in neither targets nor predictions); returns whether it did."""
+    per_class = metrics.get("per_class_iou") or []
+    missing = [
+        str(name)
+        for name, v in zip(class_names, per_class, strict=False)
+        if not isinstance(v, float) or math.isnan(v)
+    ]
+    if not missing:
+        return False
+    log.warning(
+        "%s: class %s occurs in neither the targets nor the predictions; its IoU is null and "
+        "mean_iou is over the other %d class(es) only",
+        split,
+        ", ".join(missing),
+        len(per_class) - len(missing),
+    )
+    return True
 
 
 def train(

@@ -199,3 +199,12 @@ def test_run_folder_check(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("")
     assert sorted(clear_run_dir(tmp_path)) == ["metrics.jsonl", "samples/"]
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_a_class_without_iou_is_reported(caplog):
+    from segcvae.engine.trainer import warn_unscored_classes
+
+    with caplog.at_level("WARNING", logger="segcvae"):
+        assert warn_unscored_classes({"per_class_iou": [1.0, float("nan")]}, ["bg", "fg"], "val")
+    assert "class fg occurs in neither" in caplog.text and "other 1 class" in caplog.text
+    assert not warn_unscored_classes({"per_class_iou": [1.0, 0.5]}, ["bg", "fg"], "val")
