@@ -416,6 +416,8 @@ class Config:
                 cls._build(raw, str(path))  # ... and one in this file names this file
                 raw = _merge(base, raw)
                 source = f"{path} (base {base_path.name})"
+        if overrides:
+            source = "command line" if path is None else f"{source} + command line"
         raw = apply_overrides(raw, overrides or [])
         return cls.from_dict(raw, source)
 

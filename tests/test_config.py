@@ -91,7 +91,7 @@ def test_choice_keys_are_checked_at_load(override, valid):
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_range(override, message):
-    with pytest.raises(ConfigError, match=f"^defaults: {message}"):
+    with pytest.raises(ConfigError, match=f"^command line: {message}"):
         Config.from_yaml(None, [override])
 
 
@@ -203,3 +203,11 @@ def test_constructor_defaults_are_the_config_defaults():
 def test_a_folder_as_config(tmp_path):
     with pytest.raises(ConfigError, match="is a folder; expected a YAML file"):
         Config.from_yaml(tmp_path)
+
+
+def test_errors_say_where_the_value_came_from(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"^\S+c.yaml: train.lr: expected a number > 0"):
+        Config.from_yaml(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"^\S+c.yaml \+ command line: train.steps: expected"):
+        Config.from_yaml(tmp_path / "c.yaml", ["train.lr=1", "train.steps=0"])

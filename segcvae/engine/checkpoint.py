@@ -211,7 +211,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if bad:
         raise CheckpointError(
             f"{path}: {len(bad)} of {len(data['model'])} weight tensors hold NaN or inf (e.g. "
-            f"{bad[0]}); the run diverged before this was written; use an earlier checkpoint"
+            f"{bad[0]}): not a usable model (a run that diverged?); use an earlier checkpoint"
         )
     return data
 

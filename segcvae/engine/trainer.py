@@ -503,7 +503,10 @@ class Trainer:
     def _last_good(self) -> str:
         if self.last_saved_step is None:
             return "no checkpoint was written (nothing of this run is worth keeping)"
-        return f"the last good checkpoint is {self.run_dir / 'last.pt'} from step {self.last_saved_step}"
+        return (
+            f"the newest checkpoint is {self.run_dir / 'last.pt'} from step "
+            f"{self.last_saved_step}, the last one that passed these checks"
+        )
 
     def _weights_problem(self) -> str | None:
         """Why the weights are not fit to save (not finite, or exploded), or None."""

@@ -64,7 +64,7 @@ def test_too_many_non_finite_losses_stop_with_a_clear_message(tmp_path: Path) ->
     trainer.objective = _NaNAt(trainer.objective, set(range(100)))
     with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row") as info:
         trainer.fit()
-    assert f"the last good checkpoint is {tmp_path / 'last.pt'} from step 2" in str(info.value)
+    assert f"the newest checkpoint is {tmp_path / 'last.pt'} from step 2" in str(info.value)
     ckpt = load_checkpoint(tmp_path / "last.pt")  # what was saved is the untouched, finite model
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())

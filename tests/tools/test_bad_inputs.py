@@ -106,7 +106,7 @@ def test_a_diverging_learning_rate_stops_with_exit_1_and_no_bad_checkpoint(
     line = _one_line(capsys.readouterr().err)
     assert code == 1
     assert "diverged" in line and "train.lr (now 10)" in line
-    assert "no checkpoint was written" in line or "the last good checkpoint is" in line
+    assert "no checkpoint was written" in line or "the newest checkpoint is" in line
     for name in ("last.pt", "best.pt"):
         if (out / name).exists():  # whatever was written is healthy
             weights = load_checkpoint(out / name)["model"].values()
