@@ -400,16 +400,18 @@ class Trainer:
                         window, window_n, window_time = {}, 0, 0.0
                     final = self.step >= tc.steps
                     do_eval = final or (tc.eval_every > 0 and self.step % tc.eval_every == 0)
+                    do_save = do_eval or (
+                        tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0
+                    )
+                    if do_save:
+                        self._check_health()  # every rank: same weights, same decision
                     if do_eval:
                         train_means = self._reduce_means(since_eval, since_eval_n)
                         ips = since_eval_n * tc.batch_size / max(since_eval_time, 1e-9)
                         if main:
                             self._evaluate_and_log(train_means, ips, bar)
                         since_eval, since_eval_n, since_eval_time = {}, 0, 0.0
-                    if main and (
-                        do_eval
-                        or (tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0)
-                    ):
+                    if do_save:
                         self._save_last()
                     if final:
                         break
@@ -521,8 +523,12 @@ class Trainer:
                 return f"{name} holds a value of {largest:.3g} (> {MAX_ABS_WEIGHT:g})"
         return None
 
-    def _save_last(self) -> None:
-        """Write last.pt, unless the run is unhealthy (then the previous last.pt stays)."""
+    def _check_health(self) -> None:
+        """Raise :class:`DivergenceError` if the weights are bad, or the run ends exploding.
+
+        Called on every rank at each checkpoint step (DDP keeps the weights identical, and the
+        exploding count is agreed by all ranks, so all ranks stop together).
+        """
         problem = self._weights_problem()
         if problem is not None:
             raise DivergenceError(
@@ -531,19 +537,28 @@ class Trainer:
             )
         if self.exploding_in_row > 0 and self.step >= self.cfg.train.steps:
             raise DivergenceError(
-                f"training ended at step {self.step} with the loss exploding ({self.exploding_in_row} "
-                f"steps in a row over {EXPLODING_FACTOR:g} x the first step's); "
-                f"{self._last_good()}. {self._advice()}"
+                f"training ended at step {self.step} with the loss exploding "
+                f"({self.exploding_in_row} steps in a row over {EXPLODING_FACTOR:g} x the first "
+                f"step's); {self._last_good()}. {self._advice()}"
             )
+
+    def _save_last(self) -> None:
+        """Write last.pt (rank 0), unless the loss is exploding (then the previous one stays).
+
+        Call :meth:`_check_health` first.
+        """
         if self.exploding_in_row > 0:
-            log.warning(
-                "step %d: not writing last.pt while the loss is exploding (%d steps in a row); %s",
-                self.step,
-                self.exploding_in_row,
-                self._last_good(),
-            )
+            if self.dist.is_main:
+                log.warning(
+                    "step %d: not writing last.pt while the loss is exploding (%d steps in a "
+                    "row); %s",
+                    self.step,
+                    self.exploding_in_row,
+                    self._last_good(),
+                )
             return
-        self._save(self.run_dir / "last.pt")
+        if self.dist.is_main:
+            self._save(self.run_dir / "last.pt")
         self.last_saved_step = self.step
 
     def _reduce_means(self, sums: dict[str, Any], n: int) -> dict[str, float]:

@@ -152,7 +152,7 @@ def test_exploded_weights_are_never_saved(tmp_path: Path) -> None:
         next(trainer.model.parameters()).fill_(1e9)
     trainer.step = 6
     with pytest.raises(DivergenceError, match=r"holds a value of 1e\+09 .* from step 4"):
-        trainer._save_last()
+        trainer._check_health()
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
 
 
