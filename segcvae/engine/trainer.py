@@ -299,6 +299,7 @@ class Trainer:
         if not path.is_file():
             if self.dist.is_main:
                 log.warning("--resume: no checkpoint at %s; starting from step 0", path)
+            self.logger.truncate_after(0)  # records of a run that left no checkpoint: not kept
             return False
         ckpt = load_checkpoint(path, map_location="cpu")
         try:

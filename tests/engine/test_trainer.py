@@ -208,3 +208,10 @@ def test_a_class_without_iou_is_reported(caplog):
         assert warn_unscored_classes({"per_class_iou": [1.0, float("nan")]}, ["bg", "fg"], "val")
     assert "class fg occurs in neither" in caplog.text and "other 1 class" in caplog.text
     assert not warn_unscored_classes({"per_class_iou": [1.0, 0.5]}, ["bg", "fg"], "val")
+
+
+def test_resume_without_a_checkpoint_does_not_interleave_logs(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 7, "val": {}}\n')
+    trainer = _trainer(tmp_path, "train.steps=2", "train.eval_every=2")
+    trainer.fit(resume=True)
+    assert [r["step"] for r in trainer.logger.records()] == [2]
