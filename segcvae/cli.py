@@ -4,8 +4,10 @@
 (:func:`train_main`, :func:`evaluate_main`, :func:`predict_main`). Each parses its arguments,
 builds what it needs from a config or a checkpoint, and calls the engine.
 
-Exit codes: 0 success, 1 a failure during the run (e.g. unreadable prediction inputs, too many
-non-finite losses), 2 a usage or configuration error (the message names the key, file or path).
+Exit codes: 0 success; 2 a user's mistake, reported as one line naming the key, file or path
+(bad configuration: ``ConfigError``; bad data: ``DataError``; a bad checkpoint: ``CheckpointError``;
+a missing or unwritable path); 1 a failure during the run (unreadable prediction inputs, a
+diverged training run), and any other exception, which is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -74,14 +76,75 @@ def _fail(message: str, code: int) -> int:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    """Errors reported as a one-line message with exit code 2 rather than a traceback."""
+    """A user's mistakes: reported as a one-line message with exit code 2 rather than a traceback.
+
+    Anything else (a ValueError from deep inside torch, a KeyError in our code) is a bug and keeps
+    its traceback (exit code 1).
+    """
     from segcvae.config import ConfigError
     from segcvae.data import DataError
     from segcvae.engine.checkpoint import CheckpointError
 
-    # ValueError: invalid settings found while building (an unknown split, a batch larger than the
-    # data, ...); ConfigError and DataError are ValueErrors too.
-    return (ConfigError, DataError, CheckpointError, FileNotFoundError, KeyError, ValueError)
+    return (ConfigError, DataError, CheckpointError) + _PATH_ERRORS
+
+
+# Paths given on the command line or in the config that do not exist or cannot be written.
+_PATH_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _check_output_folder(path: Path, flag: str) -> None:
+    """Raise FileExistsError if ``path`` is an existing file (an output folder was asked for)."""
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(
+            f"{flag} {path} is an existing file; expected a folder (new or existing)"
+        )
+
+
+def _check_writable_file(path: Path, flag: str) -> None:
+    """Fail now, not after a long evaluation, if ``path`` cannot be written.
+
+    Creates the parent folder and a temporary file in it (removed again).
+    """
+    import tempfile
+
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a folder; expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
+            pass
+    except OSError as e:
+        raise PermissionError(
+            f"{flag} {path}: cannot write in {path.parent} ({e.strerror or e}); choose a writable "
+            "location"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -100,6 +163,11 @@ def train_parser(prog: str = "segcvae train") -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="run folder (default: runs/<config name>)"
     )
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt if present")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (its checkpoints, logs and pictures)",
+    )
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
@@ -115,16 +183,20 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "segcvae train") -
 
     out = args.out or Path("runs") / (args.config.stem if args.config else "default")
     last = out / "last.pt"
+    if args.resume and args.overwrite:
+        return _fail("--resume and --overwrite contradict each other; give one", USAGE_ERROR)
     resuming = args.resume and last.is_file()
     if not resuming:  # check the config before the (slow) import of the engine
         try:
             cfg = Config.from_yaml(args.config, overrides)
-        except ConfigError as e:
+            _check_output_folder(out, "--out")
+        except (ConfigError, FileExistsError) as e:
             return _fail(str(e), USAGE_ERROR)
     from segcvae.engine.checkpoint import load_checkpoint
-    from segcvae.engine.trainer import NonFiniteLossError, train
+    from segcvae.engine.trainer import DivergenceError, check_run_dir, train
 
     try:
+        check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
         if resuming:
             # The run's own config, so that a resumed run is the run that was started.
             if args.config is not None:
@@ -136,8 +208,8 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "segcvae train") -
             stored = load_checkpoint(last)["config"]
             cfg = Config.from_dict(apply_overrides(stored, overrides), f"{last} config")
         progress = not args.no_progress and not args.quiet and sys.stderr.isatty()
-        summary = train(cfg, out, resume=args.resume, progress=progress)
-    except NonFiniteLossError as e:
+        summary = train(cfg, out, resume=args.resume, progress=progress, overwrite=args.overwrite)
+    except DivergenceError as e:
         return _fail(str(e), RUN_ERROR)
     except _errors() as e:
         return _fail(_message(e), USAGE_ERROR)
@@ -149,10 +221,17 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "segcvae train") -
             if isinstance(val.get(k), float)
         )
         print(f"run folder: {out}  (step {summary['step']}; {shown})")
-        print(f"look at: {out / 'curves.png'}, {out / 'samples'}/, {out / 'metrics.jsonl'}")
-        print(
-            f"next: segcvae evaluate --ckpt {out / 'best.pt'}   segcvae predict --ckpt {out / 'best.pt'} --input IMG --out DIR"
-        )
+        looks = [
+            p for p in (out / "curves.png", out / "samples", out / "metrics.jsonl") if p.exists()
+        ]
+        if looks:
+            print(f"look at: {', '.join(str(p) for p in looks)}")
+        ckpt = next((p for p in (out / "best.pt", out / "last.pt") if p.is_file()), None)
+        if ckpt is not None:
+            print(
+                f"next: segcvae evaluate --ckpt {ckpt}   segcvae predict --ckpt {ckpt} --input IMG "
+                "--out DIR"
+            )
     return 0
 
 
@@ -164,17 +243,22 @@ def evaluate_parser(prog: str = "segcvae evaluate") -> argparse.ArgumentParser:
         "--split", default="test", choices=["train", "val", "test"], help="default: test"
     )
     p.add_argument(
-        "--samples", type=int, default=None, help="S for the likelihood (default: eval.samples)"
+        "--samples",
+        type=_positive_int,
+        default=None,
+        help="S >= 1 for the likelihood (default: eval.samples; eval.samples=0 skips it)",
     )
     p.add_argument(
         "--hypotheses",
-        type=int,
+        type=_non_negative_int,
         default=None,
-        help="hypotheses for GED / HM-IoU (default: eval.hypotheses)",
+        help="hypotheses for GED / HM-IoU (default: eval.hypotheses; 0 = none)",
     )
     p.add_argument("--omission", action="store_true", help="seeded block omission on the images")
-    p.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--max-images", type=_non_negative_int, default=0, help="evaluate only the first N images"
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument(
         "--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)"
     )
@@ -199,9 +283,16 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
     from segcvae.engine.evaluation import evaluate, format_table, save_sample_grid
 
     try:
+        for path, flag in ((args.json, "--json"), (args.grid, "--grid")):
+            if path is not None:
+                _check_writable_file(path, flag)
         ckpt = load_checkpoint(args.ckpt)
         model, cfg = model_from_checkpoint(ckpt, "cpu", overrides)
-        model.to(resolve_device(args.device or cfg.train.device))
+        model.to(
+            resolve_device(
+                args.device or cfg.train.device, key="--device" if args.device else "train.device"
+            )
+        )
         meta = ckpt["meta"]
         transform = build_transforms(
             cfg.data, args.split, omission=args.omission, omission_seed=cfg.eval.omission_seed
@@ -243,21 +334,34 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         **result.metrics,
         "class_names": list(meta["class_names"]),
     }
+    # Write the files first: the table on stdout is the sign of success.
+    written = []
+    try:
+        if args.json:
+            from segcvae.engine.logger import _jsonable
+
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+            written.append(args.json)
+        if args.grid and result.vis is not None:
+            args.grid.parent.mkdir(parents=True, exist_ok=True)
+            save_sample_grid(result.vis, args.grid, meta["palette"], cfg.data.mean, cfg.data.std)
+            written.append(args.grid)
+    except OSError as e:
+        print(format_table(result.metrics, list(meta["class_names"])), file=sys.stderr)
+        return _fail(
+            f"evaluated, but could not write {e.filename or ''}: {e.strerror or e}", RUN_ERROR
+        )
     print(
         f"{args.ckpt} (step {report['step']}, {cfg.loss.objective}) on {cfg.data.name}/{args.split}"
         + (" with block omission" if args.omission else "")
     )
     print(format_table(result.metrics, list(meta["class_names"])))
-    if args.json:
-        from segcvae.engine.logger import _jsonable
+    from segcvae.engine.trainer import warn_unscored_classes
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
-        log.info("wrote %s", args.json)
-    if args.grid and result.vis is not None:
-        args.grid.parent.mkdir(parents=True, exist_ok=True)
-        save_sample_grid(result.vis, args.grid, meta["palette"], cfg.data.mean, cfg.data.std)
-        log.info("wrote %s", args.grid)
+    warn_unscored_classes(result.metrics, list(meta["class_names"]), args.split)
+    for path in written:
+        log.info("wrote %s", path)
     return 0
 
 
@@ -274,7 +378,10 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--samples", type=int, default=8, help="hypotheses in the samples grid (default 8)"
+        "--samples",
+        type=_positive_int,
+        default=8,
+        help="hypotheses in the samples grid (default 8)",
     )
     p.add_argument(
         "--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)"
@@ -294,9 +401,14 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
     from segcvae.engine.predict import expand_inputs, predict_image, write_prediction
 
     try:
+        _check_output_folder(args.out, "--out")
         ckpt = load_checkpoint(args.ckpt)
         model, cfg = model_from_checkpoint(ckpt, "cpu")
-        model.to(resolve_device(args.device or cfg.train.device))
+        model.to(
+            resolve_device(
+                args.device or cfg.train.device, key="--device" if args.device else "train.device"
+            )
+        )
         transform = build_transforms(cfg.data, "test")
     except _errors() as e:
         return _fail(_message(e), USAGE_ERROR)
@@ -305,7 +417,10 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
     paths = expand_inputs(args.input)
     if not paths:
         return _fail(f"no input images found in {args.input}", USAGE_ERROR)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return _fail(f"--out {args.out}: cannot create the folder ({e.strerror or e})", USAGE_ERROR)
     failed: list[str] = []
     used: dict[str, int] = {}
     for path in paths:
@@ -387,8 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _message(e: BaseException) -> str:
-    # KeyError quotes its message; show it plainly.
-    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    """One line: an OSError from the system as ``<path>: <reason>``, ours as its message."""
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split()) if "\n" in str(e) else str(e)
 
 
 if __name__ == "__main__":

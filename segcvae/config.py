@@ -3,7 +3,13 @@
 A YAML file has up to five sections (``data``, ``model``, ``loss``, ``train``, ``eval``), each a flat
 mapping of keys to values. Command-line overrides use dotted keys (``train.lr=1e-3``). An unknown
 section or key, or a value of the wrong type, raises :class:`ConfigError` naming the key and listing
-the valid ones.
+the valid ones; so does a value out of its range (``train.lr=-1``, an ``image_size`` the encoder
+cannot take), checked by each section's ``validate`` when the config loads, before any data is read.
+
+Composition (one level): a YAML may name the file it extends with a top-level ``_base_: other.yaml``
+(relative to the YAML's folder) and state only what differs; its sections are merged key by key
+over the base's. A base that itself has a ``_base_`` is an error, so every experiment is at most
+two files deep.
 
 Example:
     >>> cfg = Config.from_yaml("configs/lfw_hybrid.yaml", ["train.steps=100"])
@@ -13,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -24,6 +32,19 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
+
+
+BASE_KEY = "_base_"
+
+
+def _require(ok: bool, key: str, expected: str, value: Any) -> None:
+    """Raise ConfigError ``"<key>: expected <expected>, got <value>"`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
 
 
 @dataclass
@@ -47,7 +68,9 @@ class DataConfig:
     # RGB label masks (lfw, folder with a palette)
     colour_tolerance: int = 0  # max per-channel distance to a label colour (0 = exact colours only)
     # lfw
-    lfw_masks: str = ""  # extracted label folder; "" = <root>/parts_lfw_funneled_gt_images
+    lfw_masks: str = (
+        ""  # extracted label folder; "" = under root (the .tgz is extracted to a cache)
+    )
     # cub
     cub_classes: list[int] | None = None  # class ids to use (1-200); None = all listed classes
     cub_segmentations: str = ""  # <class>/<stem>.png masks; "" = <root>/segmentations
@@ -72,6 +95,79 @@ class DataConfig:
     shapes_completions: int = 3  # M plausible amodal masks per image
     shapes_difficulty: float = 0.5  # 0..1: how much of each object the occluder may hide
     shapes_seed: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first key outside its allowed range."""
+        _require(self.image_size >= 1, "data.image_size", "a positive integer", self.image_size)
+        for key in ("omission_max", "omission_p", "shapes_difficulty"):
+            v = getattr(self, key)
+            _require(0.0 <= v <= 1.0, f"data.{key}", "a number in [0, 1]", v)
+        for key in ("mean", "std"):
+            v = getattr(self, key)
+            _require(len(v) == 3, f"data.{key}", "3 numbers (R, G, B)", v)
+        _require(all(s > 0 for s in self.std), "data.std", "positive numbers", self.std)
+        _require(self.num_workers >= 0, "data.num_workers", "an integer >= 0", self.num_workers)
+        for key in ("ignore_index", "colour_tolerance", "cub_mask_threshold"):
+            v = getattr(self, key)
+            _require(0 <= v <= 255, f"data.{key}", "an integer in 0..255", v)
+        if self.cub_classes is not None:
+            bad = [c for c in self.cub_classes if not 1 <= c <= 200]
+            _require(
+                bool(self.cub_classes) and not bad,
+                "data.cub_classes",
+                "null or a non-empty list of class ids 1..200",
+                self.cub_classes,
+            )
+        _require(self.cub_crop_margin >= 0, "data.cub_crop_margin", ">= 0", self.cub_crop_margin)
+        for key in ("cub_val_ratio", "folder_val_ratio", "folder_test_ratio"):
+            v = getattr(self, key)
+            _require(0.0 <= v < 1.0, f"data.{key}", "a number in [0, 1)", v)
+        if self.folder_palette is not None:
+            bad = [
+                c for c in self.folder_palette if len(c) != 3 or not all(0 <= v <= 255 for v in c)
+            ]
+            _require(
+                bool(self.folder_palette) and not bad,
+                "data.folder_palette",
+                "a non-empty list of [R, G, B] colours in 0..255",
+                bad or self.folder_palette,
+            )
+            colours = [tuple(c) for c in self.folder_palette]
+            _require(
+                len(set(colours)) == len(colours),
+                "data.folder_palette",
+                "one distinct colour per class",
+                self.folder_palette,
+            )
+            if self.folder_classes is not None:
+                _require(
+                    len(self.folder_classes) == len(self.folder_palette),
+                    "data.folder_classes",
+                    f"one name per data.folder_palette colour ({len(self.folder_palette)})",
+                    self.folder_classes,
+                )
+        if self.folder_classes is not None:
+            _require(
+                1 <= len(self.folder_classes) <= 255,
+                "data.folder_classes",
+                "1 to 255 class names",
+                self.folder_classes,
+            )
+        if self.name == "folder":
+            _require(
+                self.folder_palette is not None or self.folder_classes is not None,
+                "data.folder_classes",
+                "class names for index masks (or data.folder_palette for RGB masks) with "
+                "data.name=folder",
+                None,
+            )
+        for key in ("shapes_train_size", "shapes_val_size", "shapes_test_size"):
+            v = getattr(self, key)
+            _require(v >= 1, f"data.{key}", "an integer >= 1", v)
+        _require(1 <= self.shapes_classes <= 8, "data.shapes_classes", "1..8", self.shapes_classes)
+        _require(
+            self.shapes_completions >= 1, "data.shapes_completions", ">= 1", self.shapes_completions
+        )
 
 
 @dataclass
@@ -103,6 +199,36 @@ class ModelConfig:
     ssn_mc_samples: int = 20  # M logit samples per image in the training loss
     ssn_epsilon: float = 1e-5  # added to the diagonal variance (a floor that keeps it invertible)
 
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first key outside its allowed range."""
+        _require(bool(self.encoder_name), "model.encoder_name", "an smp encoder name", "")
+        _require(
+            3 <= self.encoder_depth <= 5, "model.encoder_depth", "3, 4 or 5", self.encoder_depth
+        )
+        _require(
+            len(self.decoder_channels) == self.encoder_depth
+            and all(c >= 1 for c in self.decoder_channels),
+            "model.decoder_channels",
+            f"{self.encoder_depth} positive integers (one per model.encoder_depth stage)",
+            self.decoder_channels,
+        )
+        for key in ("latent_channels", "hidden_channels"):
+            v = getattr(self, key)
+            _require(v >= 1, f"model.{key}", "an integer >= 1", v)
+        strides = [2**k for k in range(2, self.encoder_depth + 1)]
+        _require(
+            self.latent_stride in strides,
+            "model.latent_stride",
+            f"one of {', '.join(map(str, strides))} (a power of two, 4 .. 2 ** model.encoder_depth)",
+            self.latent_stride,
+        )
+        _require(
+            self.logvar_min < self.logvar_max,
+            "model.logvar_min",
+            f"a number below model.logvar_max={self.logvar_max}",
+            self.logvar_min,
+        )
+
 
 @dataclass
 class LossConfig:
@@ -115,6 +241,21 @@ class LossConfig:
     beta: float = 1.0  # KL weight after warm-up
     kl_warmup_steps: int = 300  # beta rises linearly from 0 over this many steps
     free_bits: float = 0.0  # nats per latent channel below which KL is not penalised
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first key outside its allowed range."""
+        _require(0.0 <= self.alpha <= 1.0, "loss.alpha", "a number in [0, 1]", self.alpha)
+        w = self.scale_weights
+        _require(
+            len(w) == 3 and all(v >= 0 and _finite(v) for v in w) and sum(w) > 0,
+            "loss.scale_weights",
+            "3 weights >= 0 (scales 1/4, 1/2, 1), not all 0",
+            w,
+        )
+        for key in ("y_hat_weight", "beta", "free_bits"):
+            v = getattr(self, key)
+            _require(v >= 0 and _finite(v), f"loss.{key}", "a number >= 0", v)
+        _require(self.kl_warmup_steps >= 0, "loss.kl_warmup_steps", ">= 0", self.kl_warmup_steps)
 
 
 @dataclass
@@ -136,6 +277,26 @@ class TrainConfig:
     channels_last: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first key outside its allowed range."""
+        _require(self.steps >= 1, "train.steps", "an integer >= 1", self.steps)
+        _require(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
+        _require(self.lr > 0 and _finite(self.lr), "train.lr", "a number > 0", self.lr)
+        for key in ("lr_decay", "weight_decay", "grad_clip"):
+            v = getattr(self, key)
+            _require(v >= 0 and _finite(v), f"train.{key}", "a number >= 0", v)
+        _require(0 <= self.seed < 2**32, "train.seed", "an integer in 0 .. 2**32 - 1", self.seed)
+        for key in ("eval_every", "log_every", "checkpoint_every"):
+            v = getattr(self, key)
+            _require(v >= 0, f"train.{key}", "an integer >= 0 (0 = off)", v)
+        _require(self.max_bad_steps >= 1, "train.max_bad_steps", ">= 1", self.max_bad_steps)
+        _require(
+            re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+            "train.device",
+            "auto, cpu, cuda, cuda:N or mps",
+            self.device,
+        )
+
 
 @dataclass
 class EvalConfig:
@@ -150,6 +311,18 @@ class EvalConfig:
     max_images: int = 64  # 0 = the whole split
     num_vis: int = 4  # images in the validation sample grid
 
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first key outside its allowed range."""
+        _require(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
+        for key, meaning in (
+            ("samples", "0 = no likelihood"),
+            ("hypotheses", "0 = none"),
+            ("max_images", "0 = the whole split"),
+            ("num_vis", "0 = no sample grid"),
+        ):
+            v = getattr(self, key)
+            _require(v >= 0, f"eval.{key}", f"an integer >= 0 ({meaning})", v)
+
 
 @dataclass
 class Config:
@@ -163,15 +336,35 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, source: str = "config") -> Config:
-        """Build a config from nested plain data, validating every key and type."""
+        """Build a config from nested plain data, checking every key, type and range.
+
+        Args:
+            raw: ``{section: {key: value}}``; missing sections and keys keep their defaults.
+            source: Named in error messages (a file name, "checkpoint config", ...).
+
+        Raises:
+            ConfigError: ``"<source>: <section>.<key>: expected ..., got ..."``.
+        """
+        cfg = cls._build(raw, source)
+        try:
+            cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        return cfg
+
+    @classmethod
+    def _build(cls, raw: dict[str, Any] | None, source: str) -> Config:
+        """Keys and types only (no range checks): also used for a ``_base_`` file alone."""
         raw = raw or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
         sections = {f.name: f for f in fields(cls)}
         unknown = sorted(set(raw) - set(sections))
         if unknown:
+            hint = f" ({BASE_KEY} is read from YAML files only)" if unknown[0] == BASE_KEY else ""
             raise ConfigError(
                 f"{source}: unknown section {unknown[0]!r}; valid sections: {sorted(sections)}"
+                + hint
             )
         kwargs = {}
         for name, f in sections.items():
@@ -182,20 +375,63 @@ class Config:
             kwargs[name] = _build_section(section_cls, values, f"{source}: {name}")
         return cls(**kwargs)
 
+    def validate(self) -> None:
+        """Check every value's range, and the settings that depend on each other.
+
+        Called by :meth:`from_dict` (so by :meth:`from_yaml` and when a checkpoint is read); call
+        it yourself after changing a config in code.
+
+        Raises:
+            ConfigError: naming the first key out of range and what is allowed.
+        """
+        for section in (self.data, self.model, self.loss, self.train, self.eval):
+            section.validate()
+        stride = 2**self.model.encoder_depth
+        _require(
+            self.data.image_size % stride == 0,
+            "data.image_size",
+            f"a multiple of {stride} (2 ** model.encoder_depth={self.model.encoder_depth}: the "
+            f"encoder halves the image {self.model.encoder_depth} times), e.g. "
+            f"{max(stride, round(self.data.image_size / stride) * stride)}",
+            self.data.image_size,
+        )
+
     @classmethod
     def from_yaml(
         cls, path: str | Path | None = None, overrides: list[str] | None = None
     ) -> Config:
-        """Read a YAML file (or the defaults when ``path`` is None) and apply dotted overrides."""
+        """Read a YAML file (or the defaults when ``path`` is None) and apply dotted overrides.
+
+        A top-level ``_base_: other.yaml`` (relative to the file's folder) names the one file this
+        one extends; its sections are merged key by key under this file's.
+        """
         raw: dict[str, Any] = {}
         source = "defaults"
         if path is not None:
             path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
-            with open(path) as fh:
-                raw = yaml.safe_load(fh) or {}
+            raw = _read_yaml(path)
             source = str(path)
+            base_name = raw.pop(BASE_KEY, None)
+            if base_name is not None:
+                if not isinstance(base_name, str) or not base_name:
+                    raise ConfigError(
+                        f"{path}: {BASE_KEY}: expected a file name, got {base_name!r}"
+                    )
+                base_path = path.parent / base_name
+                if not base_path.is_file():
+                    raise ConfigError(f"{path}: {BASE_KEY}: base config not found: {base_path}")
+                base = _read_yaml(base_path)
+                if BASE_KEY in base:
+                    raise ConfigError(
+                        f"{path}: {BASE_KEY}: {base_path} has a {BASE_KEY} of its own; a config "
+                        "extends one base at most (copy what you need from the second one)"
+                    )
+                cls._build(base, str(base_path))  # an unknown key in the base names the base
+                cls._build(raw, str(path))  # ... and one in this file names this file
+                raw = _merge(base, raw)
+                source = f"{path} (base {base_path.name})"
+        if overrides:
+            source = "command line" if path is None else f"{source} + command line"
         raw = apply_overrides(raw, overrides or [])
         return cls.from_dict(raw, source)
 
@@ -207,6 +443,60 @@ class Config:
         """Write the resolved config."""
         with open(path, "w") as fh:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+
+
+def check_encoder_name(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``model.encoder_name`` names an smp (or ``tu-`` timm) encoder.
+
+    Not part of :meth:`Config.validate`, because it imports smp (seconds); the trainer and
+    ``model_from_checkpoint`` call it before building a model.
+    """
+    import segmentation_models_pytorch as smp
+
+    if name.startswith("tu-"):
+        import timm
+
+        if not timm.is_model(name[3:]):
+            raise ConfigError(
+                f"model.encoder_name: timm has no model {name[3:]!r} (tu-<name> takes a timm model "
+                f"name, e.g. tu-resnet18), got {name!r}"
+            )
+        return
+    names = smp.encoders.get_encoder_names()
+    if name not in names:
+        close = [n for n in names if n.startswith(name[:4])][:8]
+        raise ConfigError(
+            f"model.encoder_name: expected an smp encoder name (e.g. {', '.join(close or names[:8])}; "
+            f"{len(names)} in all, or tu-<timm model>), got {name!r}"
+        )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(
+            f"config {path} is a folder; expected a YAML file such as configs/lfw_hybrid.yaml"
+        )
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Sections of ``child`` merged key by key over those of ``base`` (one level: sections are flat)."""
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in child.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return merged
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -310,5 +600,6 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_encoder_name",
     "config_from_checkpoint",
 ]

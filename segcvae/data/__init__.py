@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from segcvae.config import DataConfig
+from segcvae.config import ConfigError, DataConfig
 from segcvae.data.base import Sample, SegmentationDataset
 from segcvae.data.cub import CUBDataset
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
@@ -117,12 +117,11 @@ def build_dataset(
         A torch Dataset of ``{"image", "mask", "id"}`` dicts (shapes also ``"masks"``).
 
     Raises:
-        KeyError: unknown dataset name (the message lists the valid names).
-        ValueError: unknown split or invalid option.
+        ConfigError: unknown dataset name (the message lists the valid names) or invalid option.
         DataError: missing or malformed files (the message names them).
     """
     if cfg.name not in DATASETS:
-        raise KeyError(f"unknown dataset {cfg.name!r}; valid names: {', '.join(DATASETS)}")
+        raise ConfigError(f"data.name: expected one of {', '.join(DATASETS)}, got {cfg.name!r}")
     return DATASETS[cfg.name](cfg, split, transform)
 
 

@@ -3,13 +3,24 @@
 Expected layout under ``root`` (see datasets/lfw/README.md)::
 
     lfw_funneled/<Name>/<Name>_NNNN.jpg
-    parts_lfw_funneled_gt_images/<Name>_NNNN.ppm     (or elsewhere: ``masks_dir``)
+    parts_lfw_funneled_gt_images.tgz                 the label archive, as distributed, or
+    parts_lfw_funneled_gt_images/<Name>_NNNN.ppm     its extracted folder (or elsewhere: ``masks_dir``)
     parts_train.txt  parts_validation.txt  parts_test.txt
+
+When only the archive is there, it is extracted once into a cache (:func:`extracted_labels`): the
+first of ``$SEGCVAE_CACHE``, ``$XDG_CACHE_HOME/segcvae`` (default ``~/.cache/segcvae``),
+``<root>/.segcvae_cache`` and the system temporary folder that can be written (a read-only
+``root`` is fine), and the folder used is logged. About 530 MB unpacked.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shutil
+import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +31,89 @@ from segcvae.data.files import DataError, colours_to_index, read_image, read_mas
 MASKS_FOLDER = "parts_lfw_funneled_gt_images"
 SPLIT_FILES = {"train": "parts_train.txt", "val": "parts_validation.txt", "test": "parts_test.txt"}
 _LINE = re.compile(r"^(\S+)\s+(\d+)$")
+CACHE_ENV = "SEGCVAE_CACHE"
+_DONE = ".extracted"  # written last: a folder without it is an interrupted extraction
+
+log = logging.getLogger("segcvae")
+
+
+def cache_folders(root: Path) -> list[Path]:
+    """Where an archive found under ``root`` may be extracted, in order of preference."""
+    folders = []
+    if os.environ.get(CACHE_ENV):
+        folders.append(Path(os.environ[CACHE_ENV]))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    folders.append((Path(xdg) if xdg else Path.home() / ".cache") / "segcvae")
+    if _marked_writable(root):
+        folders.append(root / ".segcvae_cache")
+    folders.append(Path(tempfile.gettempdir()) / f"segcvae-cache-{os.getuid()}")
+    return folders
+
+
+def _marked_writable(folder: Path) -> bool:
+    """Writable, and not marked read-only by its mode bits (which root would otherwise ignore)."""
+    try:
+        return bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
+    except OSError:
+        return False
+
+
+def extracted_labels(archive: Path, root: Path) -> Path:
+    """The label folder of ``archive``, extracted once into the first writable cache folder.
+
+    The extraction goes to a temporary folder beside its target and is renamed into place when
+    complete, so an interrupted run never leaves a partial label folder behind. A cache made from
+    an archive of another size or date is extracted again.
+
+    Returns:
+        ``<cache>/lfw-<size>-<mtime>/parts_lfw_funneled_gt_images``.
+
+    Raises:
+        DataError: no cache folder can be written, or the archive does not hold the label folder.
+    """
+    stat = archive.stat()
+    key = f"lfw-{stat.st_size}-{stat.st_mtime_ns}"
+    stamp = f"{archive.resolve()} {stat.st_size} {stat.st_mtime_ns}\n"
+    for cache in cache_folders(root):
+        target = cache / key
+        if (target / _DONE).is_file() and (target / MASKS_FOLDER).is_dir():
+            log.info("LFW labels: %s (extracted from %s)", target / MASKS_FOLDER, archive)
+            return target / MASKS_FOLDER
+    tried = []
+    for cache in cache_folders(root):
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
+        except OSError as e:
+            tried.append(f"{cache} ({e.strerror or e})")
+            continue
+        try:
+            log.info("LFW labels: extracting %s once into %s ...", archive, cache / key)
+            with tarfile.open(archive) as tar:
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:  # Python without extraction filters
+                    tar.extractall(tmp)
+            if not (tmp / MASKS_FOLDER).is_dir():
+                raise DataError(
+                    f"{archive} holds no {MASKS_FOLDER}/ folder; expected the official archive"
+                )
+            (tmp / _DONE).write_text(stamp)
+            try:
+                os.replace(tmp, cache / key)
+            except OSError:  # another process finished first (the target exists): use theirs
+                if not (cache / key / _DONE).is_file():
+                    raise
+        except (OSError, tarfile.TarError) as e:
+            raise DataError(f"cannot extract {archive} into {cache}: {e}") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("LFW labels: %s", cache / key / MASKS_FOLDER)
+        return cache / key / MASKS_FOLDER
+    raise DataError(
+        f"cannot extract {archive}: no writable cache folder (tried {'; '.join(tried)}); set "
+        f"{CACHE_ENV} to a writable folder, or extract it yourself and set data.lfw_masks"
+    )
 
 
 def read_lfw_split(path: Path) -> list[str]:
@@ -56,7 +150,8 @@ class LFWPartsDataset(SegmentationDataset):
         root: folder holding ``lfw_funneled/``, the ``parts_*.txt`` files and the labels.
         split: "train", "val" (``parts_validation.txt``) or "test".
         masks_dir: folder of the extracted ``<Name>_NNNN.ppm`` labels; None means
-            ``root/parts_lfw_funneled_gt_images``.
+            ``root/parts_lfw_funneled_gt_images``, or, when only ``root/parts_lfw_funneled_gt_images.tgz``
+            is there, that archive extracted once into a cache (:func:`extracted_labels`).
         colour_tolerance: 0 = exact label colours only; > 0 = map a pixel to the nearest label
             colour within this per-channel distance (for JPEG-noisy label copies).
         transform: albumentations transform applied to image and mask together.
@@ -90,17 +185,15 @@ class LFWPartsDataset(SegmentationDataset):
                 f"LFW images not found: {self.image_dir}; expected lfw_funneled/<Name>/"
             )
         self.masks_dir = Path(masks_dir) if masks_dir else self.root / MASKS_FOLDER
+        archive = self.root / f"{MASKS_FOLDER}.tgz"
+        if not self.masks_dir.is_dir() and not masks_dir and archive.is_file():
+            self.masks_dir = extracted_labels(archive, self.root)
         if not self.masks_dir.is_dir():
-            archive = self.root / f"{MASKS_FOLDER}.tgz"
-            if not masks_dir and archive.is_file():
-                raise DataError(
-                    f"LFW labels are still packed in {archive}; extract them once with "
-                    f"`tar xzf {archive} -C {self.root}` (or extract elsewhere and set "
-                    "data.lfw_masks to the extracted folder)"
-                )
             raise DataError(
-                f"LFW label folder not found: {self.masks_dir}; expected <Name>_NNNN.ppm files "
-                f"from {MASKS_FOLDER}.tgz"
+                f"LFW label folder not found: {self.masks_dir}"
+                + (" (data.lfw_masks)" if masks_dir else "")
+                + f"; expected <Name>_NNNN.ppm files from {MASKS_FOLDER}.tgz (or that archive "
+                "itself under data.root)"
             )
         split_file = self.root / SPLIT_FILES[split]
         complete, missing = [], []
@@ -141,4 +234,4 @@ class LFWPartsDataset(SegmentationDataset):
         return sample
 
 
-__all__ = ["LFWPartsDataset", "read_lfw_split"]
+__all__ = ["LFWPartsDataset", "cache_folders", "extracted_labels", "read_lfw_split"]

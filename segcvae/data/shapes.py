@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from segcvae.config import ConfigError
 from segcvae.data.base import Sample, SegmentationDataset
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -84,18 +85,22 @@ class ShapesDataset(SegmentationDataset):
     ) -> None:
         super().__init__(split, transform, "error", ignore_index)
         if size < 1:
-            raise ValueError(f"shapes {split} size={size}; expected >= 1")
+            raise ConfigError(f"data.shapes_{split}_size: expected >= 1, got {size}")
         if not 1 <= num_shapes <= len(CLASS_COLOURS):
-            raise ValueError(f"shapes num_shapes={num_shapes}; expected 1..{len(CLASS_COLOURS)}")
+            raise ConfigError(
+                f"data.shapes_classes: expected 1..{len(CLASS_COLOURS)}, got {num_shapes}"
+            )
         if completions < 1:
-            raise ValueError(f"shapes completions={completions}; expected >= 1")
+            raise ConfigError(f"data.shapes_completions: expected >= 1, got {completions}")
         if not 0.0 <= difficulty <= 1.0:
-            raise ValueError(f"shapes difficulty={difficulty}; expected 0..1")
+            raise ConfigError(f"data.shapes_difficulty: expected 0..1, got {difficulty}")
         self.band = round(image_size * (0.15 + 0.25 * difficulty))
         if image_size < 16 or self.band < 2 * (completions + 1):
-            raise ValueError(
-                f"image_size={image_size} is too small for {completions} distinct completions "
-                f"(occluder band {self.band} px); expected a band of >= {2 * (completions + 1)} px"
+            raise ConfigError(
+                f"data.image_size={image_size} is too small for data.shapes_completions="
+                f"{completions} distinct completions (occluder band {self.band} px, expected >= "
+                f"{2 * (completions + 1)} px): raise data.image_size or data.shapes_difficulty, or "
+                "lower data.shapes_completions"
             )
         self.size = size
         self.image_size = image_size

@@ -1,14 +1,24 @@
 """Self-describing checkpoints, written atomically and loaded without running code.
 
 A checkpoint is plain data (tensors, numbers, strings, lists, dicts), so
-``torch.load(path, weights_only=True)`` reads it::
+``torch.load(path, weights_only=True)`` reads it. Two kinds are written:
 
-    {"format": 1, "model": state_dict, "optimizer": ..., "scheduler": ..., "scaler": ... | None,
-     "step": int, "best_metric": float | None, "rng": {...}, "config": cfg.to_dict(),
-     "meta": {"num_classes", "class_names", "palette"}}
+* a **training** checkpoint (``last.pt``) holds everything needed to continue the run exactly::
 
-Files are written to a temporary file in the same folder, flushed to disk and renamed over the
-target, so a process killed at any moment leaves either the old or the new checkpoint, never half.
+    {"format": 1, "kind": "training", "model": state_dict, "optimizer": ..., "scheduler": ...,
+     "scaler": ... | None, "step": int, "best_metric": float | None, "rng": {...},
+     "config": cfg.to_dict(), "meta": {"num_classes", "class_names", "palette"}}
+
+* an **inference** checkpoint (``best.pt``) holds only what evaluation, prediction and export need:
+  ``format``, ``kind="inference"``, ``model``, ``step``, ``best_metric``, ``config`` and ``meta``.
+  The Adam moments are twice the size of the weights, so this is about a third of ``last.pt``;
+  to continue training, resume from ``last.pt``.
+
+Both load with :func:`load_checkpoint`, and :func:`model_from_checkpoint` rebuilds the model from
+either. Files are written to a temporary file in the same folder, flushed to disk and renamed over
+the target, so a process killed at any moment leaves either the old or the new checkpoint, never
+half. A model with non-finite weights is never written, and a checkpoint whose weights are not
+finite is refused when it is read.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import math
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +132,7 @@ def save_checkpoint(
     scaler: Any = None,
     best_metric: float | None = None,
     rng: dict[str, Any] | None = None,
+    inference_only: bool = False,
 ) -> None:
     """Write a self-describing checkpoint atomically.
 
@@ -135,24 +147,28 @@ def save_checkpoint(
         scaler: Optional ``torch.amp.GradScaler`` to resume.
         best_metric: Best validation mean IoU so far.
         rng: RNG states; defaults to :func:`capture_rng_state`.
+        inference_only: Write an inference checkpoint: no optimizer, scheduler, scaler or RNG
+            state (the arguments are ignored).
 
     Raises:
         CheckpointError: If the model holds non-finite values (nothing is written then).
     """
     if not all_finite(model):
         raise CheckpointError(f"refusing to write {path}: the model has non-finite weights")
-    data = {
+    data: dict[str, Any] = {
         "format": FORMAT_VERSION,
+        "kind": "inference" if inference_only else "training",
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "step": int(step),
         "best_metric": None if best_metric is None or math.isnan(best_metric) else best_metric,
-        "rng": rng if rng is not None else capture_rng_state(),
         "config": config,
         "meta": _plain(meta),
     }
+    if not inference_only:
+        data["optimizer"] = optimizer.state_dict() if optimizer is not None else None
+        data["scheduler"] = scheduler.state_dict() if scheduler is not None else None
+        data["scaler"] = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
+        data["rng"] = rng if rng is not None else capture_rng_state()
     atomic_save(data, path)
 
 
@@ -160,15 +176,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``weights_only=True`` (no code runs while loading).
 
     Raises:
-        CheckpointError: Naming the file, when it is missing, unreadable or not a segcvae checkpoint.
+        CheckpointError: Naming the file, when it is missing, not a PyTorch file, unreadable, not a
+            segcvae checkpoint, or holds weights that are not finite (a diverged run).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder; expected a checkpoint file such as {path / 'best.pt'}"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path) and not _legacy_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (not a file written by torch.save, or truncated); "
+            "expected a run's best.pt or last.pt"
+        )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and weights_only errors all mean "not a usable file"
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from e
     missing = [
         k
         for k in ("model", "step", "config", "meta")
@@ -176,7 +203,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ]
     if missing:
         raise CheckpointError(f"{path} is not a segcvae checkpoint (missing {missing})")
+    bad = [
+        k
+        for k, v in data["model"].items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(v.isfinite().all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of {len(data['model'])} weight tensors hold NaN or inf (e.g. "
+            f"{bad[0]}): not a usable model (a run that diverged?); use an earlier checkpoint"
+        )
     return data
+
+
+def _legacy_torch_file(path: Path) -> bool:
+    """The pre-1.6 ``torch.save`` format: a pickle stream (protocol >= 2 starts with 0x80)."""
+    with open(path, "rb") as fh:
+        return fh.read(1) == b"\x80"
 
 
 def _plain(obj: Any) -> Any:
@@ -202,11 +245,24 @@ def model_from_checkpoint(
 
     Returns:
         ``(model, cfg)``.
+
+    Raises:
+        ConfigError: The stored config (with ``overrides``) is invalid.
+        CheckpointError: The weights do not fit the model the config describes.
     """
-    from segcvae.config import Config, apply_overrides
+    from segcvae.config import Config, apply_overrides, check_encoder_name
     from segcvae.models import create_model
 
     cfg = Config.from_dict(apply_overrides(ckpt["config"], overrides or []), "checkpoint config")
+    check_encoder_name(cfg.model.encoder_name)
     model = create_model(cfg, int(ckpt["meta"]["num_classes"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(
+            "the checkpoint's weights do not fit the model its config describes"
+            + (f" (overrides {overrides})" if overrides else "")
+            + f": {' '.join(first[1:2] or first[:1]).strip()}"
+        ) from e
     return model.to(device).eval(), cfg

@@ -13,16 +13,25 @@ at ``t``. Two things make that so:
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from segcvae.config import DataConfig
+from segcvae.config import ConfigError, DataConfig
 from segcvae.data import DataError, build_dataset
+
+log = logging.getLogger("segcvae")
+
+# Masks read by check_labels at most (evenly spaced over the split): a few seconds at worst.
+LABEL_SCAN_ITEMS = 200
+# The data.* key that reads 0/255 (or 0/1..255) binary masks as classes 0 and 1.
+BINARY_THRESHOLD_KEY = "data.binary_threshold"
 
 
 class ResumableSampler(DistributedSampler):
@@ -148,6 +157,123 @@ def open_dataset(cfg: DataConfig, split: str, transform: Any = None) -> Any:
         raise
 
 
+@dataclass
+class LabelCounts:
+    """Pixel counts of the masks read by :func:`scan_labels`.
+
+    Attributes:
+        per_class: Pixels of each class, index order (K,).
+        ignored: Pixels equal to ``ignore_index``.
+        items: Masks read.
+        total_items: Items in the split.
+    """
+
+    per_class: np.ndarray
+    ignored: int
+    items: int
+    total_items: int
+
+    @property
+    def pixels(self) -> int:
+        return int(self.per_class.sum()) + self.ignored
+
+
+def scan_labels(dataset: Any, num_classes: int, ignore_index: int, max_items: int) -> LabelCounts:
+    """Count the label values of up to ``max_items`` raw masks (evenly spaced over the split).
+
+    Reads ``dataset.load(i)`` (no transform). A bad item is skipped when the dataset skips bad
+    items and raises otherwise, as training would.
+    """
+    n = len(dataset)
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_items)).round().astype(int)) if n else []
+    counts = np.zeros(num_classes, dtype=np.int64)
+    ignored = read = 0
+    for i in idx:
+        try:
+            mask = np.asarray(dataset.load(int(i)).mask)
+        except DataError:
+            if getattr(dataset, "on_bad_sample", "error") == "error":
+                raise
+            continue
+        values = np.bincount(mask.ravel().astype(np.int64), minlength=max(256, num_classes))
+        ignored += int(values[ignore_index])
+        values[ignore_index] = 0  # an ignore_index below K hides that class
+        counts += values[:num_classes]
+        read += 1
+    return LabelCounts(counts, ignored, read, n)
+
+
+def check_labels(
+    dataset: Any, cfg: DataConfig, max_items: int = LABEL_SCAN_ITEMS
+) -> LabelCounts | None:
+    """Look at the training masks once, before training, for labels that cannot be learnt.
+
+    Raises a :class:`DataError` when a configured class never occurs while masks hold the ignore
+    value (the signature of 0/255 binary masks read with ``ignore_index=255``: every foreground
+    pixel would be ignored, and the metrics of a model predicting background everywhere would look
+    perfect). Warns when a class never occurs, or when most pixels are ignored.
+
+    Args:
+        dataset: A dataset with ``load(index)`` (see ``SegmentationDataset``); others are not checked.
+        cfg: The data config (``ignore_index``, named keys).
+        max_items: Masks read at most.
+
+    Returns:
+        The counts, or None for a dataset without ``load``.
+    """
+    if not hasattr(dataset, "load") or not hasattr(dataset, "class_names"):
+        return None
+    names = list(dataset.class_names)
+    counts = scan_labels(dataset, len(names), cfg.ignore_index, max_items)
+    if counts.items == 0 or counts.pixels == 0:
+        return counts
+    where = f"data.name={cfg.name}" + (f", data.root={cfg.root}" if cfg.root else "")
+    read = (
+        f"the {counts.items} training masks read"
+        if counts.items == counts.total_items
+        else f"{counts.items} of the {counts.total_items} training masks (evenly spaced; the "
+        f"check reads at most {max_items})"
+    )
+    share = counts.per_class / counts.pixels
+    ignored = counts.ignored / counts.pixels
+    log.info(
+        "labels in %s: %s%s",
+        read,
+        ", ".join(f"{n} {v:.1%}" for n, v in zip(names, share, strict=True)),
+        f", ignored ({cfg.ignore_index}) {ignored:.1%}" if counts.ignored else "",
+    )
+    absent = [f"{k} ({names[k]})" for k in range(len(names)) if counts.per_class[k] == 0]
+    if absent and counts.ignored:
+        raise DataError(
+            f"{where}: class {', '.join(absent)} never occurs in {read}, while {ignored:.1%} of "
+            f"their pixels are {cfg.ignore_index} = data.ignore_index (left out of the loss and "
+            "the metrics): these look like binary 0/255 masks, whose foreground would be ignored "
+            f"and a background-only model would score perfectly. Set {BINARY_THRESHOLD_KEY}=128 "
+            "to read mask values >= 128 as class 1, or set data.ignore_index to a value the masks "
+            "do not use"
+        )
+    if absent:
+        log.warning(
+            "%s: class %s never occurs in %s: the model cannot learn it and its IoU will be "
+            "NaN; check the masks and the class list (data.folder_classes / data.folder_palette)",
+            where,
+            ", ".join(absent),
+            read,
+        )
+    if ignored > 0.5:
+        log.warning(
+            "%s: %.1f%% of the pixels in %s are %d = data.ignore_index and are left out of the "
+            "loss and the metrics; if that value is a class, set data.ignore_index to another "
+            "value (or %s=128 for 0/255 binary masks)",
+            where,
+            100 * ignored,
+            read,
+            cfg.ignore_index,
+            BINARY_THRESHOLD_KEY,
+        )
+    return counts
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors, keep ids as a list of strings."""
     batch: dict[str, Any] = {}
@@ -178,7 +304,7 @@ def train_loader(
     """
     sampler = ResumableSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     if len(sampler) < batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"the training split has {len(dataset)} items ({len(sampler)} per process), "  # type: ignore[arg-type]
             f"fewer than one batch of {batch_size}: lower train.batch_size"
         )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from segcvae.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -40,20 +42,39 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, key: str = "train.device") -> torch.device:
     """Turn ``train.device`` into a device: ``auto`` means CUDA when available, else CPU.
 
     Args:
-        name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         local_rank: Under torchrun, ``auto`` and ``cuda`` pick ``cuda:local_rank``.
+        key: The setting ``name`` came from, named in the error.
+
+    Raises:
+        ConfigError: The device is not a device name, or is not present on this machine.
     """
+    given = name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = f"cuda:{local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available; use cpu or auto")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"{key}={given!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{key}={given!r} but this machine has no usable CUDA GPU "
+                f"(torch {torch.__version__}); use cpu or auto"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{key}={given!r} but this machine has {torch.cuda.device_count()} CUDA "
+                "device(s); use cuda, auto or a lower index"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{key}={given!r} but MPS is not available here; use cpu or auto")
     return device
 
 

@@ -16,6 +16,21 @@ Run folder::
     samples/         validation sample grids, one per evaluation
     tensorboard/     TensorBoard events (when tensorboard is installed)
 
+A folder that already holds a run (``last.pt``, ``best.pt``, ``metrics.jsonl`` or
+``train_log.jsonl``) is not trained into again unless the run is resumed or ``overwrite`` is given
+(:func:`check_run_dir`); overwriting removes the old run's files first.
+
+Divergence: a step whose loss is not finite is skipped; a loss above ``EXPLODING_FACTOR`` times the
+loss of the run's first step is counted as exploding; ``train.max_bad_steps`` such steps in a row,
+or weights that are not finite or above ``MAX_ABS_WEIGHT``, stop the run with a
+:class:`DivergenceError` that names the step of the last good checkpoint. A checkpoint is never
+written while the loss is exploding or the weights are bad, so ``last.pt`` is always the last
+healthy state.
+
+Latent use: for latent objectives the training log has ``kl_per_image`` (KL(q || p) in nats per
+image); after each evaluation a warning says so when it is below ``MIN_KL_PER_IMAGE``, i.e. the
+hypotheses barely differ and the model behaves like the CNN.
+
 Exact resume: the data order is a function of ``(seed, epoch)``, augmentations of
 ``(seed, epoch, index)``, and the checkpoint holds the model, optimizer, scheduler, scaler and RNG
 states, so on CPU a run stopped after a checkpoint and resumed ends with the same weights as a run
@@ -38,7 +53,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from segcvae.config import Config, TrainConfig
+from segcvae.config import Config, ConfigError, TrainConfig, check_encoder_name
 from segcvae.data import build_transforms
 from segcvae.engine.checkpoint import (
     CheckpointError,
@@ -50,6 +65,7 @@ from segcvae.engine.checkpoint import (
 from segcvae.engine.data import (
     ItemSeededTransform,
     SeededAugmentation,
+    check_labels,
     eval_loader,
     open_dataset,
     train_loader,
@@ -69,8 +85,67 @@ from segcvae.models import create_model
 log = logging.getLogger("segcvae")
 
 
-class NonFiniteLossError(RuntimeError):
+# A loss this many times the first step's loss counts as exploding (a healthy run lowers it).
+EXPLODING_FACTOR = 100.0
+# No weight of a healthy network gets near this (Adam moves a weight by about lr per step).
+MAX_ABS_WEIGHT = 1e6
+# KL below this many nats per image after an evaluation: the latent carries next to nothing.
+MIN_KL_PER_IMAGE = 0.1
+
+# What a run writes into its folder (``--overwrite`` removes these, nothing else).
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "train_log.jsonl", "config.yaml", "curves.png")
+RUN_FOLDERS = ("samples", "tensorboard")
+_RUN_MARKERS = ("last.pt", "best.pt", "metrics.jsonl", "train_log.jsonl")
+
+
+class DivergenceError(RuntimeError):
+    """Training diverged (non-finite or exploding loss, or bad weights); the message says where the
+    last good checkpoint is."""
+
+
+class NonFiniteLossError(DivergenceError):
     """Too many non-finite losses in a row."""
+
+
+class RunExistsError(ConfigError):
+    """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def check_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse to train into a folder that holds another run, unless resuming or overwriting.
+
+    Raises:
+        RunExistsError: naming the files found, ``--resume``, a new ``--out`` and ``--overwrite``.
+        FileExistsError: ``run_dir`` is a file.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--out {run_dir} is an existing file; expected a run folder")
+    if resume or overwrite or not run_dir.is_dir():
+        return
+    found = [name for name in _RUN_MARKERS if (run_dir / name).exists()]
+    if found:
+        raise RunExistsError(
+            f"{run_dir} already holds a run ({', '.join(found)}); continue it with --resume, "
+            "train into a new --out folder, or replace it with --overwrite"
+        )
+
+
+def clear_run_dir(run_dir: str | Path) -> list[str]:
+    """Remove the files of a previous run (:data:`RUN_FILES`, :data:`RUN_FOLDERS`); returns them."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    removed = []
+    for name in RUN_FILES:
+        if (run_dir / name).is_file():
+            (run_dir / name).unlink()
+            removed.append(name)
+    for name in RUN_FOLDERS:
+        if (run_dir / name).is_dir():
+            shutil.rmtree(run_dir / name)
+            removed.append(name + "/")
+    return removed
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -106,11 +181,19 @@ class Trainer:
         dist_info: From :func:`segcvae.engine.distributed.init_distributed`.
         progress: Show a tqdm progress bar (rank 0); without one, a log line every
             ``train.log_every`` steps.
+        overwrite: Remove a previous run's files from ``run_dir`` (after the data and model are
+            built, so a mistake found while building leaves the old run alone).
     """
 
     def __init__(
-        self, cfg: Config, run_dir: str | Path, dist_info: DistInfo, progress: bool = True
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        dist_info: DistInfo,
+        progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
+        cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.dist = dist_info
@@ -118,7 +201,7 @@ class Trainer:
         self.progress = progress
         tc = cfg.train
         if tc.batch_size % dist_info.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size={tc.batch_size} is the global batch and must be divisible by the "
                 f"number of processes ({dist_info.world_size})"
             )
@@ -130,6 +213,8 @@ class Trainer:
         # Data: every rank trains on its shard; only rank 0 evaluates.
         train_tf = ItemSeededTransform(build_transforms(cfg.data, "train"))
         train_set = open_dataset(cfg.data, "train", train_tf)
+        if dist_info.is_main:
+            check_labels(train_set, cfg.data)
         self.meta = dataset_meta(train_set)
         self.num_classes = self.meta["num_classes"]
         self.train_set = SeededAugmentation(train_set, train_tf, tc.seed)
@@ -158,6 +243,7 @@ class Trainer:
 
         # Model, objective, optimisation.
         torch.manual_seed(tc.seed)
+        check_encoder_name(cfg.model.encoder_name)
         self.model: nn.Module = create_model(cfg, self.num_classes).to(self.device)
         self.channels_last = tc.channels_last and self.device.type == "cuda"
         if tc.channels_last and not self.channels_last:
@@ -174,16 +260,24 @@ class Trainer:
 
         self.step = 0
         self.best_metric = -math.inf
-        self.bad_in_row = 0
+        self.bad_in_row = 0  # non-finite or exploding losses in a row
+        self.exploding_in_row = 0  # finite, exploding losses in a row (their updates were applied)
         self.skipped = 0
+        self.loss_reference: float | None = None  # the loss of the run's first step
+        self.last_saved_step: int | None = None  # step of the newest good last.pt
         self.last_val: dict[str, Any] = {}
+        self._warned_unscored = False
+        if overwrite and dist_info.is_main and self.run_dir.is_dir():
+            removed = clear_run_dir(self.run_dir)
+            if removed:
+                log.warning("--overwrite: removed %s from %s", ", ".join(removed), self.run_dir)
         self.logger = RunLogger(self.run_dir, enabled=dist_info.is_main)
 
     # ------------------------------------------------------------------ set-up helpers
     def _amp(self, amp: str) -> tuple[torch.dtype, bool]:
         dtypes = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
         if amp not in dtypes:
-            raise ValueError(f"train.amp must be one of {sorted(dtypes)}, got {amp!r}")
+            raise ConfigError(f"train.amp: expected one of {', '.join(dtypes)}, got {amp!r}")
         if amp != "none" and self.device.type != "cuda":
             log.warning("train.amp=%s needs CUDA; training in float32 on %s", amp, self.device)
             return torch.float32, False
@@ -205,6 +299,7 @@ class Trainer:
         if not path.is_file():
             if self.dist.is_main:
                 log.warning("--resume: no checkpoint at %s; starting from step 0", path)
+            self.logger.truncate_after(0)  # records of a run that left no checkpoint: not kept
             return False
         ckpt = load_checkpoint(path, map_location="cpu")
         try:
@@ -217,7 +312,12 @@ class Trainer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("kind") == "inference":
+            log.warning(
+                "%s holds no optimizer state (an inference checkpoint); Adam restarts", path
+            )
         self.step = int(ckpt["step"])
+        self.last_saved_step = self.step
         best = ckpt.get("best_metric")
         self.best_metric = -math.inf if best is None else float(best)
         if self.dist.is_main and ckpt.get("rng") is not None:
@@ -301,17 +401,19 @@ class Trainer:
                         window, window_n, window_time = {}, 0, 0.0
                     final = self.step >= tc.steps
                     do_eval = final or (tc.eval_every > 0 and self.step % tc.eval_every == 0)
+                    do_save = do_eval or (
+                        tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0
+                    )
+                    if do_save:
+                        self._check_health()  # every rank: same weights, same decision
                     if do_eval:
                         train_means = self._reduce_means(since_eval, since_eval_n)
                         ips = since_eval_n * tc.batch_size / max(since_eval_time, 1e-9)
                         if main:
                             self._evaluate_and_log(train_means, ips, bar)
                         since_eval, since_eval_n, since_eval_time = {}, 0, 0.0
-                    if main and (
-                        do_eval
-                        or (tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0)
-                    ):
-                        self._save(self.run_dir / "last.pt")
+                    if do_save:
+                        self._save_last()
                     if final:
                         break
                     t_batch = time.perf_counter()
@@ -360,13 +462,26 @@ class Trainer:
             if self.bad_in_row >= tc.max_bad_steps:
                 raise NonFiniteLossError(
                     f"{msg}. Stopping after {tc.max_bad_steps} non-finite losses in a row "
-                    "(train.max_bad_steps); the last checkpoint is intact. Try a lower train.lr, "
-                    "train.grad_clip > 0, or train.amp=none."
+                    f"(train.max_bad_steps); {self._last_good()}. {self._advice()}"
                 )
             if self.dist.is_main:
                 log.warning(msg)
             return None
-        self.bad_in_row = 0
+        value = float(loss.detach())
+        if self.loss_reference is None:
+            self.loss_reference = max(value, 1e-3)
+        if all_true(value <= EXPLODING_FACTOR * self.loss_reference, self.device):
+            self.bad_in_row = self.exploding_in_row = 0
+        else:
+            self.bad_in_row += 1
+            self.exploding_in_row += 1
+            if self.bad_in_row >= tc.max_bad_steps:
+                raise DivergenceError(
+                    f"training diverged at step {self.step + 1}: loss {value:.4g}, over "
+                    f"{EXPLODING_FACTOR:g} x the first step's {self.loss_reference:.4g}, for "
+                    f"{self.bad_in_row} steps in a row (train.max_bad_steps); "
+                    f"{self._last_good()}. {self._advice()}"
+                )
         self.scaler.scale(loss).backward()
         if tc.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -374,7 +489,78 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return {k: v.detach().float() for k, v in terms.items() if v.numel() == 1}
+        out_terms = {k: v.detach().float() for k, v in terms.items() if v.numel() == 1}
+        if "kl" in out_terms:  # nats per pixel -> nats per image
+            out_terms["kl_per_image"] = out_terms["kl"] * (y.shape[-1] * y.shape[-2])
+        return out_terms
+
+    # ------------------------------------------------------------------ divergence
+    def _advice(self) -> str:
+        tc = self.cfg.train
+        return (
+            f"Try a lower train.lr (now {tc.lr:g}), train.grad_clip > 0 (now {tc.grad_clip:g})"
+            + (f" or train.amp=none (now {tc.amp})" if tc.amp != "none" else "")
+            + "."
+        )
+
+    def _last_good(self) -> str:
+        if self.last_saved_step is None:
+            return "no checkpoint was written (nothing of this run is worth keeping)"
+        return (
+            f"the newest checkpoint is {self.run_dir / 'last.pt'} from step "
+            f"{self.last_saved_step}, the last one that passed these checks"
+        )
+
+    def _weights_problem(self) -> str | None:
+        """Why the weights are not fit to save (not finite, or exploded), or None."""
+        largest = 0.0
+        for name, t in unwrap(self.model).state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if not bool(torch.isfinite(t).all()):
+                return f"{name} holds NaN or inf"
+            largest = max(largest, float(t.abs().max()) if t.numel() else 0.0)
+            if largest > MAX_ABS_WEIGHT:
+                return f"{name} holds a value of {largest:.3g} (> {MAX_ABS_WEIGHT:g})"
+        return None
+
+    def _check_health(self) -> None:
+        """Raise :class:`DivergenceError` if the weights are bad, or the run ends exploding.
+
+        Called on every rank at each checkpoint step (DDP keeps the weights identical, and the
+        exploding count is agreed by all ranks, so all ranks stop together).
+        """
+        problem = self._weights_problem()
+        if problem is not None:
+            raise DivergenceError(
+                f"training diverged by step {self.step}: {problem}; {self._last_good()}. "
+                f"{self._advice()}"
+            )
+        if self.exploding_in_row > 0 and self.step >= self.cfg.train.steps:
+            raise DivergenceError(
+                f"training ended at step {self.step} with the loss exploding "
+                f"({self.exploding_in_row} steps in a row over {EXPLODING_FACTOR:g} x the first "
+                f"step's); {self._last_good()}. {self._advice()}"
+            )
+
+    def _save_last(self) -> None:
+        """Write last.pt (rank 0), unless the loss is exploding (then the previous one stays).
+
+        Call :meth:`_check_health` first.
+        """
+        if self.exploding_in_row > 0:
+            if self.dist.is_main:
+                log.warning(
+                    "step %d: not writing last.pt while the loss is exploding (%d steps in a "
+                    "row); %s",
+                    self.step,
+                    self.exploding_in_row,
+                    self._last_good(),
+                )
+            return
+        if self.dist.is_main:
+            self._save(self.run_dir / "last.pt")
+        self.last_saved_step = self.step
 
     def _reduce_means(self, sums: dict[str, Any], n: int) -> dict[str, float]:
         """Mean of each loss term over steps since the last evaluation, over all ranks."""
@@ -459,12 +645,40 @@ class Trainer:
             log.info(message)
         else:
             bar.write(message)
+        self._warn_if_latent_unused(train_means, val)
+        if not self._warned_unscored:
+            self._warned_unscored = warn_unscored_classes(val, self.meta["class_names"], ev.split)
         miou = val.get("mean_iou", float("nan"))
-        if not math.isnan(miou) and miou > self.best_metric:
+        healthy = self.exploding_in_row == 0 and self._weights_problem() is None
+        if not math.isnan(miou) and miou > self.best_metric and healthy:
             self.best_metric = miou
-            self._save(self.run_dir / "best.pt")
+            self._save(self.run_dir / "best.pt", inference_only=True)
 
-    def _save(self, path: Path) -> None:
+    def _warn_if_latent_unused(self, train_means: dict[str, float], val: dict[str, Any]) -> None:
+        kl = train_means.get("kl_per_image")
+        if kl is None or not math.isfinite(kl) or kl >= MIN_KL_PER_IMAGE:
+            return
+        lc = self.cfg.loss
+        diversity = val.get("diversity")
+        seen = (
+            f"; the hypotheses agree (mean pairwise IoU {diversity:.3f})"
+            if isinstance(diversity, float)
+            else ""
+        )
+        log.warning(
+            "step %d: KL(q || p) is %.3g nats per image (< %g): the latent is unused%s, so the "
+            "model behaves like a CNN. Try a longer loss.kl_warmup_steps (now %d), loss.free_bits "
+            "> 0 (now %g), or a higher loss.alpha (now %g: more CVAE, less GSNN).",
+            self.step,
+            kl,
+            MIN_KL_PER_IMAGE,
+            seen,
+            lc.kl_warmup_steps,
+            lc.free_bits,
+            lc.alpha,
+        )
+
+    def _save(self, path: Path, inference_only: bool = False) -> None:
         save_checkpoint(
             path,
             model=unwrap(self.model),
@@ -475,12 +689,37 @@ class Trainer:
             scheduler=self.scheduler,
             scaler=self.scaler,
             best_metric=None if self.best_metric == -math.inf else self.best_metric,
-            rng=capture_rng_state(),
+            rng=None if inference_only else capture_rng_state(),
+            inference_only=inference_only,
         )
 
 
+def warn_unscored_classes(metrics: dict[str, Any], class_names: list[str], split: str) -> bool:
+    """Warn when a class has no IoU (in neither targets nor predictions); returns whether it did."""
+    per_class = metrics.get("per_class_iou") or []
+    missing = [
+        str(name)
+        for name, v in zip(class_names, per_class, strict=False)
+        if not isinstance(v, float) or math.isnan(v)
+    ]
+    if not missing:
+        return False
+    log.warning(
+        "%s: class %s occurs in neither the targets nor the predictions; its IoU is null and "
+        "mean_iou is over the other %d class(es) only",
+        split,
+        ", ".join(missing),
+        len(per_class) - len(missing),
+    )
+    return True
+
+
 def train(
-    cfg: Config, run_dir: str | Path, resume: bool = False, progress: bool = True
+    cfg: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (in one process, or as one rank under torchrun).
 
@@ -489,12 +728,20 @@ def train(
         run_dir: Output folder (created).
         resume: Continue from ``run_dir/last.pt`` when it exists.
         progress: Show a progress bar on rank 0.
+        overwrite: Replace a run already in ``run_dir`` (else that is a :class:`RunExistsError`).
 
     Returns:
         The summary of :meth:`Trainer.fit`.
+
+    Raises:
+        RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        DivergenceError: The loss or the weights diverged (``last.pt`` is the last good state).
     """
+    cfg.validate()
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     dist_info = init_distributed(cfg.train.device)
     try:
-        return Trainer(cfg, run_dir, dist_info, progress=progress).fit(resume=resume)
+        trainer = Trainer(cfg, run_dir, dist_info, progress=progress, overwrite=overwrite)
+        return trainer.fit(resume=resume)
     finally:
         cleanup_distributed()

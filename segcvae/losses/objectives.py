@@ -51,7 +51,7 @@ class Objective(nn.Module):
         scale_weights: tuple[float, ...] | list[float] = (1.0, 1.0, 1.0),
         y_hat_weight: float = 0.5,
         beta: float = 1.0,
-        kl_warmup_steps: int = 0,
+        kl_warmup_steps: int = 300,
         free_bits: float = 0.0,
     ) -> None:
         super().__init__()

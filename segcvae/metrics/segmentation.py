@@ -11,7 +11,9 @@ class SegmentationMeter:
     """Accumulates per-class true/false positive counts over batches.
 
     IoU per class is computed on the dataset totals (not averaged per image); a class that never
-    occurs in prediction or target has IoU NaN and is left out of the mean.
+    occurs in prediction or target has IoU NaN (null in JSON), never 1, and is left out of the mean.
+    With no scored class (or no labelled pixel) the mean IoU (pixel accuracy) is NaN, not perfect.
+    ``ignore_index`` pixels are counted in ``ignored_fraction`` and nowhere else.
 
     Args:
         num_classes: K.
@@ -28,6 +30,8 @@ class SegmentationMeter:
         self.tp = torch.zeros(self.num_classes, dtype=torch.long)
         self.fp = torch.zeros(self.num_classes, dtype=torch.long)
         self.fn = torch.zeros(self.num_classes, dtype=torch.long)
+        self.ignored = 0
+        self.pixels = 0
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
@@ -47,15 +51,19 @@ class SegmentationMeter:
         self.tp += tp.sum(0)
         self.fp += fp.sum(0)
         self.fn += fn.sum(0)
+        self.ignored += int((target == self.ignore_index).sum())
+        self.pixels += target.numel()
 
     def compute(self) -> dict[str, float | list[float]]:
-        """Return ``pixel_accuracy``, ``mean_iou`` and ``per_class_iou`` (list of K)."""
+        """Return ``pixel_accuracy``, ``mean_iou``, ``per_class_iou`` (list of K; NaN for a class
+        seen in neither prediction nor target) and ``ignored_fraction``."""
         tp, fp, fn = (t.unsqueeze(0) for t in (self.tp, self.fp, self.fn))
         iou = smp.metrics.iou_score(tp, fp, fn, torch.zeros_like(tp), zero_division=float("nan"))
         iou = iou[0].double()
         labelled = (self.tp + self.fn).sum().item()
         return {
-            "pixel_accuracy": self.tp.sum().item() / max(labelled, 1),
+            "pixel_accuracy": self.tp.sum().item() / labelled if labelled else float("nan"),
             "mean_iou": float(torch.nanmean(iou)) if not torch.isnan(iou).all() else float("nan"),
             "per_class_iou": iou.tolist(),
+            "ignored_fraction": self.ignored / self.pixels if self.pixels else float("nan"),
         }

@@ -54,7 +54,7 @@ class BaselineCNN(nn.Module):
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 32, 32, 16),
         in_channels: int = 3,
         heads: bool = True,
     ) -> None:

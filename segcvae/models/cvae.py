@@ -65,7 +65,7 @@ class SegCVAE(nn.Module):
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 32, 32, 16),
         latent: str = "spatial",
         latent_channels: int = 32,
         latent_stride: int = 16,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from segcvae.config import Config, DataConfig
+from segcvae.config import Config, ConfigError, DataConfig
 from segcvae.data import DataError, ShapesDataset, build_dataset
 
 
@@ -16,7 +16,7 @@ def test_default_config_builds_the_embedded_shapes():
 
 
 def test_errors_name_what_is_wrong():
-    with pytest.raises(KeyError, match="valid names: lfw, cub, folder, shapes"):
+    with pytest.raises(ConfigError, match="data.name: expected one of lfw, cub, folder, shapes"):
         build_dataset(DataConfig(name="voc"), "train")
     with pytest.raises(ValueError, match="valid splits: train, val, test"):
         build_dataset(DataConfig(), "validation")
@@ -29,6 +29,6 @@ def test_errors_name_what_is_wrong():
 
 
 def test_overrides_reach_the_dataset():
-    cfg = Config.from_yaml(None, ["data.shapes_completions=2", "data.image_size=48"]).data
+    cfg = Config.from_yaml(None, ["data.shapes_completions=2", "data.image_size=96"]).data
     item = build_dataset(cfg, "train")[0]
-    assert item["masks"].shape == (2, 48, 48)
+    assert item["masks"].shape == (2, 96, 96)

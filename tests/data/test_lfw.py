@@ -1,6 +1,10 @@
 """LFW Part Labels on the real copy (labels extracted once per session) and its bad inputs."""
 
 import logging
+import os
+import shutil
+import tarfile
+import tempfile
 from dataclasses import replace
 
 import cv2
@@ -10,6 +14,7 @@ import torch
 
 from segcvae.data import DataError, LFWPartsDataset, build_dataset, build_transforms
 from segcvae.data.files import colours_to_index, read_mask
+from segcvae.data.lfw import CACHE_ENV
 
 
 def test_official_split_sizes(lfw_cfg):
@@ -52,9 +57,79 @@ def test_transformed_item_at_128(lfw_cfg):
     assert set(item["mask"].unique().tolist()) <= {0, 1, 2}
 
 
-def test_packed_labels_give_the_tar_command(lfw_root):
-    with pytest.raises(DataError, match=r"tar xzf .*parts_lfw_funneled_gt_images\.tgz"):
-        LFWPartsDataset(lfw_root, "train")
+def test_packed_labels_are_read_from_the_read_only_archive(lfw_root, tmp_path, monkeypatch, caplog):
+    """The shared copy is read-only and holds only the .tgz: it is extracted once into a cache."""
+    assert not lfw_root.stat().st_mode & 0o222  # marked read-only: the case this test is about
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    with caplog.at_level(logging.INFO, logger="segcvae"):
+        ds = LFWPartsDataset(lfw_root, "val")
+    assert ds.masks_dir.is_relative_to(tmp_path / "cache" / "segcvae")
+    assert str(ds.masks_dir) in caplog.text and "extracting" in caplog.text
+    assert len(ds) == 500 and set(np.unique(ds[0]["mask"])) == {0, 1, 2}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segcvae"):
+        again = LFWPartsDataset(lfw_root, "test")  # reuses the extraction
+    assert again.masks_dir == ds.masks_dir and "extracting" not in caplog.text
+    assert not (lfw_root / ".segcvae_cache").exists()  # nothing written beside the data
+
+
+def _packed(tiny_lfw):
+    """tiny_lfw with its labels packed as the official archive (and the folder removed)."""
+    folder = tiny_lfw / "parts_lfw_funneled_gt_images"
+    with tarfile.open(tiny_lfw / "parts_lfw_funneled_gt_images.tgz", "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    shutil.rmtree(folder)
+    return tiny_lfw
+
+
+def test_cache_falls_back_when_home_and_root_are_read_only(tiny_lfw, tmp_path, monkeypatch):
+    root = _packed(tiny_lfw)
+    not_a_folder = tmp_path / "home_cache"
+    not_a_folder.write_text("")  # mkdir inside it fails, even for root
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    root.chmod(0o555)
+    try:
+        ds = LFWPartsDataset(root, "train")
+    finally:
+        root.chmod(0o755)
+    assert not (root / ".segcvae_cache").exists()
+    assert ds.masks_dir.is_relative_to(tmp_path / "tmp") and len(ds) == 2
+    assert ds[0]["mask"].shape == (250, 250)
+
+
+def test_writable_root_is_used_when_the_home_cache_is_not(tiny_lfw, tmp_path, monkeypatch):
+    root = _packed(tiny_lfw)
+    (tmp_path / "home_cache").write_text("")
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home_cache"))
+    ds = LFWPartsDataset(root, "val")
+    assert ds.masks_dir.is_relative_to(root / ".segcvae_cache") and len(ds) == 1
+
+
+def test_cache_env_variable_and_changed_archive(tiny_lfw, tmp_path, monkeypatch):
+    root = _packed(tiny_lfw)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "c"))
+    first = LFWPartsDataset(root, "train").masks_dir
+    assert first.is_relative_to(tmp_path / "c")
+    archive = root / "parts_lfw_funneled_gt_images.tgz"
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
+    second = LFWPartsDataset(root, "train").masks_dir
+    assert second != first and second.is_dir()  # a changed archive is extracted again
+    assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_an_archive_without_the_label_folder(tiny_lfw, tmp_path, monkeypatch):
+    (tiny_lfw / "other").mkdir()
+    with tarfile.open(tiny_lfw / "parts_lfw_funneled_gt_images.tgz", "w:gz") as tar:
+        tar.add(tiny_lfw / "other", arcname="other")
+    shutil.rmtree(tiny_lfw / "parts_lfw_funneled_gt_images")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "c"))
+    with pytest.raises(DataError, match="holds no parts_lfw_funneled_gt_images/ folder"):
+        LFWPartsDataset(tiny_lfw, "train")
 
 
 def test_missing_split_file(tiny_lfw):

@@ -80,7 +80,7 @@ def test_config_sizes_and_validation():
     assert [len(build_dataset(cfg, s)) for s in ("train", "val", "test")] == [5, 3, 2]
     with pytest.raises(ValueError, match="too small"):
         ShapesDataset("train", 5, image_size=16, completions=4)
-    with pytest.raises(ValueError, match="num_shapes"):
+    with pytest.raises(ValueError, match="data.shapes_classes"):
         ShapesDataset("train", 5, num_shapes=9)
     with pytest.raises(IndexError):
         ShapesDataset("train", 5)[5]

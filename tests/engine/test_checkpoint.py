@@ -122,6 +122,43 @@ def test_load_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
         load_checkpoint(other)
 
 
+def test_inference_checkpoint_holds_only_what_inference_needs(tmp_path: Path) -> None:
+    model = _model()
+    opt, sched = _trained(model)
+    common = dict(model=model, step=3, config={"train": {}}, meta={"num_classes": 2})
+    save_checkpoint(tmp_path / "last.pt", **common, optimizer=opt, scheduler=sched)
+    save_checkpoint(
+        tmp_path / "best.pt", **common, optimizer=opt, scheduler=sched, inference_only=True
+    )
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert (
+        best["kind"] == "inference" and load_checkpoint(tmp_path / "last.pt")["kind"] == "training"
+    )
+    assert set(best) == {"format", "kind", "model", "step", "best_metric", "config", "meta"}
+    assert (tmp_path / "best.pt").stat().st_size < (tmp_path / "last.pt").stat().st_size
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path: Path) -> None:
+    model = _model()
+    save_checkpoint(tmp_path / "ok.pt", model=model, step=1, config={}, meta={})
+    data = torch.load(tmp_path / "ok.pt", weights_only=True)
+    data["model"]["3.bias"] = torch.tensor([float("inf"), 0.0])
+    torch.save(data, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt: 1 of \d+ weight tensors hold NaN or inf"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_text_file_is_not_a_pytorch_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("epoch 3: loss 0.1\n")
+    with pytest.raises(CheckpointError, match="a.txt is not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "a.txt")
+    save_checkpoint(tmp_path / "x.pt", model=_model(), step=1, config={}, meta={})
+    data = (tmp_path / "x.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.pt is not a PyTorch checkpoint .*truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
 def test_weights_only_rejects_code(tmp_path: Path) -> None:
     class Evil:
         def __reduce__(self):

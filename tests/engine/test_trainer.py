@@ -10,7 +10,16 @@ import torch
 from segcvae.config import Config
 from segcvae.engine.checkpoint import load_checkpoint
 from segcvae.engine.distributed import DistInfo
-from segcvae.engine.trainer import NonFiniteLossError, Trainer, build_optimizer, build_scheduler
+from segcvae.engine.trainer import (
+    DivergenceError,
+    NonFiniteLossError,
+    RunExistsError,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    check_run_dir,
+    clear_run_dir,
+)
 from tests.tools.conftest import TINY
 
 
@@ -53,8 +62,9 @@ def test_too_many_non_finite_losses_stop_with_a_clear_message(tmp_path: Path) ->
         tmp_path, "train.steps=10", "train.max_bad_steps=3", "train.checkpoint_every=1"
     )
     trainer.objective = _NaNAt(trainer.objective, set(range(100)))
-    with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
+    with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row") as info:
         trainer.fit()
+    assert f"the newest checkpoint is {tmp_path / 'last.pt'} from step 2" in str(info.value)
     ckpt = load_checkpoint(tmp_path / "last.pt")  # what was saved is the untouched, finite model
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
@@ -107,3 +117,101 @@ def test_worker_count_does_not_change_the_run(tmp_path: Path) -> None:
         trainer.fit()
         finals.append(load_checkpoint(tmp_path / str(workers) / "last.pt")["model"])
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+class _ExplodeFrom:
+    """Wrap an objective so that its loss is multiplied by ``factor`` from ``step`` on."""
+
+    def __init__(self, objective, step, factor=1e6) -> None:
+        self.objective, self.step, self.factor = objective, step, factor
+
+    def __call__(self, out, y, step):
+        terms = self.objective(out, y, step)
+        if step >= self.step:
+            terms["loss"] = terms["loss"] * self.factor
+        return terms
+
+
+def test_an_exploding_loss_stops_and_names_the_last_good_checkpoint(tmp_path: Path) -> None:
+    trainer = _trainer(
+        tmp_path, "train.steps=20", "train.max_bad_steps=3", "train.checkpoint_every=2"
+    )
+    trainer.objective = _ExplodeFrom(trainer.objective, 4)  # steps 5, 6, 7 explode
+    with pytest.raises(DivergenceError, match=r"diverged at step 7: .* 3 steps in a row") as info:
+        trainer.fit()
+    assert f"{tmp_path / 'last.pt'} from step 4" in str(info.value)
+    assert "intact" not in str(info.value)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4  # step 6 was not saved
+
+
+def test_exploded_weights_are_never_saved(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=4", "train.checkpoint_every=2")
+    trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(1e9)
+    trainer.step = 6
+    with pytest.raises(DivergenceError, match=r"holds a value of 1e\+09 .* from step 4"):
+        trainer._check_health()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
+
+
+def test_a_run_that_ends_exploding_is_not_a_success(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=4", "train.max_bad_steps=5")
+    trainer.objective = _ExplodeFrom(trainer.objective, 2)
+    with pytest.raises(DivergenceError, match="training ended at step 4 with the loss exploding"):
+        trainer.fit()
+
+
+def test_kl_per_image_is_logged_and_an_unused_latent_is_reported(tmp_path: Path, caplog) -> None:
+    trainer = _trainer(tmp_path, "train.steps=2", "train.log_every=1")
+    trainer.fit()
+    record = trainer.logger.train_records()[-1]["train"]
+    assert record["kl_per_image"] == pytest.approx(record["kl"] * 32 * 32, rel=1e-5)
+    with caplog.at_level("WARNING", logger="segcvae"):
+        trainer._warn_if_latent_unused({"kl_per_image": 0.01}, {"diversity": 0.99})
+    assert "0.01 nats per image" in caplog.text and "behaves like a CNN" in caplog.text
+    assert "loss.kl_warmup_steps" in caplog.text and "loss.free_bits" in caplog.text
+    assert "mean pairwise IoU 0.990" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="segcvae"):
+        trainer._warn_if_latent_unused({"kl_per_image": 5.0}, {})
+    assert caplog.text == ""
+
+
+def test_best_checkpoint_is_for_inference_last_for_resume(tmp_path: Path) -> None:
+    cfg = Config.from_yaml(None, [*TINY, "train.steps=2", "train.eval_every=2", "eval.samples=0"])
+    Trainer(cfg, tmp_path, DistInfo(), progress=False).fit()
+    best, last = load_checkpoint(tmp_path / "best.pt"), load_checkpoint(tmp_path / "last.pt")
+    assert "optimizer" not in best and last["optimizer"] is not None and last["rng"] is not None
+    assert best["step"] == last["step"] == 2
+    assert (tmp_path / "best.pt").stat().st_size < 0.6 * (tmp_path / "last.pt").stat().st_size
+
+
+def test_run_folder_check(tmp_path: Path) -> None:
+    check_run_dir(tmp_path / "new")  # nothing there: fine
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(RunExistsError, match="--resume.*--out.*--overwrite"):
+        check_run_dir(tmp_path)
+    check_run_dir(tmp_path, resume=True)
+    check_run_dir(tmp_path, overwrite=True)
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "mine.txt").write_text("")
+    assert sorted(clear_run_dir(tmp_path)) == ["metrics.jsonl", "samples/"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_a_class_without_iou_is_reported(caplog):
+    from segcvae.engine.trainer import warn_unscored_classes
+
+    with caplog.at_level("WARNING", logger="segcvae"):
+        assert warn_unscored_classes({"per_class_iou": [1.0, float("nan")]}, ["bg", "fg"], "val")
+    assert "class fg occurs in neither" in caplog.text and "other 1 class" in caplog.text
+    assert not warn_unscored_classes({"per_class_iou": [1.0, 0.5]}, ["bg", "fg"], "val")
+
+
+def test_resume_without_a_checkpoint_does_not_interleave_logs(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 7, "val": {}}\n')
+    trainer = _trainer(tmp_path, "train.steps=2", "train.eval_every=2")
+    trainer.fit(resume=True)
+    assert [r["step"] for r in trainer.logger.records()] == [2]

@@ -41,6 +41,25 @@ def test_meter_absent_class_is_nan_and_left_out():
     assert r["mean_iou"] == 1.0 and math.isnan(r["per_class_iou"][2])
 
 
+def test_meter_never_reports_a_perfect_score_for_nothing():
+    """The 0/255 failure: every foreground pixel ignored, a background-only model."""
+    meter = SegmentationMeter(2, ignore_index=255)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 1:3, 1:3] = 255  # the "foreground"
+    meter.update(torch.zeros(1, 4, 4, dtype=torch.long), target)
+    r = meter.compute()
+    assert r["per_class_iou"][0] == 1.0 and math.isnan(r["per_class_iou"][1])  # null, never 1.0
+    assert r["ignored_fraction"] == pytest.approx(4 / 16)  # and the report says what was ignored
+    empty = SegmentationMeter(2, ignore_index=255)
+    empty.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 255))
+    r = empty.compute()
+    assert math.isnan(r["mean_iou"]) and math.isnan(r["pixel_accuracy"])  # not 1.0, not 0.0
+    assert all(math.isnan(v) for v in r["per_class_iou"]) and r["ignored_fraction"] == 1.0
+    assert all(
+        math.isnan(v) for v in SegmentationMeter(2).compute().values() if isinstance(v, float)
+    )
+
+
 def test_log_mean_exp_is_stable():
     x = torch.tensor([[-1000.0, -1000.0], [1000.0, 1000.0]])
     assert torch.allclose(log_mean_exp(x), torch.tensor([-1000.0, 1000.0]))

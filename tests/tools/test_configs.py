@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,37 @@ def test_embedded_default_is_shapes_hybrid_yaml() -> None:
 
 
 FAMILIES = ("prob_unet", "ssn")  # model.arch values other than Sohn et al.'s
+RESOLVED = json.loads((REPO / "tests" / "tools" / "data" / "resolved_configs.json").read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_composed_configs_resolve_as_before(path: Path) -> None:
+    """Each YAML states only what differs from its base, and resolves to what it was before.
+
+    ``resolved_configs.json`` was recorded from the flat, repeated YAMLs before they were rewritten
+    with ``_base_`` (a key added to a section since then keeps its default and is not compared).
+    """
+    if path.name not in RESOLVED:
+        pytest.skip(f"{path.name} was added after the record")
+    resolved = Config.from_yaml(path).to_dict()
+    before = RESOLVED[path.name]
+    changed = {
+        f"{section}.{key}": (value, resolved[section][key])
+        for section, values in before.items()
+        for key, value in values.items()
+        if resolved[section][key] != value
+    }
+    assert not changed
+
+
+def test_every_recorded_config_still_exists() -> None:
+    # configs added after the record (e.g. the peer families) are not in it
+    assert set(RESOLVED) <= {p.name for p in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_configs_name_no_development_machine_paths(path: Path) -> None:
+    assert "/tmp/" not in path.read_text() and "shared/data" not in path.read_text()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

@@ -31,3 +31,16 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     # 16 items, global batch 4 = 2 per process: 4 steps use half of the data once per process.
     assert records[0]["train"]["loss"] > 0
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000004.png"]
+
+
+def test_torchrun_divergence_stops_every_rank(tmp_path: Path) -> None:
+    """Every rank takes the same decision, so a diverged run ends instead of hanging in DDP."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(REPO / "tools" / "train.py"), "--out", str(out),
+        "train.lr=10", "train.steps=40", "train.eval_every=20", "train.checkpoint_every=5", *TINY,
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "error: training diverged" in res.stderr, res.stderr[-3000:]

@@ -17,7 +17,7 @@ test data.
 
     python tools/results/diagnose.py --ckpt runs/lfw_cpu_hybrid/seed0/best.pt \
         --cnn runs/lfw_cpu_cnn/seed0/best.pt --json runs/lfw_cpu_hybrid/seed0/diagnose_val.json \
-        data.root=../shared/data/lfw data.lfw_masks=/tmp/lfw_labels/parts_lfw_funneled_gt_images
+        data.root=../shared/data/lfw
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Usage (paths as in docs/RESULTS.md):
 
     python tools/results/figures.py lfw --cnn runs/lfw_cpu_cnn/seed0/best.pt \
         --cvae runs/lfw_cpu_hybrid/seed0/best.pt --out docs/figures/results/lfw_comparison.png \
-        data.root=../shared/data/lfw data.lfw_masks=/tmp/lfw_labels/parts_lfw_funneled_gt_images
+        data.root=../shared/data/lfw
     python tools/results/figures.py shapes --cnn runs/shapes_cnn/seed0/best.pt \
         --cvae runs/shapes_hybrid/seed0/best.pt --out docs/figures/results/shapes_hypotheses.png
 """
