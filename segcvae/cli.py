@@ -196,7 +196,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from segcvae.engine.data import eval_loader, open_dataset
     from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.evaluation import evaluate, format_table, save_sample_grid
+    from segcvae.engine.evaluation import evaluate, format_markdown, save_sample_grid
 
     try:
         ckpt = load_checkpoint(args.ckpt)
@@ -246,7 +246,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         f"{args.ckpt} (step {report['step']}, {cfg.loss.objective}) on {cfg.data.name}/{args.split}"
         + (" with block omission" if args.omission else "")
     )
-    print(format_table(result.metrics, list(meta["class_names"])))
+    print(format_markdown(result.metrics, list(meta["class_names"])))
     if args.json:
         from segcvae.engine.logger import _jsonable
 
