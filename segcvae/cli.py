@@ -229,6 +229,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         num_vis=cfg.eval.num_vis if args.grid else 0,
         seed=cfg.train.seed,
         progress=not args.quiet and sys.stderr.isatty(),
+        extra_ged_hypotheses=cfg.eval.extra_ged_hypotheses,
     )
     report = {
         "checkpoint": str(args.ckpt),

@@ -186,3 +186,22 @@ def test_format_markdown_is_a_table_with_every_key() -> None:
     assert lines[0] == "| metric | value | meaning |" and lines[1].startswith("|---")
     assert "| ged | 0.1250 |" in text and "| ged_100 | 0.2500 | squared GED with 100" in text
     assert "| iou/fg | 0.7500 |" in text and all(line.count("|") == 4 for line in lines)
+
+
+def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
+    from torch.utils.data import Subset
+
+    from segcvae.data import ShapesDataset, build_transforms
+    from segcvae.engine.data import eval_loader
+
+    cfg = tiny_config("hybrid")
+    shapes = ShapesDataset("val", 4, image_size=32, transform=build_transforms(cfg.data, "val"))
+    model = create_model(cfg, shapes.num_classes)
+    m = evaluate(model, eval_loader(Subset(shapes, [0, 1, 2]), 2, 0), 4, samples=0, hypotheses=3)
+    assert 0.0 <= m.metrics["mode_purity"] <= 1.0 and m.metrics["mode_coverage"] in (
+        0.0,
+        1.0 / 3,
+        2.0 / 3,
+        1.0,
+    )
+    assert m.metrics["images"] == 3
