@@ -9,6 +9,11 @@ at ``t``. Two things make that so:
 * :class:`SeededAugmentation` reseeds the dataset's albumentations pipeline from
   ``(seed, epoch, index)`` before each item, so an item's augmentation does not depend on which
   worker loads it or on what was drawn before.
+
+Multi-rater items: :func:`collate` pads ``masks`` to the batch's largest number of raters, and
+:func:`training_pairs` picks each step's targets, one rater per item drawn from
+``(seed, step, item id)`` (:func:`select_targets`), or every rater (:func:`expand_raters`), so
+the rater choice survives a resume as well.
 """
 
 from __future__ import annotations

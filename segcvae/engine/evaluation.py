@@ -117,7 +117,9 @@ def evaluate(
         hypotheses), ``ncc`` (:func:`~segcvae.metrics.uncertainty_ncc`, over images where it is
         defined), ``soft_dice`` and ``ece`` (foreground probability = mean of the hypotheses'
         probabilities); ``rater_pairwise_iou`` for images with >= 2 raters; ``mode_purity`` /
-        ``mode_coverage`` for mode data; ``images``.
+        ``mode_coverage`` for mode data; ``images``. A per-image metric undefined for every image
+        is left out (``ncc`` of a deterministic model, whose uncertainty map is flat;
+        ``rater_pairwise_iou`` of one-rater data).
     """
     model = unwrap(model)
     device = next(model.parameters()).device
