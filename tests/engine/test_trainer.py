@@ -107,3 +107,29 @@ def test_worker_count_does_not_change_the_run(tmp_path: Path) -> None:
         trainer.fit()
         finals.append(load_checkpoint(tmp_path / str(workers) / "last.pt")["model"])
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+class _Record:
+    """Wrap an objective and keep the targets it was given."""
+
+    def __init__(self, objective) -> None:
+        self.objective = objective
+        self.targets: list[torch.Tensor] = []
+
+    def __call__(self, out, y, step):
+        self.targets.append(y.detach().clone())
+        return self.objective(out, y, step)
+
+
+@pytest.mark.parametrize("rater", ["random", "all"])
+def test_the_step_trains_on_the_drawn_raters(tmp_path: Path, rater: str) -> None:
+    from segcvae.engine.data import training_pairs
+
+    trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}")
+    trainer.objective = _Record(trainer.objective)
+    batch = next(iter(trainer.loader))  # shapes: 3 plausible masks per item
+    trainer._train_step(batch)
+    (y,) = trainer.objective.targets
+    expected = training_pairs(batch, rater, trainer.cfg.train.seed, 0)[1]
+    assert torch.equal(y, expected)
+    assert y.shape[0] == (12 if rater == "all" else 4)
