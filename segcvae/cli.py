@@ -280,7 +280,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from segcvae.engine.data import eval_loader, open_dataset
     from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.evaluation import evaluate, format_table, save_sample_grid
+    from segcvae.engine.evaluation import evaluate, format_markdown, save_sample_grid
 
     try:
         for path, flag in ((args.json, "--json"), (args.grid, "--grid")):
@@ -320,6 +320,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         num_vis=cfg.eval.num_vis if args.grid else 0,
         seed=cfg.train.seed,
         progress=not args.quiet and sys.stderr.isatty(),
+        extra_ged_hypotheses=cfg.eval.extra_ged_hypotheses,
     )
     report = {
         "checkpoint": str(args.ckpt),
@@ -348,7 +349,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
             save_sample_grid(result.vis, args.grid, meta["palette"], cfg.data.mean, cfg.data.std)
             written.append(args.grid)
     except OSError as e:
-        print(format_table(result.metrics, list(meta["class_names"])), file=sys.stderr)
+        print(format_markdown(result.metrics, list(meta["class_names"])), file=sys.stderr)
         return _fail(
             f"evaluated, but could not write {e.filename or ''}: {e.strerror or e}", RUN_ERROR
         )
@@ -356,7 +357,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         f"{args.ckpt} (step {report['step']}, {cfg.loss.objective}) on {cfg.data.name}/{args.split}"
         + (" with block omission" if args.omission else "")
     )
-    print(format_table(result.metrics, list(meta["class_names"])))
+    print(format_markdown(result.metrics, list(meta["class_names"])))
     from segcvae.engine.trainer import warn_unscored_classes
 
     warn_unscored_classes(result.metrics, list(meta["class_names"]), args.split)

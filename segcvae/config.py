@@ -54,7 +54,7 @@ class DataConfig:
     Dataset-specific keys are prefixed with the dataset's name (``cub_*``, ``folder_*``, ``shapes_*``).
     """
 
-    name: Literal["shapes", "lfw", "cub", "folder"] = "shapes"
+    name: Literal["shapes", "lfw", "cub", "folder", "qubiq"] = "shapes"
     root: str = ""  # dataset root (unused by shapes)
     image_size: int = 64  # images and masks are resized to image_size x image_size
     hflip: bool = True  # random horizontal flip in training
@@ -95,6 +95,16 @@ class DataConfig:
     shapes_completions: int = 3  # M plausible amodal masks per image
     shapes_difficulty: float = 0.5  # 0..1: how much of each object the occluder may hide
     shapes_seed: int = 0
+    # --- multi-rater and binary masks (issue 12; folder and qubiq, see datasets/folder/README.md)
+    # single-channel masks -> class 1 where value >= threshold, else 0 (0/255 PNGs, JPEG masks);
+    # None = masks hold class indices
+    binary_threshold: int | None = None
+    # folder layout: pairs = images/<stem> + masks/<stem>.png (one mask per image);
+    # per_image = <root>/<item>/ holds the image and its rater masks (patterns below);
+    # per_rater = images/<stem> + masks/<rater>/<stem>.png (any number of raters per image)
+    folder_layout: Literal["pairs", "per_image", "per_rater"] = "pairs"
+    folder_image_pattern: str = "image.*"  # per_image: glob of the image file in an item folder
+    folder_mask_pattern: str = "*seg*"  # per_image: glob of the rater mask files
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -155,10 +165,12 @@ class DataConfig:
             )
         if self.name == "folder":
             _require(
-                self.folder_palette is not None or self.folder_classes is not None,
+                self.folder_palette is not None
+                or self.folder_classes is not None
+                or self.binary_threshold is not None,
                 "data.folder_classes",
-                "class names for index masks (or data.folder_palette for RGB masks) with "
-                "data.name=folder",
+                "class names for index masks (or data.folder_palette for RGB masks, or "
+                "data.binary_threshold for binary masks) with data.name=folder",
                 None,
             )
         for key in ("shapes_train_size", "shapes_val_size", "shapes_test_size"):
@@ -276,6 +288,10 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
     channels_last: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # --- multi-rater data (issue 12)
+    # which mask of an item's "masks" is the training target: random = one rater per item per
+    # step, drawn from (seed, step, item id); all = every rater (the image repeated once per rater)
+    rater: Literal["random", "all"] = "random"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -310,6 +326,8 @@ class EvalConfig:
     omission_seed: int = 0
     max_images: int = 64  # 0 = the whole split
     num_vis: int = 4  # images in the validation sample grid
+    # --- multi-rater metrics (issue 12)
+    extra_ged_hypotheses: int = 0  # also report ged_<n> with n hypotheses (e.g. 100); 0 = off
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""

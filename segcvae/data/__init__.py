@@ -1,6 +1,7 @@
 """Datasets and transforms: ``build_dataset(cfg.data, split, transform)`` and ``build_transforms``.
 
-Every dataset returns ``{"image", "mask", "id"}`` items (shapes adds ``"masks"``) and has
+Every dataset returns ``{"image", "mask", "masks", "id"}`` items (``masks``: all R >= 1 rater or
+plausible masks; ``mask``: the reference mask) and has
 ``num_classes``, ``class_names`` and ``palette``. See :class:`SegmentationDataset` for the item
 types with and without a transform, and for how bad samples are handled.
 """
@@ -16,6 +17,8 @@ from segcvae.data.cub import CUBDataset
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
 from segcvae.data.folder import FolderDataset
 from segcvae.data.lfw import LFWPartsDataset
+from segcvae.data.qubiq import QUBIQDataset
+from segcvae.data.raters import majority_vote
 from segcvae.data.shapes import ShapesDataset
 from segcvae.data.transforms import BlockOmission, build_transforms
 
@@ -67,6 +70,20 @@ def _folder(cfg: DataConfig, split: str, transform: Transform | None) -> Segment
         transform=transform,
         on_bad_sample=cfg.on_bad_sample,
         ignore_index=cfg.ignore_index,
+        layout=cfg.folder_layout,
+        image_pattern=cfg.folder_image_pattern,
+        mask_pattern=cfg.folder_mask_pattern,
+        binary_threshold=cfg.binary_threshold,
+    )
+
+
+def _qubiq(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    return QUBIQDataset(
+        root=_root(cfg),
+        split=split,
+        transform=transform,
+        on_bad_sample=cfg.on_bad_sample,
+        ignore_index=cfg.ignore_index,
     )
 
 
@@ -94,6 +111,7 @@ DATASETS: dict[str, Callable[[DataConfig, str, Transform | None], SegmentationDa
     "cub": _cub,
     "folder": _folder,
     "shapes": _shapes,
+    "qubiq": _qubiq,
 }
 
 
@@ -114,7 +132,7 @@ def build_dataset(
         transform: e.g. ``build_transforms(cfg, split)``; None returns raw numpy items.
 
     Returns:
-        A torch Dataset of ``{"image", "mask", "id"}`` dicts (shapes also ``"masks"``).
+        A torch Dataset of ``{"image", "mask", "masks", "id"}`` dicts.
 
     Raises:
         ConfigError: unknown dataset name (the message lists the valid names) or invalid option.
@@ -132,12 +150,14 @@ __all__ = [
     "DataError",
     "FolderDataset",
     "LFWPartsDataset",
+    "QUBIQDataset",
     "Sample",
     "SegmentationDataset",
     "ShapesDataset",
     "build_dataset",
     "build_transforms",
     "colours_to_index",
+    "majority_vote",
     "read_image",
     "read_mask",
 ]

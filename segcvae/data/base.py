@@ -25,9 +25,10 @@ class Sample:
 
     Attributes:
         image: (H, W, 3) uint8 RGB.
-        mask: (H, W) uint8 class indices (``ignore_index`` allowed).
+        mask: (H, W) uint8 class indices (``ignore_index`` allowed): the reference mask (the only
+            mask, the majority vote of the raters, or a seeded choice among plausible masks).
         id: a name that identifies the item within its dataset.
-        masks: (M, H, W) uint8, all plausible masks, or None.
+        masks: (R, H, W) uint8, all rater / plausible masks; None = just ``mask`` (R = 1).
     """
 
     image: np.ndarray
@@ -85,10 +86,15 @@ def drop_missing(
 class SegmentationDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load(index) -> Sample``.
 
-    ``__getitem__`` returns ``{"image", "mask", "id"}`` (plus ``"masks"`` where the dataset has
-    several plausible masks). Without a transform the image is (H, W, 3) uint8 and the mask
-    (H, W) int64 numpy; with an albumentations transform ending in ``ToTensorV2`` the image is a
-    float tensor (3, H, W) and the mask an int64 tensor (H, W) (``masks``: (M, H, W) int64).
+    ``__getitem__`` returns ``{"image", "mask", "masks", "id"}``: ``masks`` holds every rater /
+    plausible mask of the image (R >= 1; a single-mask dataset has R = 1 and ``masks[0]`` equals
+    ``mask``), ``mask`` is the reference mask. Without a transform the image is (H, W, 3) uint8 and
+    the masks int64 numpy ((H, W) and (R, H, W)); with an albumentations transform ending in
+    ``ToTensorV2`` the image is a float tensor (3, H, W) and the masks int64 tensors (the same
+    geometric transform is applied to the image and to every mask).
+
+    Subclasses whose ``masks`` are the complete set of plausible answers (not a sample of raters)
+    set ``masks_are_modes = True``; evaluation then reports mode purity and coverage.
 
     Bad items: with ``on_bad_sample="error"`` a :class:`DataError` naming the file propagates; with
     ``"skip"`` the item is replaced by the next readable one, and every skip is logged (warning)
@@ -107,6 +113,7 @@ class SegmentationDataset(Dataset):
 
     class_names: list[str]
     palette: list[tuple[int, int, int]]
+    masks_are_modes: bool = False
 
     def __init__(
         self,
@@ -171,24 +178,22 @@ class SegmentationDataset(Dataset):
         raise DataError(f"no readable item in the {self.split} split: all {n} items are bad")
 
     def _finish(self, sample: Sample) -> dict[str, Any]:
+        masks = sample.masks if sample.masks is not None else sample.mask[None]  # (R, H, W)
         if self.transform is None:
-            item: dict[str, Any] = {
+            return {
                 "image": sample.image,
                 "mask": sample.mask.astype(np.int64),
+                "masks": masks.astype(np.int64),
                 "id": sample.id,
             }
-            if sample.masks is not None:
-                item["masks"] = sample.masks.astype(np.int64)
-            return item
         self._seed_transform()
-        data = {"image": sample.image, "mask": sample.mask}
-        if sample.masks is not None:
-            data["masks"] = sample.masks
-        out = self.transform(**data)
-        item = {"image": out["image"], "mask": _as_long(out["mask"]), "id": sample.id}
-        if sample.masks is not None:
-            item["masks"] = _as_long(out["masks"])
-        return item
+        out = self.transform(image=sample.image, mask=sample.mask, masks=masks)
+        return {
+            "image": out["image"],
+            "mask": _as_long(out["mask"]),
+            "masks": _as_long(out["masks"]),
+            "id": sample.id,
+        }
 
     def _seed_transform(self) -> None:
         set_seed = getattr(self.transform, "set_random_seed", None)

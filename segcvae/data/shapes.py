@@ -71,6 +71,8 @@ class ShapesDataset(SegmentationDataset):
         ignore_index: mask value excluded from losses (never used by this dataset).
     """
 
+    masks_are_modes = True  # "masks" are all M plausible answers, not a sample of raters
+
     def __init__(
         self,
         split: str,

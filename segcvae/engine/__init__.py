@@ -15,7 +15,9 @@ from segcvae.engine.data import (
     SeededAugmentation,
     collate,
     eval_loader,
+    select_targets,
     train_loader,
+    training_pairs,
 )
 from segcvae.engine.distributed import (
     DistInfo,
@@ -23,7 +25,14 @@ from segcvae.engine.distributed import (
     init_distributed,
     resolve_device,
 )
-from segcvae.engine.evaluation import EvalResult, VisBatch, evaluate, format_table, save_sample_grid
+from segcvae.engine.evaluation import (
+    EvalResult,
+    VisBatch,
+    evaluate,
+    format_markdown,
+    format_table,
+    save_sample_grid,
+)
 from segcvae.engine.logger import RunLogger
 from segcvae.engine.trainer import (
     NonFiniteLossError,
@@ -52,6 +61,7 @@ __all__ = [
     "collate",
     "eval_loader",
     "evaluate",
+    "format_markdown",
     "format_table",
     "init_distributed",
     "load_checkpoint",
@@ -60,6 +70,8 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
     "save_sample_grid",
+    "select_targets",
     "train",
     "train_loader",
+    "training_pairs",
 ]

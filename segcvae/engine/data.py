@@ -9,12 +9,19 @@ at ``t``. Two things make that so:
 * :class:`SeededAugmentation` reseeds the dataset's albumentations pipeline from
   ``(seed, epoch, index)`` before each item, so an item's augmentation does not depend on which
   worker loads it or on what was drawn before.
+
+Multi-rater items: :func:`collate` pads ``masks`` to the batch's largest number of raters, and
+:func:`training_pairs` picks each step's targets, one rater per item drawn from
+``(seed, step, item id)`` (:func:`select_targets`), or every rater (:func:`expand_raters`), so
+the rater choice survives a resume as well.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -274,18 +281,128 @@ def check_labels(
     return counts
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors, keep ids as a list of strings."""
+def collate(items: list[dict[str, Any]], ignore_index: int = 255) -> dict[str, Any]:
+    """Stack tensors, keep ids as a list of strings; pad ``masks`` to the batch's largest R.
+
+    Items may have different numbers of rater masks: ``masks`` (R_i, H, W) are padded with
+    ``ignore_index`` to (B, max R_i, H, W), and ``num_masks`` (B,) long says how many are real.
+
+    Args:
+        items: Dataset items.
+        ignore_index: Fill value of the padded masks (every metric and loss skips it).
+    """
     batch: dict[str, Any] = {}
     for key in items[0]:
         values = [it[key] for it in items]
-        if isinstance(values[0], torch.Tensor):
+        if key == "masks":
+            tensors = [torch.as_tensor(v) for v in values]
+            counts = [t.shape[0] for t in tensors]
+            r = max(counts)
+            padded = tensors[0].new_full((len(tensors), r, *tensors[0].shape[1:]), ignore_index)
+            for i, t in enumerate(tensors):
+                padded[i, : t.shape[0]] = t
+            batch[key] = padded
+            batch["num_masks"] = torch.tensor(counts, dtype=torch.long)
+        elif isinstance(values[0], torch.Tensor):
             batch[key] = torch.stack(values)
         elif isinstance(values[0], np.ndarray):
             batch[key] = torch.from_numpy(np.stack(values))
         else:
             batch[key] = values
     return batch
+
+
+def _collate_for(dataset: Any) -> Any:
+    """:func:`collate` padding with the dataset's ignore index (looked up through wrappers)."""
+    ignore_index = 255
+    while dataset is not None:
+        attrs = getattr(dataset, "__dict__", {})
+        if isinstance(attrs.get("ignore_index"), int):
+            ignore_index = attrs["ignore_index"]
+            break
+        dataset = attrs.get("dataset")  # inside a Subset or SeededAugmentation
+    return functools.partial(collate, ignore_index=ignore_index)
+
+
+def item_key(item_id: str) -> int:
+    """A stable integer for an item id (the same in every process and run)."""
+    return zlib.crc32(str(item_id).encode())
+
+
+def select_targets(
+    masks: torch.Tensor, num_masks: torch.Tensor, seed: int, step: int, keys: list[int]
+) -> torch.Tensor:
+    """One rater mask per item, drawn uniformly from (seed, step, item key) only.
+
+    The draw for an item does not depend on the batch it is in, the worker that loaded it, or
+    any RNG state, so a resumed run draws exactly what an uninterrupted one would.
+
+    Args:
+        masks: (B, R, H, W) padded rater masks.
+        num_masks: (B,) number of real masks per item (>= 1).
+        seed: ``train.seed``.
+        step: The training step (0-based).
+        keys: One integer per item (:func:`item_key` of its id).
+
+    Returns:
+        (B, H, W) targets.
+    """
+    picks = [
+        int(np.random.default_rng([seed, step, key]).integers(int(n)))
+        for key, n in zip(keys, num_masks.tolist(), strict=True)
+    ]
+    return masks[torch.arange(masks.shape[0]), torch.tensor(picks, dtype=torch.long)]
+
+
+def expand_raters(
+    x: torch.Tensor, masks: torch.Tensor, num_masks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (image, rater) pair: each image repeated once per real rater mask.
+
+    Args:
+        x: (B, 3, H, W) images.
+        masks: (B, R, H, W) padded rater masks.
+        num_masks: (B,) real masks per item.
+
+    Returns:
+        Images (N, 3, H, W) and targets (N, H, W), N = ``num_masks.sum()``, item-major order.
+    """
+    r = masks.shape[1]
+    real = torch.arange(r).unsqueeze(0) < num_masks.unsqueeze(1)  # (B, R)
+    item = torch.arange(x.shape[0]).unsqueeze(1).expand(-1, r)[real]  # (N,)
+    return x[item], masks[real]
+
+
+def training_pairs(
+    batch: dict[str, Any], rater: str, seed: int, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (images, targets) a training step learns from (``train.rater``).
+
+    Args:
+        batch: A collated batch with ``image``, ``mask`` and, optionally, ``masks`` /
+            ``num_masks`` / ``id``.
+        rater: "random": one rater per item, :func:`select_targets`; "all": every rater,
+            :func:`expand_raters` (the batch grows to the number of masks). One-mask data gives
+            ``(image, mask)`` either way.
+        seed: ``train.seed``.
+        step: The training step.
+
+    Returns:
+        Images (N, 3, H, W) and targets (N, H, W).
+    """
+    x = batch["image"]
+    if "masks" not in batch:
+        return x, batch["mask"]
+    masks = batch["masks"]
+    num_masks = batch.get("num_masks")
+    if num_masks is None:
+        num_masks = torch.full((masks.shape[0],), masks.shape[1], dtype=torch.long)
+    if rater == "all":
+        return expand_raters(x, masks, num_masks)
+    if rater != "random":
+        raise ValueError(f"train.rater={rater!r}; expected random or all")
+    ids = batch.get("id") or [str(i) for i in range(masks.shape[0])]
+    return x, select_targets(masks, num_masks, seed, step, [item_key(i) for i in ids])
 
 
 def train_loader(
@@ -315,7 +432,7 @@ def train_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=_collate_for(dataset),
         drop_last=True,
         pin_memory=pin_memory,
         generator=generator,
@@ -332,7 +449,7 @@ def eval_loader(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=_collate_for(dataset),
         drop_last=False,
         pin_memory=pin_memory,
     )

@@ -69,6 +69,7 @@ from segcvae.engine.data import (
     eval_loader,
     open_dataset,
     train_loader,
+    training_pairs,
 )
 from segcvae.engine.distributed import (
     DistInfo,
@@ -441,8 +442,9 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
         """One optimisation step; returns the detached loss terms, or None when it was skipped."""
         tc = self.cfg.train
-        x = batch["image"].to(self.device, non_blocking=True)  # (B, 3, H, W)
-        y = batch["mask"].to(self.device, non_blocking=True)  # (B, H, W)
+        x, y = training_pairs(batch, tc.rater, tc.seed, self.step)  # one rater per item, or all
+        x = x.to(self.device, non_blocking=True)  # (B, 3, H, W)
+        y = y.to(self.device, non_blocking=True)  # (B, H, W)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model.train()

@@ -1,4 +1,4 @@
-"""Metrics: segmentation counts, conditional log-likelihood, multi-hypothesis distances."""
+"""Metrics: segmentation counts, conditional log-likelihood, multi-hypothesis and multi-rater metrics."""
 
 from segcvae.metrics._functional import (
     importance_log_likelihood,
@@ -12,22 +12,54 @@ from segcvae.metrics.likelihood import (
     negative_log_likelihoods,
 )
 from segcvae.metrics.multi_hypothesis import (
+    diversity,
+    ged,
     generalized_energy_distance,
+    hm_iou,
     hungarian_matched_iou,
+    mean_pairwise_iou,
+    mode_coverage,
+    mode_purity,
     pairwise_iou,
+    rater_pairwise_iou,
+)
+from segcvae.metrics.multi_rater import (
+    calibration_bins,
+    ece,
+    ece_from_bins,
+    expected_cross_entropy_map,
+    ncc,
+    rater_frequency,
+    soft_dice,
+    uncertainty_ncc,
 )
 from segcvae.metrics.segmentation import SegmentationMeter
 
 __all__ = [
     "SegmentationMeter",
+    "calibration_bins",
     "conditional_log_likelihood",
     "cross_entropy_sum",
+    "diversity",
+    "ece",
+    "ece_from_bins",
+    "expected_cross_entropy_map",
+    "ged",
     "generalized_energy_distance",
+    "hm_iou",
     "hungarian_matched_iou",
     "importance_log_likelihood",
     "label_log_likelihood",
     "log_mean_exp",
+    "mean_pairwise_iou",
+    "mode_coverage",
+    "mode_purity",
     "monte_carlo_log_likelihood",
     "negative_log_likelihoods",
+    "ncc",
     "pairwise_iou",
+    "rater_frequency",
+    "rater_pairwise_iou",
+    "soft_dice",
+    "uncertainty_ncc",
 ]

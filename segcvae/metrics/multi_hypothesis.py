@@ -1,4 +1,5 @@
-"""Metrics for data with several plausible masks: GED and Hungarian-matched IoU.
+"""Metrics for data with several plausible masks: GED, Hungarian-matched IoU, pairwise IoU
+(hypothesis diversity, inter-rater agreement) and mode purity / coverage.
 
 Distances are ``d(a, b) = 1 - IoU(a, b)`` where IoU is averaged over the foreground classes
 (1..K-1) that occur in ``a`` or ``b``. **Empty-vs-empty rule:** if no foreground class occurs in
@@ -68,3 +69,80 @@ def hungarian_matched_iou(samples: Tensor, gts: Tensor, num_classes: int) -> flo
     iou = pairwise_iou(samples, tiled, num_classes).cpu().numpy()
     rows, cols = linear_sum_assignment(iou, maximize=True)
     return float(iou[rows, cols].mean())
+
+
+def ged(samples: Tensor, gts: Tensor, num_classes: int) -> float:
+    """Squared GED with d = 1 - IoU; the same as :func:`generalized_energy_distance`."""
+    return generalized_energy_distance(samples, gts, num_classes)
+
+
+def hm_iou(samples: Tensor, gts: Tensor, num_classes: int) -> float:
+    """Hungarian-matched IoU; the same as :func:`hungarian_matched_iou`."""
+    return hungarian_matched_iou(samples, gts, num_classes)
+
+
+def mean_pairwise_iou(masks: Tensor, num_classes: int) -> float:
+    """Mean IoU over the N (N - 1) / 2 pairs of distinct masks (a mask with itself is left out).
+
+    Args:
+        masks: Labels (N, H, W).
+        num_classes: K.
+
+    Returns:
+        The mean, 1 for identical masks; NaN when N < 2.
+    """
+    n = masks.shape[0]
+    if n < 2:
+        return float("nan")
+    iou = pairwise_iou(masks, masks, num_classes).double()
+    return float((iou.sum() - iou.diagonal().sum()) / (n * (n - 1)))
+
+
+def diversity(samples: Tensor, num_classes: int) -> float:
+    """Mean pairwise IoU between the hypotheses of one image: 1 = all alike, lower = more diverse.
+
+    Args:
+        samples: Hypotheses (S, H, W).
+        num_classes: K.
+    """
+    return mean_pairwise_iou(samples, num_classes)
+
+
+def rater_pairwise_iou(gts: Tensor, num_classes: int) -> float:
+    """Mean pairwise IoU among the raters of one image (NaN with fewer than two raters).
+
+    Args:
+        gts: Rater masks (R, H, W).
+        num_classes: K.
+    """
+    return mean_pairwise_iou(gts, num_classes)
+
+
+def mode_purity(samples: Tensor, modes: Tensor, num_classes: int, threshold: float = 0.9) -> float:
+    """Fraction of hypotheses within IoU >= ``threshold`` of at least one plausible mask.
+
+    Args:
+        samples: Hypotheses (S, H, W).
+        modes: The complete set of plausible masks (M, H, W).
+        num_classes: K.
+        threshold: IoU a hypothesis needs to count as that mode.
+    """
+    iou = pairwise_iou(samples, modes, num_classes)  # (S, M)
+    return float((iou.max(dim=1).values >= threshold).double().mean())
+
+
+def mode_coverage(
+    samples: Tensor, modes: Tensor, num_classes: int, threshold: float = 0.9
+) -> float:
+    """1.0 if every plausible mask is matched by some hypothesis at IoU >= ``threshold``, else 0.0.
+
+    Averaged over images this is the fraction of images whose modes are all covered.
+
+    Args:
+        samples: Hypotheses (S, H, W).
+        modes: The complete set of plausible masks (M, H, W).
+        num_classes: K.
+        threshold: IoU a hypothesis needs to count as that mode.
+    """
+    iou = pairwise_iou(samples, modes, num_classes)  # (S, M)
+    return float(bool((iou.max(dim=0).values >= threshold).all()))

@@ -11,8 +11,12 @@ from segcvae.engine.data import (
     ItemSeededTransform,
     ResumableSampler,
     SeededAugmentation,
+    _collate_for,
     collate,
+    item_key,
+    select_targets,
     train_loader,
+    training_pairs,
 )
 
 
@@ -81,3 +85,67 @@ def test_train_loader_does_not_touch_global_rng() -> None:
 def test_collate_stacks_numpy_and_keeps_strings() -> None:
     b = collate([{"a": np.zeros(2), "id": "x"}, {"a": np.ones(2), "id": "y"}])
     assert b["a"].shape == (2, 2) and b["id"] == ["x", "y"]
+
+
+def test_collate_pads_rater_masks_and_counts_them() -> None:
+    items = [
+        {"masks": torch.ones(3, 2, 2, dtype=torch.long), "id": "a"},
+        {"masks": torch.zeros(1, 2, 2, dtype=torch.long), "id": "b"},
+    ]
+    b = collate(items, ignore_index=7)
+    assert b["masks"].shape == (2, 3, 2, 2) and b["num_masks"].tolist() == [3, 1]
+    assert (b["masks"][1, 1:] == 7).all() and (b["masks"][1, 0] == 0).all()
+    assert (b["masks"][0] == 1).all()
+
+
+def test_the_loaders_pad_with_the_datasets_ignore_index() -> None:
+    from segcvae.data import ShapesDataset
+
+    ds = ShapesDataset("val", 2, image_size=32, ignore_index=9)
+    wrapped = torch.utils.data.Subset(ds, [0, 1])
+    assert _collate_for(wrapped).keywords["ignore_index"] == 9
+    assert _collate_for(_Toy(2)).keywords["ignore_index"] == 255  # nothing to look up
+
+
+def _rater_batch(num_masks: list[int]) -> dict:
+    b, r = len(num_masks), max(num_masks)
+    masks = torch.full((b, r, 2, 2), 255, dtype=torch.long)
+    for i, n in enumerate(num_masks):
+        for j in range(n):
+            masks[i, j] = 10 * i + j  # the value says which item and rater it is
+    image = torch.arange(b, dtype=torch.float).view(b, 1, 1, 1).expand(b, 3, 2, 2)
+    return {
+        "image": image,
+        "mask": masks[:, 0],
+        "masks": masks,
+        "num_masks": torch.tensor(num_masks),
+        "id": [f"item{i}" for i in range(b)],
+    }
+
+
+def test_select_targets_draws_real_raters_from_seed_step_and_item_only() -> None:
+    batch = _rater_batch([3, 1, 2, 3])
+    keys = [item_key(i) for i in batch["id"]]
+    draws = [select_targets(batch["masks"], batch["num_masks"], 0, s, keys) for s in range(40)]
+    picks = torch.stack([d[:, 0, 0] for d in draws])  # (steps, B)
+    for i, n in enumerate([3, 1, 2, 3]):
+        assert set((picks[:, i] - 10 * i).tolist()) == set(range(n))  # every real rater, no pad
+    # the same item gets the same draw in another batch, at another position
+    again = select_targets(batch["masks"][[3, 0]], batch["num_masks"][[3, 0]], 0, 5, keys[::-3])
+    assert torch.equal(again, draws[5][[3, 0]])
+    other_seed = torch.stack(
+        [select_targets(batch["masks"], batch["num_masks"], 1, s, keys)[:, 0, 0] for s in range(40)]
+    )
+    assert not torch.equal(other_seed, picks)
+
+
+def test_training_pairs_random_and_all() -> None:
+    batch = _rater_batch([3, 1, 2])
+    x, y = training_pairs(batch, "all", 0, 0)
+    assert x.shape == (6, 3, 2, 2) and y.shape == (6, 2, 2)
+    assert y[:, 0, 0].tolist() == [0, 1, 2, 10, 20, 21]
+    assert x[:, 0, 0, 0].tolist() == [0, 0, 0, 1, 2, 2]  # each image beside its own raters
+    x, y = training_pairs(batch, "random", 0, 3)
+    assert torch.equal(x, batch["image"]) and y[1, 0, 0] == 10
+    one = {"image": batch["image"], "mask": batch["mask"]}  # no "masks": the mask itself
+    assert training_pairs(one, "all", 0, 0)[1] is batch["mask"]

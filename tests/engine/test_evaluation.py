@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from segcvae.engine.evaluation import evaluate, format_table
-from segcvae.metrics import conditional_log_likelihood
+from segcvae.engine.data import collate
+from segcvae.engine.evaluation import evaluate, format_markdown, format_table
+from segcvae.metrics import conditional_log_likelihood, rater_pairwise_iou
 from segcvae.models import create_model
 from tests.conftest import tiny_config
 
@@ -44,9 +48,13 @@ def test_metrics_and_likelihoods(objective: str) -> None:
         assert m["nll"] != pytest.approx(m["nll_mc"])
     assert res.vis is not None and res.vis.hypotheses.shape == (2, 3, 32, 32)
     assert model.training  # the mode is restored
-    if objective == "cnn":  # the exact likelihood, image by image
+    if objective == "cnn":  # the exact likelihood, image by image, averaged over the two raters
         exact = torch.cat(
-            [-conditional_log_likelihood(model.eval(), b["image"], b["mask"]) for b in _loader()]
+            [
+                -conditional_log_likelihood(model.eval(), b["image"], b["masks"][:, r])
+                for b in _loader()
+                for r in range(2)
+            ]
         )
         assert m["nll"] == pytest.approx(float(exact.mean()), rel=1e-5)
 
@@ -54,7 +62,10 @@ def test_metrics_and_likelihoods(objective: str) -> None:
 def test_max_images_and_no_masks() -> None:
     model = create_model(tiny_config("hybrid"), 3)
     m = evaluate(model, _loader(with_masks=False), 3, samples=0, hypotheses=2, max_images=5).metrics
-    assert m["images"] == 5 and "nll" not in m and "ged" not in m
+    assert m["images"] == 5 and "nll" not in m
+    # without "masks" the one rater is "mask": GED is defined, inter-rater agreement is not
+    assert "ged" in m and "diversity" in m and "rater_pairwise_iou" not in m
+    assert m["pixel_accuracy_raters"] == pytest.approx(m["pixel_accuracy"])
 
 
 def test_evaluation_is_repeatable_and_leaves_the_rng_alone() -> None:
@@ -71,3 +82,126 @@ def test_evaluation_is_repeatable_and_leaves_the_rng_alone() -> None:
 def test_format_table_lists_class_names() -> None:
     text = format_table({"mean_iou": 0.5, "per_class_iou": [0.25, float("nan")]}, ["bg", "fg"])
     assert "iou/bg" in text and "0.2500" in text and "nan" in text
+
+
+class _Oracle(nn.Module):
+    """A fake model whose hypotheses are the raters' masks (image k's rater masks, in turn)."""
+
+    def __init__(self, masks: list[torch.Tensor], num_classes: int) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.masks = masks
+        self.k = num_classes
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, 0].long()  # the image index, written into the image
+
+    def _logits(self, labels: torch.Tensor) -> torch.Tensor:
+        return 20.0 * F.one_hot(labels, self.k).permute(0, 3, 1, 2).float()
+
+    def decode_mean(self, ctx: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._logits(self.masks[i][:1])[0] for i in ctx.tolist()])
+
+    def decode_samples(self, ctx: torch.Tensor, n: int) -> torch.Tensor:
+        out = []
+        for i in ctx.tolist():
+            m = self.masks[i]
+            out.append(self._logits(m[torch.arange(n) % m.shape[0]]))
+        return torch.stack(out)  # (B, n, K, H, W)
+
+
+def _rater_items(n_raters: list[int]) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for i, r in enumerate(n_raters):
+        masks = torch.zeros(r, 8, 8, dtype=torch.long)
+        for j in range(r):  # a square that grows with the rater
+            masks[j, 2 : 4 + j, 2 : 4 + j] = 1
+        masks[:, 0, 0] = (torch.rand(1, generator=g) > 0.5).long()
+        image = torch.zeros(3, 8, 8)
+        image[0, 0, 0] = i
+        items.append({"image": image, "mask": masks[0], "masks": masks, "id": str(i)})
+    return items
+
+
+def test_oracle_hypotheses_score_perfectly_with_padded_rater_counts() -> None:
+    n_raters = [3, 1, 2, 3]
+    items = _rater_items(n_raters)
+    model = _Oracle([it["masks"] for it in items], 2)
+    loader = DataLoader(items, batch_size=3, collate_fn=collate)  # pads to 3 raters
+    m = evaluate(model, loader, 2, samples=0, hypotheses=6, masks_are_modes=True).metrics
+    assert m["ged"] == pytest.approx(0.0, abs=1e-9)  # hypotheses = raters, equally often
+    assert m["hm_iou"] == pytest.approx(1.0)
+    assert m["mode_purity"] == 1.0 and m["mode_coverage"] == 1.0
+    assert m["soft_dice"] == pytest.approx(1.0)
+    assert m["ece"] == pytest.approx(0.0, abs=1e-6)
+    # the raters' agreement over images with >= 2 raters equals the hypotheses' own
+    expected = np.mean([rater_pairwise_iou(it["masks"], 2) for it in items if len(it["masks"]) > 1])
+    assert m["rater_pairwise_iou"] == pytest.approx(expected)
+    assert 0 < m["ncc"] <= 1
+    # decode_mean predicts rater 0: perfect on the reference mask, not on every rater
+    assert m["pixel_accuracy"] == 1.0 and m["pixel_accuracy_raters"] < 1.0
+    assert (
+        "ged_5" not in m
+        and "mode_purity" not in evaluate(model, loader, 2, samples=0, hypotheses=6).metrics
+    )
+    extra = evaluate(model, loader, 2, samples=0, hypotheses=2, extra_ged_hypotheses=24).metrics
+    assert extra["ged_24"] == pytest.approx(0.0, abs=1e-9)  # 24 hypotheses: every rater 24/R times
+
+
+def test_nll_is_the_mean_over_real_raters_only() -> None:
+    torch.manual_seed(0)
+    model = create_model(tiny_config("cnn"), 2).eval()
+    items = _rater_items([2, 1])
+    for it in items:
+        it["image"] = torch.randn(3, 8, 8)
+    items = [
+        dict(it, image=torch.nn.functional.interpolate(it["image"][None], 32)[0]) for it in items
+    ]
+    for it in items:
+        it["masks"] = torch.nn.functional.interpolate(it["masks"][None].float(), 32)[0].long()
+        it["mask"] = it["masks"][0]
+    m = evaluate(
+        model, DataLoader(items, batch_size=2, collate_fn=collate), 2, samples=1, hypotheses=0
+    ).metrics
+    per_image = [
+        float(
+            torch.stack(
+                [
+                    -conditional_log_likelihood(model, it["image"][None], r[None])[0]
+                    for r in it["masks"]
+                ]
+            ).mean()
+        )
+        for it in items
+    ]
+    assert m["nll"] == pytest.approx(np.mean(per_image), rel=1e-5)
+
+
+def test_format_markdown_is_a_table_with_every_key() -> None:
+    text = format_markdown(
+        {"ged": 0.125, "ged_100": 0.25, "per_class_iou": [0.5, 0.75]}, ["bg", "fg"]
+    )
+    lines = text.splitlines()
+    assert lines[0] == "| metric | value | meaning |" and lines[1].startswith("|---")
+    assert "| ged | 0.1250 |" in text and "| ged_100 | 0.2500 | squared GED with 100" in text
+    assert "| iou/fg | 0.7500 |" in text and all(line.count("|") == 4 for line in lines)
+
+
+def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
+    from torch.utils.data import Subset
+
+    from segcvae.data import ShapesDataset, build_transforms
+    from segcvae.engine.data import eval_loader
+
+    cfg = tiny_config("hybrid")
+    shapes = ShapesDataset("val", 4, image_size=32, transform=build_transforms(cfg.data, "val"))
+    model = create_model(cfg, shapes.num_classes)
+    m = evaluate(model, eval_loader(Subset(shapes, [0, 1, 2]), 2, 0), 4, samples=0, hypotheses=3)
+    assert 0.0 <= m.metrics["mode_purity"] <= 1.0 and m.metrics["mode_coverage"] in (
+        0.0,
+        1.0 / 3,
+        2.0 / 3,
+        1.0,
+    )
+    assert m.metrics["images"] == 3

@@ -215,3 +215,29 @@ def test_resume_without_a_checkpoint_does_not_interleave_logs(tmp_path: Path) ->
     trainer = _trainer(tmp_path, "train.steps=2", "train.eval_every=2")
     trainer.fit(resume=True)
     assert [r["step"] for r in trainer.logger.records()] == [2]
+
+
+class _Record:
+    """Wrap an objective and keep the targets it was given."""
+
+    def __init__(self, objective) -> None:
+        self.objective = objective
+        self.targets: list[torch.Tensor] = []
+
+    def __call__(self, out, y, step):
+        self.targets.append(y.detach().clone())
+        return self.objective(out, y, step)
+
+
+@pytest.mark.parametrize("rater", ["random", "all"])
+def test_the_step_trains_on_the_drawn_raters(tmp_path: Path, rater: str) -> None:
+    from segcvae.engine.data import training_pairs
+
+    trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}")
+    trainer.objective = _Record(trainer.objective)
+    batch = next(iter(trainer.loader))  # shapes: 3 plausible masks per item
+    trainer._train_step(batch)
+    (y,) = trainer.objective.targets
+    expected = training_pairs(batch, rater, trainer.cfg.train.seed, 0)[1]
+    assert torch.equal(y, expected)
+    assert y.shape[0] == (12 if rater == "all" else 4)

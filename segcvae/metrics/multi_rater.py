@@ -1,0 +1,202 @@
+"""Metrics of a predictive distribution against several raters: NCC, soft Dice, ECE.
+
+All are pure functions of one image's hypotheses / probabilities and its rater masks; the
+evaluation loop averages them over images (ECE pools its bins over the dataset). "Foreground"
+is every class but 0, so two-class data reads as usual and multi-class data as object vs
+background.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SOFT_DICE_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def ncc(a: Tensor, b: Tensor, valid: Tensor | None = None) -> float:
+    """Zero-normalised cross-correlation of two maps: ``mean((a - mean a)(b - mean b)) / (sd a sd b)``.
+
+    Args:
+        a: A map, any shape.
+        b: A map of the same shape.
+        valid: Optional boolean map of the pixels to use.
+
+    Returns:
+        In [-1, 1]; 1 for identical (or positively affine) maps; NaN when either map is constant
+        (the correlation is undefined there).
+    """
+    a, b = a.double().flatten(), b.double().flatten()
+    if valid is not None:
+        keep = valid.flatten()
+        a, b = a[keep], b[keep]
+    if a.numel() == 0:
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    sa, sb = a.pow(2).mean().sqrt(), b.pow(2).mean().sqrt()
+    if sa <= 1e-12 or sb <= 1e-12:
+        return float("nan")
+    return float((a * b).mean() / (sa * sb))
+
+
+def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
+    """(N, H, W) labels -> (N, K, H, W) float; labels outside [0, K) give a zero vector."""
+    valid = (labels >= 0) & (labels < num_classes)
+    oh = F.one_hot(labels.long().clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2)
+    return oh.double() * valid.unsqueeze(1)
+
+
+def expected_cross_entropy_map(samples: Tensor, num_classes: int, eps: float = 1e-8) -> Tensor:
+    """The model's uncertainty: ``E_s[CE(mean, s)]`` per pixel, as PHiSeg and SSN report it.
+
+    ``CE(p, s) = -sum_k p_k log(s_k + eps)`` with ``s`` the one-hot hypothesis and ``p`` the
+    hypotheses' mean (their per-pixel class frequencies).
+
+    Args:
+        samples: Hypotheses (S, H, W).
+        num_classes: K.
+        eps: Added inside the log of the one-hot hypotheses.
+
+    Returns:
+        (H, W), 0 where all hypotheses agree.
+    """
+    oh = _one_hot(samples, num_classes)  # (S, K, H, W)
+    mean = oh.mean(0, keepdim=True)
+    return -(mean * torch.log(oh + eps)).sum(1).mean(0)
+
+
+def uncertainty_ncc(samples: Tensor, gts: Tensor, num_classes: int, eps: float = 1e-8) -> float:
+    """S_NCC of PHiSeg (Baumgartner et al. 2019), the quantity the SSN code reports as NCC.
+
+    ``mean_j NCC(E_s[CE(mean, s)], E_s[CE(y_j, s)])``: the correlation between the model's
+    uncertainty map (:func:`expected_cross_entropy_map`) and, for each rater j, the map of the
+    hypotheses' expected cross-entropy against that rater, averaged over the raters. Pixels some
+    rater leaves unlabelled (``ignore_index``) are left out. Raters whose NCC is undefined (a
+    constant map, e.g. every hypothesis equal to the rater) do not count; NaN if none counts.
+
+    Args:
+        samples: Hypotheses (S, H, W).
+        gts: Rater masks (R, H, W).
+        num_classes: K.
+        eps: As in :func:`expected_cross_entropy_map`.
+    """
+    gamma = expected_cross_entropy_map(samples, num_classes, eps)  # (H, W)
+    valid = ((gts >= 0) & (gts < num_classes)).all(0)
+    log_s = torch.log(_one_hot(samples, num_classes) + eps)  # (S, K, H, W)
+    values = []
+    for y in _one_hot(gts, num_classes):  # (K, H, W)
+        e_sy = -(y.unsqueeze(0) * log_s).sum(1).mean(0)  # (H, W)
+        v = ncc(gamma, e_sy, valid)
+        if not math.isnan(v):
+            values.append(v)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def rater_frequency(gts: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Fraction of raters marking each pixel as foreground, and where any rater labels it.
+
+    Args:
+        gts: Rater masks (R, H, W); values outside [0, K) (the ignore index) do not count.
+        num_classes: K.
+
+    Returns:
+        ``(frequency, valid)``, both (H, W): float64 in [0, 1] and bool.
+    """
+    labelled = (gts >= 0) & (gts < num_classes)
+    n = labelled.sum(0)
+    fg = ((gts > 0) & labelled).sum(0)
+    return fg.double() / n.clamp_min(1), n > 0
+
+
+def soft_dice(
+    prob: Tensor,
+    freq: Tensor,
+    valid: Tensor | None = None,
+    thresholds: tuple[float, ...] = SOFT_DICE_THRESHOLDS,
+) -> float:
+    """The QUBIQ score: Dice of ``prob > t`` and ``freq > t``, averaged over the thresholds.
+
+    Args:
+        prob: The model's foreground probability (H, W).
+        freq: The raters' mean foreground mask (H, W), e.g. from :func:`rater_frequency`.
+        valid: Optional boolean map of the pixels to use.
+        thresholds: 0.1, 0.2, ..., 0.9 as in the challenge.
+
+    Returns:
+        In [0, 1]. At a threshold where both binarised maps are empty the Dice is 1.
+    """
+    prob, freq = prob.double(), freq.double()
+    if valid is not None:
+        prob, freq = prob[valid], freq[valid]
+    scores = []
+    for t in thresholds:
+        p, g = prob > t, freq > t
+        denom = int(p.sum() + g.sum())
+        scores.append(1.0 if denom == 0 else 2.0 * int((p & g).sum()) / denom)
+    return sum(scores) / len(scores)
+
+
+def calibration_bins(
+    prob: Tensor, freq: Tensor, valid: Tensor | None = None, n_bins: int = 10
+) -> Tensor:
+    """Per-bin counts for the ECE, to add up over images.
+
+    Args:
+        prob: Predicted foreground probability, any shape.
+        freq: Observed foreground frequency (the raters' mean; 0/1 for one rater), same shape.
+        valid: Optional boolean map of the pixels to use.
+        n_bins: Equal-width bins over [0, 1]; a probability of exactly 1 falls in the last.
+
+    Returns:
+        (3, n_bins) float64: pixel count, sum of ``prob`` and sum of ``freq`` per bin.
+    """
+    prob, freq = prob.double().flatten(), freq.double().flatten()
+    if valid is not None:
+        keep = valid.flatten()
+        prob, freq = prob[keep], freq[keep]
+    idx = (prob * n_bins).long().clamp(0, n_bins - 1)
+    out = prob.new_zeros(3, n_bins)
+    out[0].index_add_(0, idx, torch.ones_like(prob))
+    out[1].index_add_(0, idx, prob)
+    out[2].index_add_(0, idx, freq)
+    return out
+
+
+def ece_from_bins(bins: Tensor) -> float:
+    """``sum_b (n_b / N) |mean prob_b - mean freq_b|`` from :func:`calibration_bins` sums."""
+    count, sum_p, sum_f = bins.double()
+    total = float(count.sum())
+    if total == 0:
+        return float("nan")
+    return float((sum_p - sum_f).abs().sum() / total)
+
+
+def ece(prob: Tensor, freq: Tensor, valid: Tensor | None = None, n_bins: int = 10) -> float:
+    """Expected calibration error of a foreground probability against the rater frequency.
+
+    Pixels are binned by ``prob``; each bin contributes its share of the pixels times the gap
+    between its mean predicted probability and its mean rater frequency.
+
+    Args:
+        prob: Predicted foreground probability, any shape.
+        freq: The raters' foreground frequency, same shape.
+        valid: Optional boolean map of the pixels to use.
+        n_bins: Number of equal-width bins.
+    """
+    return ece_from_bins(calibration_bins(prob, freq, valid, n_bins))
+
+
+__all__ = [
+    "SOFT_DICE_THRESHOLDS",
+    "calibration_bins",
+    "ece",
+    "ece_from_bins",
+    "expected_cross_entropy_map",
+    "ncc",
+    "rater_frequency",
+    "soft_dice",
+    "uncertainty_ncc",
+]
