@@ -265,7 +265,9 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Segment image files. Writes <stem>_mask.png (class indices with a palette, at "
-        "the input's size), <stem>_overlay.png, <stem>_samples.png and <stem>_uncertainty.png.",
+        "the input's size), <stem>_overlay.png, <stem>_samples.png (hypotheses), "
+        "<stem>_uncertainty.png (entropy) and <stem>_foreground.png (8-bit grayscale: the fraction "
+        "of hypotheses that are not background, x255).",
     )
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument(
@@ -273,8 +275,10 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--samples", type=int, default=8, help="hypotheses in the samples grid (default 8)"
+        "--samples", type=int, default=8, help="hypotheses per image (default 8; 0: none)"
     )
+    p.add_argument("--seed", type=int, default=0, help="seed of the hypotheses (default 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument(
         "--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)"
     )
@@ -283,46 +287,65 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
 
 
 def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict") -> int:
-    """``tools/predict.py``: checkpoint + images -> masks, overlays, samples, uncertainty maps."""
+    """``tools/predict.py``: checkpoint + images -> masks, overlays, samples, uncertainty maps.
+
+    A thin layer over :class:`segcvae.api.Predictor`: read the files, call it, write the pictures.
+    """
     parser = predict_parser(prog)
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
-    from segcvae.data import DataError, build_transforms, read_image
-    from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.predict import expand_inputs, predict_image, write_prediction
+    if args.samples < 0 or args.batch_size < 1:
+        return _fail("--samples must be >= 0 and --batch-size >= 1", USAGE_ERROR)
+    from segcvae.api import Predictor
+    from segcvae.data import DataError, read_image
+    from segcvae.engine.checkpoint import load_checkpoint
+    from segcvae.engine.predict import expand_inputs, write_prediction
 
     try:
         ckpt = load_checkpoint(args.ckpt)
-        model, cfg = model_from_checkpoint(ckpt, "cpu")
-        model.to(resolve_device(args.device or cfg.train.device))
-        transform = build_transforms(cfg.data, "test")
-    except _errors() as e:
+        device = args.device or str(ckpt["config"].get("train", {}).get("device", "auto"))
+        predictor = Predictor.from_checkpoint(ckpt, device=device, batch_size=args.batch_size)
+    except (RuntimeError, *_errors()) as e:
         return _fail(_message(e), USAGE_ERROR)
-    meta = ckpt["meta"]
-    palette = [list(c) for c in meta["palette"]]
+    palette = predictor.palette
     paths = expand_inputs(args.input)
     if not paths:
         return _fail(f"no input images found in {args.input}", USAGE_ERROR)
     args.out.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
     used: dict[str, int] = {}
-    for path in paths:
-        try:
-            image = read_image(path)
-        except (DataError, OSError) as e:  # a DataError names the file
-            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
-            failed.append(str(path))
-            continue
-        stem = path.stem
-        if stem in used:  # same name from different folders: keep both
-            used[stem] += 1
-            stem = f"{stem}_{used[stem]}"
-        else:
-            used[stem] = 0
-        pred = predict_image(model, image, transform, n_samples=args.samples)
-        written = write_prediction(args.out, stem, image, pred, palette, int(meta["num_classes"]))
-        log.info("%s -> %s", path, ", ".join(p.name for p in written))
+    batch: list[tuple[Path, str, object]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        preds = predictor.predict_arrays([im for _, _, im in batch], samples=args.samples)
+        for (path, stem, image), pred in zip(batch, preds, strict=True):
+            written = write_prediction(args.out, stem, image, pred, palette, predictor.num_classes)
+            log.info("%s -> %s", path, ", ".join(p.name for p in written))
+        batch.clear()
+
+    with predictor.seeded(args.seed):  # one seed for the whole call
+        for path in paths:
+            try:
+                image = read_image(path)
+            except (DataError, OSError) as e:  # a DataError names the file
+                print(
+                    f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}",
+                    file=sys.stderr,
+                )
+                failed.append(str(path))
+                continue
+            stem = path.stem
+            if stem in used:  # same name from different folders: keep both
+                used[stem] += 1
+                stem = f"{stem}_{used[stem]}"
+            else:
+                used[stem] = 0
+            batch.append((path, stem, image))
+            if len(batch) == args.batch_size:
+                flush()
+        flush()
     done = len(paths) - len(failed)
     print(f"{done} of {len(paths)} images segmented into {args.out}")
     if failed:
