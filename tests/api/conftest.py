@@ -36,9 +36,9 @@ def write_tiny_checkpoint(path: Path, objective: str = "hybrid", seed: int = 0) 
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.startswith("generation_net."):
-                p.normal_(0.0, 0.5)
+                p.normal_(0.0, 0.3)
             elif name == "prior_net.to_params.bias":
-                p[p.numel() // 2 :] = 3.0  # log-variance near logvar_max: a wide prior
+                p[p.numel() // 2 :] = 2.0  # log-variance 2 (std 2.7): a wide prior
     names = ["background"] + [n for n, _ in CLASS_COLOURS[: NUM_CLASSES - 1]]
     palette = [[0, 0, 0]] + [list(c) for _, c in CLASS_COLOURS[: NUM_CLASSES - 1]]
     save_checkpoint(
