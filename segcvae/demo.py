@@ -106,7 +106,7 @@ def segment(
     palette = predictor.palette
     k = max(predictor.num_classes, 2)
     overlay = viz.overlay(image, pred.mask, palette)
-    grid = hypotheses_grid(pred, palette, max_tile=256)
+    grid = hypotheses_grid(pred, palette, max_tile=160)
     entropy = viz.heatmap(pred.entropy, vmax=float(np.log(k)))
     foreground = viz.heatmap(pred.foreground_frequency, vmax=1.0, cmap="viridis")
     names = ", ".join(
@@ -145,7 +145,9 @@ def build_demo(predictor: Predictor, examples: Sequence[Path] = (), title: str =
     with gr.Blocks(title=title) as demo:
         gr.Markdown(
             f"## {title}\nUpload an image (any size) or pick an example; the model draws S "
-            f"hypotheses from its prior. Classes: {legend}"
+            f"hypotheses from its prior. Classes: {legend}. Uncertainty: entropy of the mean "
+            "prediction (dark 0, bright log K nats); foreground frequency: the fraction of "
+            "hypotheses that are not background (dark 0, bright 1)."
         )
         with gr.Row():
             with gr.Column(scale=1):
@@ -163,12 +165,12 @@ def build_demo(predictor: Predictor, examples: Sequence[Path] = (), title: str =
                 with gr.Row():
                     overlay = gr.Image(label="mask overlay", elem_id="overlay", format="png")
                     entropy = gr.Image(
-                        label="uncertainty (entropy, 0 to log K nats)",
+                        label="uncertainty (entropy)",
                         elem_id="entropy",
                         format="png",
                     )
                     foreground = gr.Image(
-                        label="foreground frequency over the hypotheses",
+                        label="foreground frequency",
                         elem_id="foreground",
                         format="png",
                     )

@@ -148,3 +148,11 @@ def test_demo_page_in_headless_chromium(tiny_ckpt: Path, real_image: Path, tmp_p
     finally:
         driver.quit()
         demo.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is not None, reason="gradio is installed")
+def test_demo_command_without_gradio_says_what_to_install(tiny_ckpt: Path, capsys) -> None:
+    from segcvae.cli import main
+
+    assert main(["demo", "--ckpt", str(tiny_ckpt)]) == 2
+    assert "pip install -e '.[demo]'" in capsys.readouterr().err
