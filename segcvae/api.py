@@ -90,8 +90,8 @@ def to_rgb(image: ImageLike) -> np.ndarray:
         except ImportError:  # pragma: no cover - Pillow comes with matplotlib
             Image = None  # type: ignore[assignment]
         if Image is not None and isinstance(image, Image.Image):
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                image = np.asarray(image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit files open as these
+                image = np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
             else:
                 return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
         else:

@@ -73,6 +73,8 @@ def test_every_input_kind_gives_the_same_answer(
         assert (r.mask == gref.mask).all()
     assert (to_rgb(rgb.astype(np.float32) / 255.0) == rgb).all()
     assert (to_rgb(rgb.astype(np.uint16) * 257) == rgb).all()
+    deep = Image.fromarray(gray.astype(np.uint16) * 257)  # a 16-bit grayscale PIL image
+    assert deep.mode.startswith("I") and (to_rgb(deep) == to_rgb(gray)).all()
 
 
 def test_a_list_is_batched_with_the_same_deterministic_answer(

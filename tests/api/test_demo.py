@@ -22,7 +22,7 @@ WHY_NOT = [
     why
     for why, missing in (
         ("gradio (pip install -e '.[demo]')", importlib.util.find_spec("gradio") is None),
-        ("selenium (pip install -e '.[demo]')", importlib.util.find_spec("selenium") is None),
+        ("selenium (pip install -e '.[dev]')", importlib.util.find_spec("selenium") is None),
         (f"a browser at {CHROMIUM} (apt-get install chromium)", not os.path.isfile(CHROMIUM)),
         (f"{CHROMEDRIVER} (apt-get install chromium-driver)", not os.path.isfile(CHROMEDRIVER)),
     )
