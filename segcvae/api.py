@@ -245,7 +245,6 @@ class Predictor:
         self, images: Sequence[np.ndarray], samples: int = 16, seed: int | None = None
     ) -> list[PredictionResult]:
         """Segment (H, W, 3) uint8 RGB images (sizes may differ), ``batch_size`` at a time."""
-
         if samples < 0:
             raise ValueError(f"samples must be >= 0, got {samples}")
         results: list[PredictionResult] = []
@@ -300,8 +299,11 @@ class Predictor:
                 if sampled is not None:
                     # one hypothesis at a time keeps the memory at K x H x W floats
                     hyps = torch.stack(
-                        [up(sampled[i, j : j + 1])[0].max(dim=0).indices for j in range(samples)]
-                    ).to(torch.uint8)  # (S, H, W)
+                        [
+                            up(sampled[i, j : j + 1])[0].max(dim=0).indices.to(torch.uint8)
+                            for j in range(samples)
+                        ]
+                    )  # (S, H, W)
                     fg = (hyps != BACKGROUND).float().mean(dim=0)
                 else:
                     hyps = mask.new_zeros((0, *size))
