@@ -169,15 +169,31 @@ class SamplerModule(_Normalised):
         return self.model.decode_samples(with_noise(ctx, noise), noise.shape[0])
 
 
+def _no_capacitance(cov_factor: Tensor, cov_diag: Tensor) -> Tensor:
+    # LowRankMultivariateNormal computes a Cholesky factor when built (for log_prob / entropy);
+    # neither graph uses it, and ONNX has no Cholesky operator. A stand-in of its shape.
+    rank = cov_factor.shape[-1]
+    return cov_factor.new_zeros((*cov_factor.shape[:-2], rank, rank))
+
+
 @contextlib.contextmanager
 def _no_validation() -> Iterator[None]:
-    """Distribution argument checks are data-dependent branches that ``torch.export`` rejects."""
+    """Tracing mode for the distributions in a model's context.
+
+    Argument checks are data-dependent branches that ``torch.export`` rejects, so they are off;
+    a low-rank Gaussian skips its (unused here) Cholesky factor. Both are restored afterwards.
+    """
+    from torch.distributions import lowrank_multivariate_normal as lowrank
+
     old = Distribution._validate_args
+    old_capacitance = lowrank._batch_capacitance_tril
     Distribution.set_default_validate_args(False)
+    lowrank._batch_capacitance_tril = _no_capacitance
     try:
         yield
     finally:
         Distribution.set_default_validate_args(old)
+        lowrank._batch_capacitance_tril = old_capacitance
 
 
 def _fit(values: dict[tuple[int, int], int]) -> tuple[Fraction, Fraction, Fraction, Fraction]:
