@@ -95,6 +95,7 @@ def test_demo_page_in_headless_chromium(tiny_ckpt: Path, real_image: Path, tmp_p
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # the page loads offline
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--window-size=1400,1000",
     ):
