@@ -1,4 +1,4 @@
-"""Command-line entry points: ``segcvae train|evaluate|predict|benchmark``.
+"""Command-line entry points: ``segcvae train|evaluate|predict|export|demo|benchmark``.
 
 ``tools/train.py``, ``tools/evaluate.py`` and ``tools/predict.py`` call the same functions
 (:func:`train_main`, :func:`evaluate_main`, :func:`predict_main`). Each parses its arguments,
@@ -371,7 +371,9 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Segment image files. Writes <stem>_mask.png (class indices with a palette, at "
-        "the input's size), <stem>_overlay.png, <stem>_samples.png and <stem>_uncertainty.png.",
+        "the input's size), <stem>_overlay.png, <stem>_samples.png (hypotheses), "
+        "<stem>_uncertainty.png (entropy) and <stem>_foreground.png (8-bit grayscale: the fraction "
+        "of hypotheses that are not background, x255).",
     )
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument(
@@ -384,6 +386,8 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
         default=8,
         help="hypotheses in the samples grid (default 8)",
     )
+    p.add_argument("--seed", type=int, default=0, help="seed of the hypotheses (default 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument(
         "--device", default=None, help="auto | cpu | cuda | cuda:N (default: train.device)"
     )
@@ -392,29 +396,28 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
 
 
 def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict") -> int:
-    """``tools/predict.py``: checkpoint + images -> masks, overlays, samples, uncertainty maps."""
+    """``tools/predict.py``: checkpoint + images -> masks, overlays, samples, uncertainty maps.
+
+    A thin layer over :class:`segcvae.api.Predictor`: read the files, call it, write the pictures.
+    """
     parser = predict_parser(prog)
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
-    from segcvae.data import DataError, build_transforms, read_image
-    from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.predict import expand_inputs, predict_image, write_prediction
+    if args.batch_size < 1:
+        return _fail("--batch-size must be >= 1", USAGE_ERROR)
+    from segcvae.api import Predictor
+    from segcvae.data import DataError, read_image
+    from segcvae.engine.checkpoint import load_checkpoint
+    from segcvae.engine.predict import expand_inputs, write_prediction
 
     try:
         _check_output_folder(args.out, "--out")
         ckpt = load_checkpoint(args.ckpt)
-        model, cfg = model_from_checkpoint(ckpt, "cpu")
-        model.to(
-            resolve_device(
-                args.device or cfg.train.device, key="--device" if args.device else "train.device"
-            )
-        )
-        transform = build_transforms(cfg.data, "test")
+        device = args.device or str(ckpt["config"].get("train", {}).get("device", "auto"))
+        predictor = Predictor.from_checkpoint(ckpt, device=device, batch_size=args.batch_size)
     except _errors() as e:
         return _fail(_message(e), USAGE_ERROR)
-    meta = ckpt["meta"]
-    palette = [list(c) for c in meta["palette"]]
+    palette = predictor.palette
     paths = expand_inputs(args.input)
     if not paths:
         return _fail(f"no input images found in {args.input}", USAGE_ERROR)
@@ -424,27 +427,172 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
         return _fail(f"--out {args.out}: cannot create the folder ({e.strerror or e})", USAGE_ERROR)
     failed: list[str] = []
     used: dict[str, int] = {}
-    for path in paths:
-        try:
-            image = read_image(path)
-        except (DataError, OSError) as e:  # a DataError names the file
-            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
-            failed.append(str(path))
-            continue
-        stem = path.stem
-        if stem in used:  # same name from different folders: keep both
-            used[stem] += 1
-            stem = f"{stem}_{used[stem]}"
-        else:
-            used[stem] = 0
-        pred = predict_image(model, image, transform, n_samples=args.samples)
-        written = write_prediction(args.out, stem, image, pred, palette, int(meta["num_classes"]))
-        log.info("%s -> %s", path, ", ".join(p.name for p in written))
+    batch: list[tuple[Path, str, object]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        preds = predictor.predict_arrays([im for _, _, im in batch], samples=args.samples)
+        for (path, stem, image), pred in zip(batch, preds, strict=True):
+            written = write_prediction(args.out, stem, image, pred, palette, predictor.num_classes)
+            log.info("%s -> %s", path, ", ".join(p.name for p in written))
+        batch.clear()
+
+    with predictor.seeded(args.seed):  # one seed for the whole call
+        for path in paths:
+            try:
+                image = read_image(path)
+            except (DataError, OSError) as e:  # a DataError names the file
+                print(
+                    f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}",
+                    file=sys.stderr,
+                )
+                failed.append(str(path))
+                continue
+            stem = path.stem
+            if stem in used:  # same name from different folders: keep both
+                used[stem] += 1
+                stem = f"{stem}_{used[stem]}"
+            else:
+                used[stem] = 0
+            batch.append((path, stem, image))
+            if len(batch) == args.batch_size:
+                flush()
+        flush()
     done = len(paths) - len(failed)
     print(f"{done} of {len(paths)} images segmented into {args.out}")
     if failed:
         print(f"error: {len(failed)} unreadable input(s): {', '.join(failed)}", file=sys.stderr)
         return RUN_ERROR
+    return 0
+
+
+# --------------------------------------------------------------------------------------- export
+ONNX_TOLERANCE = 1e-4  # max |logit difference| accepted between onnxruntime and PyTorch (CPU)
+
+
+def export_parser(prog: str = "segcvae export") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Export a checkpoint to ONNX: OUT (image -> logits, the deterministic "
+        "prediction) and OUT_sampler.onnx (image + noise -> S hypotheses), then run both with "
+        "onnxruntime against PyTorch on real images and print the largest logit difference.",
+    )
+    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="e.g. model.onnx")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=4,
+        help="S of the example noise and of the check (S stays a dynamic axis; default 4)",
+    )
+    p.add_argument(
+        "--images",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="images for the check (files, folders, globs; default: 4 embedded shapes images)",
+    )
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def _shapes_examples(n: int, size: int = 96) -> list[Any]:
+    """n test images of the embedded shapes data, (size, size, 3) uint8."""
+    from segcvae.data.shapes import ShapesDataset
+
+    data = ShapesDataset("test", n, image_size=size)
+    return [data.render(i).image for i in range(n)]
+
+
+def export_main(argv: Sequence[str] | None = None, prog: str = "segcvae export") -> int:
+    """``tools/export.py``: checkpoint -> two ONNX files, checked against PyTorch."""
+    parser = export_parser(prog)
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    if args.samples < 2:
+        return _fail(
+            "--samples must be >= 2 (S stays dynamic in the exported sampler)", USAGE_ERROR
+        )
+    from segcvae.data import DataError, read_image
+    from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from segcvae.engine.predict import expand_inputs
+    from segcvae.export import MULTIPLE, ExportError, check_onnx, export_onnx, noise_formula
+
+    try:
+        ckpt = load_checkpoint(args.ckpt)
+        model, cfg = model_from_checkpoint(ckpt, "cpu")
+        images = (
+            [read_image(p) for p in expand_inputs(args.images)]
+            if args.images
+            else _shapes_examples(4)
+        )
+    except (DataError, OSError, *_errors()) as e:
+        return _fail(_message(e), USAGE_ERROR)
+    if not images:
+        return _fail(f"no images found in {args.images}", USAGE_ERROR)
+    try:
+        paths = export_onnx(model, cfg, ckpt["meta"], args.out, samples=args.samples)
+    except ExportError as e:
+        return _fail(str(e), USAGE_ERROR)
+    shape = ",".join(["S", "B", *(noise_formula(model) or ["1"])])
+    print(f"wrote {paths[0]} (image -> logits) and {paths[1]} (image, noise {shape} -> samples)")
+    if args.no_check:
+        return 0
+    side = max(MULTIPLE, -(-int(cfg.data.image_size) // MULTIPLE) * MULTIPLE)
+    sizes = [(side, side), (side + MULTIPLE, side + 2 * MULTIPLE)]  # the model's size and another
+    try:
+        diff = check_onnx(model, cfg, paths, images, sizes, samples=args.samples)
+    except ExportError as e:
+        return _fail(str(e), USAGE_ERROR)
+    where = " and ".join(f"{h}x{w}" for h, w in sizes)
+    print(
+        f"onnxruntime vs PyTorch (CPU), {len(images)} images at {where}, S={args.samples}: "
+        f"max |logit diff| deterministic {diff['logits']:.2e}, sampler {diff['samples']:.2e} "
+        f"(limit {ONNX_TOLERANCE:.0e})"
+    )
+    if max(diff["logits"], diff["samples"]) > ONNX_TOLERANCE:
+        return _fail(
+            f"the ONNX graphs differ from PyTorch by more than {ONNX_TOLERANCE}", RUN_ERROR
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- demo
+def demo_parser(prog: str = "segcvae demo") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="A local web page for a checkpoint: upload an image (or pick an embedded "
+        "shapes example), choose S, see the mask overlay, the hypotheses and the uncertainty.",
+    )
+    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+    )
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default cpu)")
+    return p
+
+
+def demo_main(argv: Sequence[str] | None = None, prog: str = "segcvae demo") -> int:
+    """``segcvae demo``: serve the page until interrupted."""
+    args = demo_parser(prog).parse_args(argv)
+    setup_logging()
+    from segcvae.demo import offline_environment
+
+    offline_environment()
+    if importlib.util.find_spec("gradio") is None:
+        return _fail("the demo needs gradio: pip install -e '.[demo]'", USAGE_ERROR)
+    from segcvae.api import Predictor
+    from segcvae.demo import launch
+
+    try:
+        predictor = Predictor.from_checkpoint(args.ckpt, device=args.device)
+    except _errors() as e:
+        return _fail(_message(e), USAGE_ERROR)
+    print(f"segcvae demo of {args.ckpt} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    launch(predictor, host=args.host, port=args.port)
     return 0
 
 
@@ -475,6 +623,8 @@ COMMANDS = {
     "train": train_main,
     "evaluate": evaluate_main,
     "predict": predict_main,
+    "export": export_main,
+    "demo": demo_main,
     "benchmark": benchmark_main,
 }
 
@@ -484,10 +634,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
-            "usage: segcvae {train,evaluate,predict,benchmark} [ARGS]\n\n"
+            "usage: segcvae {train,evaluate,predict,export,demo,benchmark} [ARGS]\n\n"
             "  train      train from a config (default: the embedded shapes_hybrid job)\n"
             "  evaluate   metrics of a checkpoint on a split (pixel accuracy, IoU, NLL, GED)\n"
             "  predict    masks, overlays, samples and uncertainty maps for image files\n"
+            "  export     ONNX files of the predictor and the sampler, checked with onnxruntime\n"
+            "  demo       a local web page: upload an image, see masks, hypotheses, uncertainty\n"
             "  benchmark  speed and memory of the models\n\n"
             "segcvae COMMAND --help for the options of a command.",
             file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,

@@ -1,36 +1,23 @@
-"""Prediction on image files of any size: masks at the original size, hypotheses, uncertainty."""
+"""Prediction on image files: which files to read, and the pictures written for each.
+
+The prediction itself is :class:`segcvae.api.Predictor` (one implementation for the Python API,
+``tools/predict.py``, the demo page and the ONNX check); this module only expands the inputs and
+writes the outputs.
+"""
 
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from PIL import Image
 
 from segcvae import viz
-from segcvae.inference import predict_probs, sample_probs, uncertainty
+from segcvae.api import PredictionResult
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
-
-
-@dataclass
-class Prediction:
-    """One image's prediction at its original size (H, W).
-
-    Attributes:
-        mask: (H, W) uint8 class indices of the deterministic prediction.
-        hypotheses: (S, h, w) uint8 sampled label maps (``h, w`` at most ``max_tile`` on a side).
-        entropy: (H, W) float32 entropy of the mean sampled prediction, in nats.
-    """
-
-    mask: np.ndarray
-    hypotheses: np.ndarray
-    entropy: np.ndarray
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
@@ -58,60 +45,64 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     return list(unique.values())
 
 
-@torch.no_grad()
-def predict_image(
-    model: nn.Module, image: np.ndarray, transform: Any, n_samples: int = 8, max_tile: int = 512
-) -> Prediction:
-    """Predict one image.
+OUTPUT_KINDS = ("mask", "overlay", "samples", "uncertainty", "foreground")
 
-    Args:
-        model: A segcvae model in eval mode.
-        image: (H, W, 3) uint8 RGB.
-        transform: The evaluation transform (albumentations: resize, normalise, to tensor).
-        n_samples: Hypotheses to draw (0: only the deterministic prediction).
-        max_tile: Longest side of each hypothesis in the returned ``hypotheses``.
-    """
-    device = next(model.parameters()).device
-    h, w = image.shape[:2]
-    x = transform(image=image)["image"].unsqueeze(0).to(device)  # (1, 3, s, s)
-    probs = predict_probs(model, x, "deterministic")  # (1, K, s, s)
-    mask = F.interpolate(probs.float(), size=(h, w), mode="bilinear", align_corners=False).argmax(
-        1
-    )[0]
-    if n_samples > 0:
-        sp = sample_probs(model, x, n_samples)  # (1, S, K, s, s)
-        ent = uncertainty(sp)["entropy"]  # (1, s, s)
-        hyps = sp[0].argmax(dim=1, keepdim=True).float()  # (S, 1, s, s)
-    else:
-        p = probs.float().clamp_min(1e-12)
-        ent = -(p * p.log()).sum(1)
-        hyps = probs.argmax(dim=1, keepdim=True).float()
+
+def hypotheses_grid(
+    pred: PredictionResult, palette: list[list[int]], max_tile: int = 512
+) -> np.ndarray:
+    """The hypotheses (or the mask when there are none) as a colour grid, each at most ``max_tile``
+    pixels on its longest side (nearest-neighbour resizing keeps the labels)."""
+    maps = pred.hypotheses if len(pred.hypotheses) else pred.mask[None]
+    h, w = maps.shape[1:]
     scale = min(1.0, max_tile / max(h, w))
     th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-    hyps = F.interpolate(hyps, size=(th, tw), mode="nearest")[:, 0]
-    ent = F.interpolate(ent[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    return Prediction(
-        mask=mask.to(torch.uint8).cpu().numpy(),
-        hypotheses=hyps.to(torch.uint8).cpu().numpy(),
-        entropy=ent.clamp_min(0).cpu().numpy(),
-    )
+    tiles = [
+        viz.colorize(
+            m if (th, tw) == (h, w) else cv2.resize(m, (tw, th), interpolation=cv2.INTER_NEAREST),
+            palette,
+        )
+        for m in maps
+    ]
+    return viz.tile(tiles, ncols=int(np.ceil(np.sqrt(len(tiles)))))
+
+
+def foreground_png(pred: PredictionResult) -> np.ndarray:
+    """``foreground_frequency`` as 8-bit grayscale (H, W): value v means a fraction v / 255 of the
+    hypotheses are not background at that pixel (0 black: never, 255 white: always)."""
+    return np.rint(np.clip(pred.foreground_frequency, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def write_prediction(
     out_dir: Path,
     stem: str,
     image: np.ndarray,
-    pred: Prediction,
+    pred: PredictionResult,
     palette: list[list[int]],
     num_classes: int,
 ) -> list[Path]:
-    """Write ``<stem>_mask.png`` (palette PNG of class indices), ``_overlay``, ``_samples``, ``_uncertainty``."""
-    paths = [
-        out_dir / f"{stem}_{kind}.png" for kind in ("mask", "overlay", "samples", "uncertainty")
-    ]
+    """Write the pictures of one prediction.
+
+    Files: ``<stem>_mask.png`` (palette PNG whose pixel values are the class indices, at the
+    image's size), ``_overlay.png`` (mask blended on the image), ``_samples.png`` (grid of the
+    hypotheses), ``_uncertainty.png`` (entropy heat map, 0 to log K nats) and ``_foreground.png``
+    (8-bit grayscale foreground frequency over the hypotheses, see :func:`foreground_png`).
+
+    Args:
+        out_dir: Existing output folder.
+        stem: File name stem.
+        image: (H, W, 3) uint8 RGB input.
+        pred: Its prediction.
+        palette: One RGB colour per class.
+        num_classes: K (top of the entropy scale).
+
+    Returns:
+        The written paths, in the order above.
+    """
+    paths = [out_dir / f"{stem}_{kind}.png" for kind in OUTPUT_KINDS]
     viz.save_label_png(paths[0], pred.mask, palette)
     viz.save_png(paths[1], viz.overlay(image, pred.mask, palette))
-    tiles = [viz.colorize(h, palette) for h in pred.hypotheses]
-    viz.save_png(paths[2], viz.tile(tiles, ncols=int(np.ceil(np.sqrt(len(tiles))))))
+    viz.save_png(paths[2], hypotheses_grid(pred, palette))
     viz.save_png(paths[3], viz.heatmap(pred.entropy, vmax=float(np.log(max(num_classes, 2)))))
+    Image.fromarray(foreground_png(pred)).save(paths[4])  # (H, W) uint8 -> mode "L"
     return paths

@@ -144,6 +144,7 @@ def test_predict_writes_outputs_and_reports_unreadable_inputs(
         assert mask.getpalette()[:3] == list(ckpt["meta"]["palette"][0])
         assert Image.open(out / f"{stem}_overlay.png").size == size
         assert Image.open(out / f"{stem}_uncertainty.png").size == size
+        assert Image.open(out / f"{stem}_foreground.png").size == size
         w, h = Image.open(out / f"{stem}_samples.png").size
         assert w > size[0] or h > size[1]  # a grid of 4
     assert not list(out.glob("broken*"))
@@ -167,6 +168,7 @@ def test_predict_glob_and_console_script(run_dir: Path, tmp_path: Path) -> None:
     )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        "gray_foreground.png",
         "gray_mask.png",
         "gray_overlay.png",
         "gray_samples.png",

@@ -1,0 +1,499 @@
+"""ONNX export of any segcvae model: the deterministic predictor and the hypothesis sampler.
+
+Two files are written, each by ``torch.onnx.export`` with the dynamo exporter (torch's default,
+which needs ``onnxscript`` and works offline; the older TorchScript exporter fails on the prior
+net's area pooling with dynamic sizes):
+
+* ``model.onnx``: ``image`` (B, 3, H, W) float32 RGB in [0, 1] -> ``logits`` (B, K, H, W), the
+  deterministic prediction (z = E[z | x]);
+* ``model_sampler.onnx``: ``image`` and ``noise`` (S, B, ...) standard normal -> ``samples``
+  (B, S, K, H, W), S hypotheses.
+
+The sampler takes its noise as an input rather than drawing it inside the graph: ONNX's random
+operators cannot be seeded portably and differ from torch's generator, so with an input the
+exported model is deterministic given the noise, can be checked against PyTorch number for number,
+and the caller chooses S and the seed at run time (S is a dynamic axis). The noise is the
+standard-normal ``eps`` of the reparameterisation: each hypothesis is
+``generate(prior.mean + prior.stddev * eps)`` (a low-rank Gaussian uses ``loc + W eps_r + sqrt(D)
+eps_d`` with ``eps = [eps_r, eps_d]``). Its shape depends on the family and the image size and is
+stored in the files' metadata (``noise_shape``, e.g. ``S,B,4,H/16,W/16``; see
+:func:`noise_shape`). A family without a latent (the baseline CNN) takes ``noise`` (S, B, 1) and
+uses only its length S.
+
+Normalisation (the checkpoint's ``data.mean`` / ``data.std``) is inside the graphs; resizing is
+the caller's: H and W must be multiples of 32 (``data.image_size`` is what the model was trained
+at). Batch, H, W and S are dynamic. The wrappers only call ``encode`` / ``decode_mean`` /
+``decode_samples`` (the model-family interface); ``decode_samples`` is given a context whose
+distribution draws from the noise input instead of the RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, LowRankMultivariateNormal, MultivariateNormal
+
+MULTIPLE = 32  # image sides must be multiples of this (the encoder's total stride)
+PROBE_SIZES = ((32, 32), (64, 32), (32, 64), (64, 64))
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported (unsupported layout or missing package); says which and why."""
+
+
+class NoiseDraw:
+    """A distribution whose ``sample`` / ``rsample`` return the reparameterised draw of given noise.
+
+    Args:
+        dist: The distribution from the model's context (batch shape (B,)).
+        eps: Standard-normal noise (S, B, *layout) with ``layout`` from :func:`noise_layout`.
+    """
+
+    def __init__(self, dist: Distribution, eps: Tensor) -> None:
+        self.dist = dist
+        self.eps = eps
+
+    def sample(self, sample_shape: Sequence[int] = ()) -> Tensor:
+        """(S, B, *event): the S draws (``sample_shape`` is taken from the noise)."""
+        return reparameterise(self.dist, self.eps)
+
+    rsample = sample
+
+    def __getattr__(self, name: str) -> Any:  # mean, stddev, event_shape, ... of the original
+        return getattr(self.dist, name)
+
+
+def noise_layout(dist: Distribution) -> tuple[int, ...]:
+    """Shape of one image's noise for one hypothesis (without the S and B axes)."""
+    if isinstance(dist, LowRankMultivariateNormal):
+        return (int(dist.cov_factor.shape[-1]) + int(dist.event_shape[0]),)
+    if isinstance(dist, MultivariateNormal):
+        raise ExportError(
+            "a full-covariance MultivariateNormal in the model's context is not supported by the "
+            "export (expected a diagonal or low-rank Gaussian)"
+        )
+    try:
+        dist.mean, dist.stddev  # noqa: B018 - a location-scale distribution has both
+    except NotImplementedError as e:
+        raise ExportError(
+            f"cannot reparameterise {type(dist).__name__} for export (no mean / stddev)"
+        ) from e
+    return tuple(int(d) for d in dist.event_shape)
+
+
+def reparameterise(dist: Distribution, eps: Tensor) -> Tensor:
+    """Draws (S, B, *event) of ``dist`` from standard-normal ``eps`` (S, B, *noise_layout)."""
+    if isinstance(dist, LowRankMultivariateNormal):
+        rank = dist.cov_factor.shape[-1]
+        eps_r, eps_d = eps[..., :rank], eps[..., rank:]
+        low = (dist.cov_factor @ eps_r.unsqueeze(-1)).squeeze(-1)  # (S, B, D)
+        return dist.loc + low + dist.cov_diag.sqrt() * eps_d
+    return dist.mean + dist.stddev * eps
+
+
+def context_distributions(ctx: Any) -> list[str]:
+    """Names of the context's fields that hold a distribution (what the hypotheses are drawn from)."""
+    if not dataclasses.is_dataclass(ctx):
+        return []
+    return [
+        f.name for f in dataclasses.fields(ctx) if isinstance(getattr(ctx, f.name), Distribution)
+    ]
+
+
+def with_noise(ctx: Any, noise: Tensor) -> Any:
+    """A copy of ``ctx`` whose one distribution draws from ``noise`` (unchanged if it has none)."""
+    names = context_distributions(ctx)
+    if not names:
+        return ctx
+    if len(names) > 1:
+        raise ExportError(
+            f"the model's context holds {len(names)} distributions ({', '.join(names)}); the "
+            "export supports one"
+        )
+    return dataclasses.replace(ctx, **{names[0]: NoiseDraw(getattr(ctx, names[0]), noise)})
+
+
+class _Normalised(nn.Module):
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        )
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def encode(self, image: Tensor) -> Any:
+        return self.model.encode((image - self.mean) / self.std)
+
+
+class DeterministicModule(_Normalised):
+    """``image in [0, 1] -> logits``: ``decode_mean(encode(x))`` of any model family.
+
+    Args:
+        model: Any segcvae model (``encode`` / ``decode_mean`` / ``decode_samples``), eval mode.
+        mean: Per-channel normalisation mean (the checkpoint's ``data.mean``).
+        std: Per-channel normalisation std.
+    """
+
+    def forward(self, image: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1], H and W multiples of 32 -> logits (B, K, H, W)."""
+        return self.model.decode_mean(self.encode(image))
+
+
+class SamplerModule(_Normalised):
+    """``(image in [0, 1], noise) -> samples``: ``decode_samples`` drawing from the given noise.
+
+    Args: as :class:`DeterministicModule`.
+    """
+
+    def forward(self, image: Tensor, noise: Tensor) -> Tensor:
+        """Args:
+            image: (B, 3, H, W) RGB in [0, 1], H and W multiples of 32.
+            noise: (S, B, *layout) standard normal (:func:`noise_shape`).
+
+        Returns:
+            Logits of the S hypotheses (B, S, K, H, W).
+        """
+        ctx = self.encode(image)
+        return self.model.decode_samples(with_noise(ctx, noise), noise.shape[0])
+
+
+def _no_capacitance(cov_factor: Tensor, cov_diag: Tensor) -> Tensor:
+    # LowRankMultivariateNormal computes a Cholesky factor when built (for log_prob / entropy);
+    # neither graph uses it, and ONNX has no Cholesky operator. A stand-in of its shape.
+    rank = cov_factor.shape[-1]
+    return cov_factor.new_zeros((*cov_factor.shape[:-2], rank, rank))
+
+
+@contextlib.contextmanager
+def _no_validation() -> Iterator[None]:
+    """Tracing mode for the distributions in a model's context.
+
+    Argument checks are data-dependent branches that ``torch.export`` rejects, so they are off;
+    a low-rank Gaussian skips its (unused here) Cholesky factor. Both are restored afterwards.
+    """
+    from torch.distributions import lowrank_multivariate_normal as lowrank
+
+    old = Distribution._validate_args
+    old_capacitance = lowrank._batch_capacitance_tril
+    Distribution.set_default_validate_args(False)
+    lowrank._batch_capacitance_tril = _no_capacitance
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(old)
+        lowrank._batch_capacitance_tril = old_capacitance
+
+
+def _fit(values: dict[tuple[int, int], int]) -> tuple[Fraction, Fraction, Fraction, Fraction]:
+    """d(H, W) = a + b H + c W + e H W through the four probe sizes."""
+    (h0, w0), (h1, _), (_, w1) = PROBE_SIZES[0], PROBE_SIZES[1], PROBE_SIZES[2]
+    d00, d10, d01, d11 = (values[s] for s in PROBE_SIZES)
+    dh, dw = Fraction(h1 - h0), Fraction(w1 - w0)
+    e = Fraction(d11 - d10 - d01 + d00) / (dh * dw)
+    b = Fraction(d10 - d00) / dh - e * w0
+    c = Fraction(d01 - d00) / dw - e * h0
+    a = d00 - b * h0 - c * w0 - e * h0 * w0
+    return a, b, c, e
+
+
+def _term(coef: Fraction, var: str) -> str:
+    if coef == 1:
+        return var
+    if coef.numerator == 1:
+        return f"{var}/{coef.denominator}"
+    return (
+        f"{coef}*{var}" if coef.denominator == 1 else f"{coef.numerator}*{var}/{coef.denominator}"
+    )
+
+
+def _formula(a: Fraction, b: Fraction, c: Fraction, e: Fraction) -> str:
+    parts = [_term(k, v) for k, v in ((b, "H"), (c, "W"), (e, "H*W")) if k != 0]
+    if a != 0 or not parts:
+        parts.insert(0, str(a))
+    return "+".join(parts)
+
+
+@torch.no_grad()
+def noise_formula(model: nn.Module) -> list[str]:
+    """The noise layout as formulas of the image size, e.g. ``["4", "H/16", "W/16"]``.
+
+    Found by encoding blank images of four sizes; ``[]`` for a model without a latent.
+    """
+    values: dict[tuple[int, int], tuple[int, ...]] = {}
+    device = next(model.parameters()).device
+    with _no_validation():
+        for h, w in PROBE_SIZES:
+            ctx = model.encode(torch.zeros(1, 3, h, w, device=device))
+            names = context_distributions(ctx)
+            if not names:
+                return []
+            with_noise(ctx, torch.zeros(1))  # raises for more than one distribution
+            values[(h, w)] = noise_layout(getattr(ctx, names[0]))
+    ndim = {len(v) for v in values.values()}
+    if len(ndim) != 1:
+        raise ExportError("the model's noise has a different number of axes at different sizes")
+    return [_formula(*_fit({s: v[i] for s, v in values.items()})) for i in range(ndim.pop())]
+
+
+_TERM = re.compile(r"^(?:(\d+)\*)?(H\*W|H|W)(?:/(\d+))?$")
+_CONST = re.compile(r"^(-?\d+)(?:/(\d+))?$")
+
+
+def _evaluate(formula: str, height: int, width: int) -> Fraction:
+    """Value of a :func:`noise_formula` entry (``4``, ``H/16``, ``3*H*W``, ``8+3*H*W``...)."""
+    value = Fraction(0)
+    for part in formula.split("+"):
+        if m := _TERM.match(part):
+            var = {"H": height, "W": width, "H*W": height * width}[m.group(2)]
+            value += Fraction(int(m.group(1) or 1), int(m.group(3) or 1)) * var
+        elif m := _CONST.match(part):
+            value += Fraction(int(m.group(1)), int(m.group(2) or 1))
+        else:
+            raise ExportError(f"cannot read noise axis {formula!r} (term {part!r})")
+    return value
+
+
+def noise_shape(
+    formula: Sequence[str], samples: int, batch: int, height: int, width: int
+) -> tuple[int, ...]:
+    """The sampler's ``noise`` shape (S, B, ...) for images of (height, width).
+
+    Args:
+        formula: :func:`noise_formula`, or the ``noise_shape`` metadata of the ONNX files split at
+            commas, without its leading ``S,B``.
+        samples: S.
+        batch: B.
+        height: H of the images (a multiple of 32).
+        width: W.
+    """
+    dims = []
+    for f in formula:
+        value = _evaluate(f, height, width)
+        if value.denominator != 1 or value < 1:
+            raise ExportError(
+                f"noise axis {f} is {value} at {height}x{width}; expected a whole size"
+            )
+        dims.append(int(value))
+    return (samples, batch, *(dims or [1]))
+
+
+def _dynamic_dim(formula: str, h32: Any, w32: Any) -> Any:
+    """The torch.export dimension of one noise axis: static, a multiple of H/32 or W/32, or AUTO."""
+    from torch.export import Dim
+
+    a, b, c, e = _fit({s: int(_evaluate(formula, *s)) for s in PROBE_SIZES})
+    if b == c == e == 0:
+        return None  # static
+    if e == 0 and (b == 0) != (c == 0) and a.denominator == 1:
+        k = (b or c) * MULTIPLE
+        if k.denominator == 1:
+            return int(k) * (h32 if b else w32) + int(a)
+    return Dim.AUTO
+
+
+def _metadata(cfg: Any, meta: dict[str, Any], formula: list[str], kind: str) -> dict[str, str]:
+    from segcvae import __version__
+
+    return {
+        "segcvae_version": __version__,
+        "graph": kind,
+        "objective": str(cfg.loss.objective),
+        "class_names": json.dumps(list(meta["class_names"])),
+        "palette": json.dumps([list(c) for c in meta["palette"]]),
+        "image_size": str(cfg.data.image_size),
+        "input": "image: (B, 3, H, W) float32 RGB in [0, 1], H and W multiples of 32",
+        "mean": json.dumps(list(cfg.data.mean)),
+        "std": json.dumps(list(cfg.data.std)),
+        "noise_shape": ",".join(["S", "B", *(formula or ["1"])]),
+        "noise": "standard normal; each hypothesis is the prior's mean + stddev * noise",
+    }
+
+
+def export_onnx(
+    model: nn.Module,
+    cfg: Any,
+    meta: dict[str, Any],
+    out: str | Path,
+    example: Tensor | None = None,
+    samples: int = 4,
+) -> tuple[Path, Path]:
+    """Export the deterministic predictor and the sampler.
+
+    Args:
+        model: A segcvae model in eval mode (CPU).
+        cfg: Its config (normalisation, image size, objective for the metadata).
+        meta: The checkpoint's ``meta`` (class names, palette).
+        out: Path of the deterministic graph; the sampler goes beside it as ``<stem>_sampler.onnx``.
+        example: Example images (B >= 2, 3, H, W) in [0, 1] with H, W >= 64 multiples of 32 (sizes
+            of 1 would be fixed by the exporter); default random images at the model's size.
+        samples: S of the example noise (>= 2; S stays dynamic).
+
+    Returns:
+        ``(deterministic path, sampler path)``.
+
+    Raises:
+        ExportError: ``onnx`` / ``onnxscript`` missing, or the model's context cannot take noise.
+    """
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 - needed by torch's dynamo exporter
+    except ImportError as e:
+        raise ExportError(
+            f"ONNX export needs onnx and onnxscript ({e}); pip install -e '.[export]'"
+        ) from e
+    from torch.export import Dim
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sampler_path = out.with_name(f"{out.stem}_sampler{out.suffix or '.onnx'}")
+    model = model.eval()
+    if example is None:
+        side = max(64, -(-int(cfg.data.image_size) // MULTIPLE) * MULTIPLE)
+        example = torch.rand(
+            2, 3, side, side + MULTIPLE, generator=torch.Generator().manual_seed(0)
+        )
+    b, _, h, w = example.shape
+    if b < 2 or h < 64 or w < 64 or h % MULTIPLE or w % MULTIPLE or samples < 2:
+        raise ExportError(
+            f"example batch {tuple(example.shape)} / samples {samples}: need B >= 2, S >= 2 and "
+            f"H, W >= 64 multiples of {MULTIPLE}"
+        )
+    formula = noise_formula(model)
+    noise = torch.randn(
+        noise_shape(formula, samples, b, h, w), generator=torch.Generator().manual_seed(0)
+    )
+    batch = Dim("batch", min=1, max=4096)
+    h32, w32 = Dim("h32", min=1, max=512), Dim("w32", min=1, max=512)
+    noise_dims: dict[int, Any] = {0: Dim("samples", min=1, max=4096), 1: batch}
+    for i, f in enumerate(formula):
+        d = _dynamic_dim(f, h32, w32)
+        if d is not None:
+            noise_dims[2 + i] = d
+    image_dims = {0: batch, 2: MULTIPLE * h32, 3: MULTIPLE * w32}
+    # Two exports: one graph holding both outputs cannot be split afterwards, as the exporter
+    # takes shared sizes (B, H / 16, ...) from either input.
+    jobs = (
+        (DeterministicModule, (example,), out, ["image"], ["logits"], {"image": image_dims}),
+        (
+            SamplerModule,
+            (example, noise),
+            sampler_path,
+            ["image", "noise"],
+            ["samples"],
+            {"image": image_dims, "noise": noise_dims},
+        ),
+    )
+    for module, inputs, path, in_names, out_names, dynamic in jobs:
+        wrapper = module(model, cfg.data.mean, cfg.data.std).eval()
+        with _no_validation(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracing chatter
+            torch.onnx.export(
+                wrapper,
+                inputs,
+                path,
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_shapes=dynamic,
+                external_data=False,
+                verbose=False,
+            )
+        graph = onnx.load(path)
+        kind = "deterministic" if module is DeterministicModule else "sampler"
+        for key, value in _metadata(cfg, meta, formula, kind).items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, path)
+    return out, sampler_path
+
+
+def onnx_inputs(images: Sequence[np.ndarray], size: tuple[int, int]) -> Tensor:
+    """Images (H, W, 3) uint8 -> the graphs' input (B, 3, h, w) float32 in [0, 1], resized as the
+    evaluation transform resizes (bilinear, OpenCV)."""
+    import cv2
+
+    arrays = [
+        cv2.resize(im, (size[1], size[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        / 255.0
+        for im in images
+    ]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def check_onnx(
+    model: nn.Module,
+    cfg: Any,
+    paths: tuple[Path, Path],
+    images: Sequence[np.ndarray],
+    sizes: Sequence[tuple[int, int]],
+    samples: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Run both graphs with onnxruntime (CPU) and the model in PyTorch on the same inputs.
+
+    Args:
+        model: The exported model (CPU, eval mode).
+        cfg: Its config.
+        paths: From :func:`export_onnx`.
+        images: (H, W, 3) uint8 RGB images, resized to each of ``sizes``.
+        sizes: (h, w) input sizes to check (multiples of 32; several check the dynamic axes).
+        samples: S.
+        seed: Seed of the noise.
+
+    Returns:
+        ``{"logits": max |diff|, "samples": max |diff|, "images": n, "sizes": n}``; the PyTorch side
+        is ``model.decode_mean(model.encode(x))`` and ``decode_samples`` fed the same noise.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ExportError(f"the check needs onnxruntime ({e}); pip install -e '.[export]'") from e
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    det = ort.InferenceSession(str(paths[0]), options, providers=["CPUExecutionProvider"])
+    samp = ort.InferenceSession(str(paths[1]), options, providers=["CPUExecutionProvider"])
+    formula = noise_formula(model)
+    mean_net = DeterministicModule(model, cfg.data.mean, cfg.data.std).eval()
+    sampler_net = SamplerModule(model, cfg.data.mean, cfg.data.std).eval()
+    generator = torch.Generator().manual_seed(seed)
+    worst = {"logits": 0.0, "samples": 0.0}
+    for size in sizes:
+        x = onnx_inputs(images, size)
+        noise = torch.randn(noise_shape(formula, samples, len(images), *size), generator=generator)
+        with torch.no_grad(), _no_validation():
+            ref_logits, ref_samples = mean_net(x), sampler_net(x, noise)
+        got_logits = det.run(["logits"], {"image": x.numpy()})[0]
+        got_samples = samp.run(["samples"], {"image": x.numpy(), "noise": noise.numpy()})[0]
+        if got_samples.shape != tuple(ref_samples.shape):
+            raise ExportError(
+                f"sampler output {got_samples.shape}, expected {tuple(ref_samples.shape)}"
+            )
+        worst["logits"] = max(worst["logits"], float(np.abs(got_logits - ref_logits.numpy()).max()))
+        worst["samples"] = max(
+            worst["samples"], float(np.abs(got_samples - ref_samples.numpy()).max())
+        )
+    return {**worst, "images": float(len(images)), "sizes": float(len(sizes))}
+
+
+__all__ = [
+    "DeterministicModule",
+    "ExportError",
+    "SamplerModule",
+    "NoiseDraw",
+    "check_onnx",
+    "export_onnx",
+    "noise_formula",
+    "noise_shape",
+    "reparameterise",
+    "with_noise",
+]

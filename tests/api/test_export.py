@@ -1,0 +1,142 @@
+"""ONNX export: the noise wrappers match the models' own sampling; onnxruntime matches PyTorch."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import LowRankMultivariateNormal
+
+import segcvae
+from segcvae.cli import export_main
+from segcvae.data import read_image
+from segcvae.export import (
+    DeterministicModule,
+    SamplerModule,
+    _evaluate,
+    check_onnx,
+    export_onnx,
+    noise_formula,
+    noise_shape,
+    onnx_inputs,
+    reparameterise,
+)
+from segcvae.models import create_model
+from tests.api.conftest import write_tiny_checkpoint
+from tests.conftest import tiny_config
+
+MISSING = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+needs_onnx = pytest.mark.skipif(
+    bool(MISSING), reason=f"ONNX export needs {', '.join(MISSING)}: pip install -e '.[export]'"
+)
+
+
+def test_noise_formula_and_shape() -> None:
+    torch.manual_seed(0)
+    spatial = create_model(tiny_config("hybrid"), 3).eval()
+    assert noise_formula(spatial) == ["4", "H/16", "W/16"]
+    assert noise_shape(noise_formula(spatial), 5, 2, 64, 96) == (5, 2, 4, 4, 6)
+    glob = create_model(tiny_config("gsnn", latent="global"), 3).eval()
+    assert noise_formula(glob) == ["4", "1", "1"]
+    assert noise_formula(create_model(tiny_config("cnn"), 3).eval()) == []
+    assert noise_shape([], 3, 2, 32, 32) == (3, 2, 1)
+    assert _evaluate("8+3*H*W", 32, 64) == 8 + 3 * 32 * 64
+    assert _evaluate("H/4+W/8", 32, 64) == 16
+
+
+def test_sampler_wrapper_draws_what_the_model_draws(real_image: Path) -> None:
+    """Fed torch's own standard normals, the noise input reproduces ``model.sample`` exactly."""
+    torch.manual_seed(0)
+    cfg = tiny_config("hybrid")
+    model = create_model(cfg, 3).eval()
+    x = onnx_inputs([read_image(real_image)], (64, 96))  # (1, 3, 64, 96) in [0, 1]
+    normalised = (x - torch.tensor(cfg.data.mean).view(1, 3, 1, 1)) / torch.tensor(
+        cfg.data.std
+    ).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        expected = model.sample(normalised, 3)
+        torch.manual_seed(5)
+        noise = torch.randn(noise_shape(noise_formula(model), 3, 1, 64, 96))
+        got = SamplerModule(model, cfg.data.mean, cfg.data.std)(x, noise)
+        mean = DeterministicModule(model, cfg.data.mean, cfg.data.std)(x)
+    assert got.shape == (1, 3, 3, 64, 96)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mean, model.predict(normalised), atol=1e-5, rtol=1e-5)
+
+
+def test_low_rank_noise_matches_rsample() -> None:
+    """The SSN-style low-rank Gaussian: [eps_r, eps_d] noise gives ``rsample``'s draws."""
+    g = torch.Generator().manual_seed(0)
+    loc, factor = torch.randn(2, 6, generator=g), torch.randn(2, 6, 3, generator=g)
+    dist = LowRankMultivariateNormal(loc, factor, torch.rand(2, 6, generator=g) + 0.1)
+    torch.manual_seed(1)
+    expected = dist.rsample((4,))
+    torch.manual_seed(1)
+    eps = torch.cat([torch.randn(4, 2, 3), torch.randn(4, 2, 6)], dim=-1)
+    torch.testing.assert_close(reparameterise(dist, eps), expected)
+
+
+def test_onnx_input_is_the_predictor_input(tiny_ckpt: Path, real_image_wide: Path) -> None:
+    predictor = segcvae.load(tiny_ckpt)
+    image = read_image(real_image_wide)
+    side = predictor.config.data.image_size
+    x = onnx_inputs([image], (side, side))
+    mean = torch.tensor(predictor.config.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(predictor.config.data.std).view(1, 3, 1, 1)
+    torch.testing.assert_close((x - mean) / std, predictor.preprocess([image]), atol=1e-5, rtol=0)
+
+
+@needs_onnx
+def test_export_command_checks_onnxruntime_against_pytorch(
+    tmp_path: Path, real_image: Path, real_image_wide: Path, capsys
+) -> None:
+    import onnx
+
+    ckpt = write_tiny_checkpoint(tmp_path / "hybrid.pt", "hybrid")
+    out = tmp_path / "onnx" / "model.onnx"
+    code = export_main(
+        ["--ckpt", str(ckpt), "--out", str(out), "--samples", "3", "--quiet"]
+        + ["--images", str(real_image), str(real_image_wide)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    m = re.search(r"deterministic ([0-9.e+-]+), sampler ([0-9.e+-]+)", printed)
+    assert m, printed
+    assert float(m.group(1)) <= 1e-4 and float(m.group(2)) <= 1e-4
+    sampler = out.with_name("model_sampler.onnx")
+    meta = {p.key: p.value for p in onnx.load(sampler).metadata_props}
+    assert meta["noise_shape"] == "S,B,4,H/16,W/16" and meta["graph"] == "sampler"
+    assert [i.name for i in onnx.load(out).graph.input] == ["image"]
+
+    # the ONNX mask at the model's size is the Predictor's
+    import onnxruntime as ort
+
+    predictor = segcvae.load(ckpt)
+    image = read_image(real_image)
+    side = predictor.config.data.image_size
+    logits = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+        None, {"image": onnx_inputs([image], (side, side)).numpy()}
+    )[0]
+    with torch.no_grad():
+        ref = predictor.model.predict(predictor.preprocess([image])).numpy()
+    np.testing.assert_allclose(logits, ref, atol=1e-4)
+    assert (logits.argmax(1) == ref.argmax(1)).mean() > 0.999
+
+
+@needs_onnx
+@pytest.mark.parametrize(("objective", "latent"), [("cnn", "spatial"), ("gsnn", "global")])
+def test_other_families_export(
+    tmp_path: Path, real_image: Path, objective: str, latent: str
+) -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(objective, latent=latent)
+    model = create_model(cfg, 3).eval()
+    meta = {"class_names": ["background", "a", "b"], "palette": [[0, 0, 0], [1, 1, 1], [2, 2, 2]]}
+    paths = export_onnx(model, cfg, meta, tmp_path / "m.onnx", samples=2)
+    diff = check_onnx(model, cfg, paths, [read_image(real_image)] * 2, [(32, 64), (96, 32)], 3)
+    assert diff["logits"] <= 1e-4 and diff["samples"] <= 1e-4, diff
