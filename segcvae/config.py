@@ -253,6 +253,8 @@ class LossConfig:
     beta: float = 1.0  # KL weight after warm-up
     kl_warmup_steps: int = 300  # beta rises linearly from 0 over this many steps
     free_bits: float = 0.0  # nats per latent channel below which KL is not penalised
+    # model.latent=categorical: q of the cvae term, the exact posterior over codes or recognition_net's
+    code_posterior: Literal["exact", "recognition"] = "exact"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""

@@ -27,6 +27,7 @@ def _sohn(cfg: Config) -> nn.Module:
         beta=loss.beta,
         kl_warmup_steps=loss.kl_warmup_steps,
         free_bits=loss.free_bits,
+        code_posterior=loss.code_posterior,
     )
 
 

@@ -40,6 +40,8 @@ class Objective(nn.Module):
         beta: KL weight after warm-up.
         kl_warmup_steps: Steps over which the KL weight rises linearly from 0 to ``beta``.
         free_bits: Nats per latent channel below which KL is free.
+        code_posterior: For a categorical latent, the q of the CVAE term: ``"exact"`` (the exact
+            posterior over codes) or ``"recognition"`` (recognition_net's q).
     """
 
     KINDS = ("cnn", "cvae", "gsnn", "hybrid")
@@ -53,8 +55,12 @@ class Objective(nn.Module):
         beta: float = 1.0,
         kl_warmup_steps: int = 300,
         free_bits: float = 0.0,
+        code_posterior: str = "exact",
     ) -> None:
         super().__init__()
+        if code_posterior not in ("exact", "recognition"):
+            raise ValueError(f"code_posterior must be exact or recognition, got {code_posterior!r}")
+        self.code_posterior = code_posterior
         if kind not in self.KINDS:
             raise KeyError(f"unknown objective {kind!r}; valid: {', '.join(self.KINDS)}")
         if not 0.0 <= alpha <= 1.0:
@@ -122,7 +128,13 @@ class Objective(nn.Module):
         """The same objectives for a categorical latent, with exact expectations over its codes.
 
         ``E_q[nll] = sum_c q(c | x, y) nll_c`` and ``E_p[nll] = sum_c p(c | x) nll_c``, where
-        ``nll_c`` is the multi-scale NLL of code c's logits; the KL is analytic.
+        ``nll_c`` is the multi-scale NLL of code c's logits; the KL is analytic. With
+        ``code_posterior="exact"`` (the default) the CVAE term uses the exact posterior
+        ``r(c) = p(c | x) p(y | x, c) / p(y | x)`` as q, so it is ``-log p(y | x)`` (per labelled
+        pixel, the multi-scale NLL as the energy of a code), and recognition_net is trained to
+        match r (``kl_recognition``). The decoders then share each image by responsibility, which
+        breaks the symmetry between codes at once; with the recognition net's own q they start
+        out identical and can stay so. The KL warm-up does not apply to the exact form.
         """
         assert out.code_logits is not None and out.prior is not None
         npix = y.shape[-1] * y.shape[-2]
@@ -137,12 +149,29 @@ class Objective(nn.Module):
             if out.posterior is None:
                 raise ValueError(f"objective {self.kind!r} needs the posterior: call model(x, y)")
             q = out.posterior.probs  # (B, Z)
-            nll_cvae = (q * nll_codes).sum(1).mean()
-            kl = kl_mean(out.posterior, out.prior, self.free_bits) / npix
+            if self.code_posterior == "exact":
+                # The ELBO's best q is the exact posterior r(c) = p(c | x) p(y | x, c) / p(y | x),
+                # which a categorical latent can compute; with q = r the ELBO is log p(y | x) itself.
+                labelled = ((y >= 0) & (y < out.code_logits[-1].shape[-3])).flatten(1).sum(1)
+                labelled = labelled.clamp_min(1).float()  # (B,)
+                log_prior = out.prior.logits.log_softmax(-1).float()  # (B, Z)
+                log_joint = log_prior - nll_codes * labelled[:, None]  # log p(c, y | x), nats
+                r = log_joint.softmax(-1).detach()  # (B, Z)
+                cvae_loss = -(log_joint.logsumexp(-1) / labelled).mean()
+                kl = (r * (r.clamp_min(1e-12).log() - log_prior)).sum(1).mean() / npix
+                # recognition_net q learns r (so it stays a usable proposal), nothing else
+                distill = (r * (r.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(1)
+                cvae_loss = cvae_loss + distill.mean() / npix
+                terms["kl_recognition"] = (distill.mean() / npix).detach()
+                weights = r
+            else:
+                kl = kl_mean(out.posterior, out.prior, self.free_bits) / npix
+                cvae_loss = (q * nll_codes).sum(1).mean() + self.kl_weight(step) * kl
+                weights = q
+            nll_cvae = (weights * nll_codes).sum(1).mean()
             terms.update(kl=kl.detach(), kl_weight=kl.new_tensor(self.kl_weight(step)))
             terms["nll_cvae"] = nll_cvae.detach()
-            cvae_loss = nll_cvae + self.kl_weight(step) * kl
-            main_weights = q
+            main_weights = weights
         if self.kind in ("gsnn", "hybrid"):
             nll_gsnn = (out.prior.probs * nll_codes).sum(1).mean()
             terms["nll_gsnn"] = nll_gsnn.detach()

@@ -218,6 +218,7 @@ def test_categorical_objective_is_the_exact_expectation_over_codes(batch):
     from segcvae.losses._functional import multiscale_nll
 
     cfg, model = _categorical_model("cvae")
+    cfg.loss.code_posterior = "recognition"
     x, y = batch[0][:1], batch[1][:1]  # one image: per-image and batch pixel means coincide
     out = model.eval()(x, y)  # eval: batch norm cannot train on one image
     terms = build_objective(cfg)(out, y)
@@ -266,3 +267,19 @@ def test_categorical_hypotheses_are_codes_drawn_from_the_prior(batch):
     # every hypothesis is exactly one code's decoding
     d = (hyps[:, :, None] - decoded[:, None]).abs().flatten(3).amax(-1)  # (B, 64, Z)
     assert bool((d.min(-1).values < 1e-5).all())
+
+
+def test_exact_code_posterior_trains_on_the_exact_log_likelihood(batch):
+    from segcvae.metrics.likelihood import conditional_log_likelihood
+
+    cfg, model = _categorical_model("cvae")
+    cfg.loss.scale_weights = [0.0, 0.0, 1.0]  # full resolution only: the energy is -log p(y|x,c)
+    cfg.loss.y_hat_weight = 0.0
+    model.eval()
+    x, y = batch
+    terms = build_objective(cfg)(model(x, y), y)
+    labelled = ((y >= 0) & (y < 3)).flatten(1).sum(1).float()
+    exact = conditional_log_likelihood(model, x, y, 1, "is")  # (B,) exact for a categorical z
+    expected = -(exact / labelled).mean()
+    assert torch.allclose(terms["loss"] - terms["kl_recognition"], expected, rtol=1e-4)
+    assert terms["kl"] >= 0 and terms["kl_recognition"] >= 0
