@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -42,7 +43,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, LowRankMultivariateNormal, MultivariateNormal
+from torch.distributions import (
+    Distribution,
+    LowRankMultivariateNormal,
+    MultivariateNormal,
+    OneHotCategorical,
+)
 
 MULTIPLE = 32  # image sides must be multiples of this (the encoder's total stride)
 PROBE_SIZES = ((32, 32), (64, 32), (32, 64), (64, 64))
@@ -94,6 +100,12 @@ def noise_layout(dist: Distribution) -> tuple[int, ...]:
 
 def reparameterise(dist: Distribution, eps: Tensor) -> Tensor:
     """Draws (S, B, *event) of ``dist`` from standard-normal ``eps`` (S, B, *noise_layout)."""
+    if isinstance(dist, OneHotCategorical):
+        # Gumbel-max with the noise mapped to uniforms by the normal CDF: one code per draw
+        u = (0.5 * (1.0 + torch.erf(eps / math.sqrt(2.0)))).clamp(1e-6, 1.0 - 1e-6)
+        idx = (dist.logits + (-torch.log(-torch.log(u)))).argmax(-1, keepdim=True)  # (S, B, 1)
+        codes = torch.arange(dist.logits.shape[-1], device=eps.device)
+        return (idx == codes).to(dist.logits.dtype)  # (S, B, Z) one-hot
     if isinstance(dist, LowRankMultivariateNormal):
         rank = dist.cov_factor.shape[-1]
         eps_r, eps_d = eps[..., :rank], eps[..., rank:]
@@ -317,7 +329,7 @@ def _metadata(cfg: Any, meta: dict[str, Any], formula: list[str], kind: str) -> 
         "mean": json.dumps(list(cfg.data.mean)),
         "std": json.dumps(list(cfg.data.std)),
         "noise_shape": ",".join(["S", "B", *(formula or ["1"])]),
-        "noise": "standard normal; each hypothesis is the prior's mean + stddev * noise",
+        "noise": "standard normal; a Gaussian prior draws mean + stddev * noise, a categorical one the Gumbel-max code of Phi(noise)",
     }
 
 

@@ -10,10 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from segcvae.api import Predictor
 from segcvae.config import Config
-from segcvae.data import build_transforms
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from segcvae.engine.predict import predict_image
 from segcvae.losses import build_objective, monte_carlo_nll
 from segcvae.metrics import conditional_log_likelihood, negative_log_likelihoods
 from segcvae.models import SSN, BaselineCNN, ProbUNet, SegCVAE, create_model
@@ -103,7 +102,7 @@ class FamilyTester:
         assert type(rebuilt) is type(model) and cfg2.model.arch == self.arch
         assert torch.equal(rebuilt.predict(batch[0]), model.predict(batch[0]))
         image = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-        pred = predict_image(rebuilt, image, build_transforms(cfg.data, "test"), n_samples=3)
+        pred = Predictor.from_checkpoint(tmp_path / "m.pt")(image, samples=3, seed=0)
         assert pred.mask.shape == (40, 50) and pred.hypotheses.shape == (3, 40, 50)
         assert pred.mask.max() < 3 and np.isfinite(pred.entropy).all()
 
