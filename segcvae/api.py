@@ -189,7 +189,7 @@ class Predictor:
         from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
         from segcvae.engine.distributed import resolve_device
 
-        target = resolve_device(device)
+        target = resolve_device(device, key="device")
         ckpt = path if isinstance(path, dict) else load_checkpoint(path)
         model, cfg = model_from_checkpoint(ckpt, target, list(overrides or []))
         meta = ckpt["meta"]

@@ -12,6 +12,7 @@ from PIL import Image
 import segcvae
 from segcvae.api import PredictionResult, Predictor, to_rgb
 from segcvae.cli import predict_main
+from segcvae.config import ConfigError
 from segcvae.data import DataError, read_image
 from segcvae.engine.predict import foreground_png
 from tests.api.conftest import NUM_CLASSES, write_tiny_checkpoint
@@ -124,7 +125,7 @@ def test_bad_inputs_name_what_was_expected(predictor: Predictor, tmp_path: Path)
     with pytest.raises(ValueError, match="samples"):
         predictor(np.zeros((4, 4, 3), np.uint8), samples=-1)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="device='cuda' but this machine has no usable CUDA"):
             Predictor.from_checkpoint(tmp_path / "x.pt", "cuda")
 
 
