@@ -28,8 +28,7 @@ from segcvae.toy.common import (
     training_summary,
 )
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp, standard_normal
-
-NUM_PIXELS, NUM_CLASSES = 784, 10
+from segcvae.toy.mnist import NUM_CLASSES, NUM_PIXELS
 
 
 @dataclass

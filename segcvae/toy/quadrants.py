@@ -37,9 +37,8 @@ from segcvae.toy.common import (
     write_json,
 )
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp
+from segcvae.toy.mnist import NUM_PIXELS, SIDE
 
-SIDE = 28
-NUM_PIXELS = SIDE * SIDE
 QUADRANT_ORDER = ("bottom-left", "top-left", "top-right", "bottom-right")
 OBJECTIVES = ("nn", "gsnn", "cvae", "hybrid")
 

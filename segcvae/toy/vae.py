@@ -25,8 +25,8 @@ from segcvae.toy.common import (
     training_summary,
 )
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp, standard_normal
+from segcvae.toy.mnist import NUM_PIXELS
 
-NUM_PIXELS = 784
 DECODERS = ("bernoulli", "gaussian")
 
 
