@@ -9,6 +9,7 @@ from segcvae.toy.cli import main
 TINY = ["--quick", "--train-size", "600", "--test-size", "100", "--threads", "1"]
 
 
+@pytest.mark.slow  # each command end to end on real digits
 @pytest.mark.parametrize(
     "command, extra, figures",
     [
@@ -28,6 +29,7 @@ def test_model_commands_write_figures_and_metrics(small_mnist, tmp_path, command
         assert metrics["test_nll_is"] <= metrics["test_neg_elbo"] + 1.0
 
 
+@pytest.mark.slow  # each command end to end on real digits
 def test_quadrants_command_via_python_m(small_mnist, tmp_path, monkeypatch):
     quick_nets = ["--nn-hidden", "64", "--hidden", "64", "--latent-dim", "8", "--n-samples", "5"]
     argv = [
