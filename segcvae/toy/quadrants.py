@@ -33,7 +33,7 @@ from segcvae.toy.common import (
     Stopwatch,
     load_digits,
     save_grid,
-    train,
+    train_adam,
     training_summary,
     write_json,
 )
@@ -275,7 +275,7 @@ def quadrant_loss(
 
 
 @torch.no_grad()
-def conditional_log_likelihood(
+def quadrant_log_likelihood(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -350,11 +350,9 @@ def evaluate_quadrants(
         for y in images.split(batch_size):
             x, missing = quadrant_batch(y, torch.full((len(y),), k, dtype=torch.long))
             if method == "exact":
-                estimates = {"exact": conditional_log_likelihood(model, x, y, missing)}
+                estimates = {"exact": quadrant_log_likelihood(model, x, y, missing)}
             elif method == "mc":
-                estimates = {
-                    "mc": conditional_log_likelihood(model, x, y, missing, n_samples, "mc")
-                }
+                estimates = {"mc": quadrant_log_likelihood(model, x, y, missing, n_samples, "mc")}
             elif method == "is":
                 estimates = _posterior_estimates(model, x, y, missing, n_samples)
             else:
@@ -480,7 +478,7 @@ def run_quadrants(
     picks = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(seed + 2))[:6]
     for k in (1, 2, 3):
         _completion_figure(trained, y_test[picks], k, out / f"completions_{k}q.png", 4, seed)
-    table = format_table(report, n_samples)
+    table = quadrant_table(report, n_samples)
     (out / "table.md").write_text(table)
     metrics = {
         "experiment": "quadrants",
@@ -572,7 +570,7 @@ class _QuadrantTraining:
 
     def fit(self, model: nn.Module, name: str, epochs: int) -> list[dict[str, float]]:
         """Train ``model`` with the package's toy epoch loop; returns the per-epoch history."""
-        return train(
+        return train_adam(
             model,
             self.loss_fn(model, name),
             len(self.y_train),
@@ -637,7 +635,7 @@ def _check_finite(report: dict[str, dict]) -> None:
         raise FloatingPointError(f"quadrants: non-finite negative CLL: {bad}")
 
 
-def format_table(report: dict[str, dict], n_samples: int) -> str:
+def quadrant_table(report: dict[str, dict], n_samples: int) -> str:
     """Markdown table of negative CLL (nats per test digit) for 1 / 2 / 3 given quadrants."""
     names = {
         "cnn": "baseline (cnn), exact",

@@ -4,9 +4,9 @@ import torch
 from segcvae.toy.quadrants import (
     QuadrantCVAE,
     QuadrantNN,
-    conditional_log_likelihood,
     evaluate_quadrants,
     quadrant_batch,
+    quadrant_log_likelihood,
     quadrant_loss,
     quadrant_mask,
 )
@@ -79,9 +79,9 @@ def test_baseline_likelihood_counts_only_missing_pixels(digits):
     model = QuadrantNN(32)
     y = digits.x[:8]
     x, missing = quadrant_batch(y, torch.full((8,), 1))
-    ll = conditional_log_likelihood(model, x, y, missing)
+    ll = quadrant_log_likelihood(model, x, y, missing)
     flipped = torch.where(missing.bool(), y, 1 - y)  # change only the visible target pixels
-    assert torch.allclose(ll, conditional_log_likelihood(model, x, flipped, missing))
+    assert torch.allclose(ll, quadrant_log_likelihood(model, x, flipped, missing))
     probs = torch.sigmoid(model(x))
     manual = (missing * (y * probs.log() + (1 - y) * (1 - probs).log())).sum(-1)
     assert torch.allclose(ll, manual, atol=1e-3)
@@ -98,9 +98,9 @@ def test_importance_sampling_with_q_equal_p_is_monte_carlo(digits):
     y = digits.x[:8]
     x, missing = quadrant_batch(y, torch.full((8,), 1))
     torch.manual_seed(5)
-    is_ = conditional_log_likelihood(model, x, y, missing, 50, "is")
+    is_ = quadrant_log_likelihood(model, x, y, missing, 50, "is")
     torch.manual_seed(5)
-    mc = conditional_log_likelihood(model, x, y, missing, 50, "mc")
+    mc = quadrant_log_likelihood(model, x, y, missing, 50, "mc")
     assert torch.allclose(is_, mc, atol=1e-4)
 
 
@@ -118,7 +118,7 @@ def test_monte_carlo_is_exact_when_the_output_ignores_z(digits):
         .mul(missing)
         .sum(-1)
     )
-    mc = conditional_log_likelihood(model, x, y, missing, 20, "mc")
+    mc = quadrant_log_likelihood(model, x, y, missing, 20, "mc")
     assert torch.allclose(mc, exact, atol=1e-4)
 
 
