@@ -44,7 +44,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -299,7 +299,7 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=dist_info.is_main)
 
     # ------------------------------------------------------------------ set-up helpers
-    def _seed(self, phase: str) -> None:
+    def _seed(self, phase: Literal["data", "model", "noise"]) -> None:
         """Every seed the trainer sets, in one place.
 
         ``"data"``: Python's, NumPy's and torch's RNGs from ``train.seed``, before the data is built.
