@@ -271,7 +271,7 @@ class Predictor:
         import torch
         import torch.nn.functional as F
 
-        from segcvae.inference import uncertainty
+        from segcvae.inference import entropy, uncertainty
 
         with torch.inference_mode():
             x = self.preprocess(images)  # (B, 3, s, s)
@@ -281,11 +281,10 @@ class Predictor:
             if samples > 0:
                 sampled = self.model.decode_samples(ctx, samples).float().softmax(dim=2)
                 maps = uncertainty(sampled)  # each (B, s, s)
-                entropy, mutual = maps["entropy"], maps["mutual_information"]
+                ent, mutual = maps["entropy"], maps["mutual_information"]
             else:
-                p = probs.clamp_min(1e-12)
-                entropy = -(probs * p.log()).sum(dim=1)
-                mutual = torch.zeros_like(entropy)
+                ent = entropy(probs, dim=1)
+                mutual = torch.zeros_like(ent)
             out = []
             for i, image in enumerate(images):
                 size = tuple(image.shape[:2])
@@ -308,7 +307,7 @@ class Predictor:
                 else:
                     hyps = mask.new_zeros((0, *size))
                     fg = (mask != BACKGROUND).float()
-                maps2 = up(torch.stack([entropy[i], mutual[i]])[:, None])[:, 0].clamp_min(0)
+                maps2 = up(torch.stack([ent[i], mutual[i]])[:, None])[:, 0].clamp_min(0)
                 out.append(
                     PredictionResult(
                         mask=mask.cpu().numpy(),

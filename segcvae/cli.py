@@ -13,7 +13,6 @@ diverged training run), and any other exception, which is a bug and keeps its tr
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import logging
@@ -598,25 +597,10 @@ def demo_main(argv: Sequence[str] | None = None, prog: str = "segcvae demo") -> 
 
 # ------------------------------------------------------------------------------------ benchmark
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
-    """Forward to ``segcvae.benchmark.main`` (or ``tools/benchmark.py`` in a source checkout)."""
-    main_fn = None
-    if importlib.util.find_spec("segcvae.benchmark") is not None:
-        main_fn = importlib.import_module("segcvae.benchmark").main
-    else:
-        script = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
-        if script.is_file():
-            spec = importlib.util.spec_from_file_location("segcvae_tools_benchmark", script)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            main_fn = module.main
-    if main_fn is None:
-        return _fail(
-            "benchmark is not available (no segcvae.benchmark module or tools/benchmark.py)",
-            USAGE_ERROR,
-        )
-    result = main_fn(list(argv) if argv is not None else None)
-    return int(result or 0)
+    """Forward to :func:`segcvae.benchmark.main`."""
+    from segcvae.benchmark import main as benchmark
+
+    return int(benchmark(list(argv) if argv is not None else None) or 0)
 
 
 COMMANDS = {

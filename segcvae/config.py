@@ -606,11 +606,6 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def config_from_checkpoint(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from the plain data stored in a checkpoint."""
-    return Config.from_dict(data, "checkpoint config")
-
-
 __all__ = [
     "Config",
     "ConfigError",
@@ -621,5 +616,4 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "check_encoder_name",
-    "config_from_checkpoint",
 ]

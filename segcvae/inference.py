@@ -51,6 +51,17 @@ def decode_samples_chunked(model: nn.Module, ctx: object, n: int, chunk: int = 1
     return torch.cat([model.decode_samples(ctx, c) for c in sizes], dim=1)
 
 
+def entropy(probs: Tensor, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """Entropy in nats of the categorical distributions along ``dim`` of ``probs``.
+
+    Args:
+        probs: Probabilities, e.g. (B, K, H, W) with ``dim=1``.
+        dim: The class dimension (removed).
+        eps: Added inside the log, so a zero probability contributes 0.
+    """
+    return -(probs * (probs + eps).log()).sum(dim=dim)
+
+
 def uncertainty(probs: Tensor, eps: float = 1e-12) -> dict[str, Tensor]:
     """Per-pixel uncertainty from sampled probabilities.
 
@@ -63,10 +74,10 @@ def uncertainty(probs: Tensor, eps: float = 1e-12) -> dict[str, Tensor]:
         ``mutual_information``: their difference (the spread between hypotheses), >= 0.
     """
     mean = probs.mean(dim=1)  # (B, K, H, W)
-    entropy = -(mean * (mean + eps).log()).sum(dim=1)
-    expected = -(probs * (probs + eps).log()).sum(dim=2).mean(dim=1)
+    total = entropy(mean, dim=1, eps=eps)  # (B, H, W)
+    expected = entropy(probs, dim=2, eps=eps).mean(dim=1)
     return {
-        "entropy": entropy,
+        "entropy": total,
         "expected_entropy": expected,
-        "mutual_information": (entropy - expected).clamp_min(0),
+        "mutual_information": (total - expected).clamp_min(0),
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segcvae.config import Config
+from segcvae.config import Config, apply_overrides
 
 # Tiny test models gain nothing from a second thread, and two OpenMP threads competing with other
 # processes on a 2-core machine can be many times slower; child processes (torchrun, kill/resume
@@ -16,20 +16,31 @@ from segcvae.config import Config
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The real datasets (MNIST, LFW, CUB, QUBIQ): ../shared/data beside the repository, or wherever
+# SEGCVAE_SHARED_DATA points. Tests that need a dataset that is not there are skipped.
+SHARED_DATA = Path(
+    os.environ.get("SEGCVAE_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
+
+
+# The tiny model of every unit and command-line test: timm's 82k-parameter test encoder on 32x32
+# images builds and runs in milliseconds. tests/tools/conftest.py's TINY adds the run settings.
+TINY_MODEL = [
+    "data.image_size=32",
+    "model.encoder_name=tu-test_efficientnet",
+    "model.decoder_channels=[16,16,16,16,8]",
+    "model.hidden_channels=16",
+    "model.latent_channels=4",
+]
 
 
 def tiny_config(objective: str = "hybrid", latent: str = "spatial") -> Config:
-    """A config whose model builds and runs in milliseconds on 32x32 images."""
-    cfg = Config()
+    """A config whose model builds and runs in milliseconds on 32x32 images (:data:`TINY_MODEL`)."""
+    cfg = Config.from_dict(apply_overrides({}, TINY_MODEL), "tests.conftest.TINY_MODEL")
     cfg.loss.objective = objective
     cfg.loss.kl_warmup_steps = 0  # the KL (and so the prior) gets a gradient from the first step
-    cfg.model.encoder_name = "tu-test_efficientnet"  # timm's 82k-parameter test network
-    cfg.model.decoder_channels = [16, 16, 16, 16, 8]
-    cfg.model.hidden_channels = 16
-    cfg.model.latent_channels = 4
     cfg.model.latent = latent
-    cfg.data.image_size = 32
     return cfg
 
 

@@ -11,6 +11,7 @@ from segcvae.benchmark import interleaved_times, main, ratio_stats, train_memory
 from tests.conftest import tiny_config
 
 
+@pytest.mark.slow  # times real training steps
 def test_benchmark_reports_interleaved_ratios(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--json", str(out), "--settings", "2x32", "--memory", "2x32", "--repeats", "2"]

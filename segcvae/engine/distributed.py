@@ -113,12 +113,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    """Wait for every process (no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over processes, in place; returns it (unchanged in a single process)."""
     if dist.is_available() and dist.is_initialized():
@@ -133,12 +127,3 @@ def all_true(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
-
-
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """Send a picklable object from ``src`` to every process."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]

@@ -127,114 +127,210 @@ def evaluate(
     model.eval()
     if masks_are_modes is None:
         masks_are_modes = bool(_dataset_attr(loader.dataset, "masks_are_modes", False))
-    meter = SegmentationMeter(num_classes, ignore_index)
-    rater_meter = SegmentationMeter(num_classes, ignore_index)
-    majority_meter = SegmentationMeter(num_classes, ignore_index)
-    nll_is: list[torch.Tensor] = []
-    nll_mc: list[torch.Tensor] = []
-    per_image: dict[str, list[float]] = {}
-    ece_bins = torch.zeros(3, 10, dtype=torch.float64)
-    vis_parts: dict[str, list[torch.Tensor]] = {k: [] for k in VisBatch.__dataclass_fields__}
-    n_vis = 0
-    seen = 0
+    acc = _Accumulator(num_classes, ignore_index)
     fork_devices = [device] if device.type == "cuda" else []
     total = len(loader.dataset) if max_images <= 0 else min(max_images, len(loader.dataset))  # type: ignore[arg-type]
     bar = tqdm(total=total, desc="evaluate", unit="img", disable=not progress, leave=False)
-
-    def nll_of(x: torch.Tensor, y: torch.Tensor, ctx: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(-log p(y | x) by the model's best estimator, by Monte Carlo), each (B,)."""
-        nll = negative_log_likelihoods(model, x, y, samples, ctx=ctx)
-        return nll["nll"], nll["nll_mc"]
-
     try:
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             for batch in loader:
-                x = batch["image"].to(device)
-                y = batch["mask"].to(device)
-                masks = batch.get("masks")
-                masks = y.unsqueeze(1) if masks is None else masks.to(device)  # (B, R, H, W)
-                num_masks = batch.get("num_masks")
-                if num_masks is None:
-                    num_masks = torch.full((x.shape[0],), masks.shape[1], dtype=torch.long)
-                num_masks = num_masks.to(device)
-                if max_images > 0 and seen + x.shape[0] > max_images:
-                    keep = max_images - seen
-                    x, y, masks, num_masks = x[:keep], y[:keep], masks[:keep], num_masks[:keep]
-                b_size = x.shape[0]
-                real = torch.arange(masks.shape[1], device=device) < num_masks.unsqueeze(1)
-                gts = [masks[b, : int(num_masks[b])] for b in range(b_size)]  # R_b x (H, W)
-                ctx = model.encode(x)  # image features once, shared by every estimate below
+                keep = max_images - acc.seen if max_images > 0 else None
+                b = _EvalBatch.from_batch(batch, device, keep)
+                ctx = model.encode(b.x)  # image features once, shared by every estimate below
                 pred = model.decode_mean(ctx).argmax(dim=1)  # (B, H, W)
-                meter.update(pred, y)
-                rater_meter.update(pred.unsqueeze(1).expand_as(masks)[real], masks[real])
-                majority_meter.update(
-                    pred, torch.stack([majority_vote(g, num_classes, ignore_index) for g in gts])
-                )
+                acc.add_predictions(pred, b)
                 if samples > 0:
-                    totals = [torch.zeros(b_size, device=device) for _ in range(2)]
-                    for r in range(masks.shape[1]):  # padded raters are all ignore_index: nll 0
-                        for acc, v in zip(totals, nll_of(x, masks[:, r], ctx), strict=True):
-                            acc += v.float() * real[:, r]
-                    nll_is.append((totals[0] / num_masks).cpu())
-                    nll_mc.append((totals[1] / num_masks).cpu())
-                want_vis = n_vis < num_vis
+                    acc.add_likelihoods(*_batch_nll(model, b, ctx, samples))
                 if hypotheses > 0:
                     probs = model.decode_samples(ctx, hypotheses).softmax(dim=2)  # (B, S, K, H, W)
                     hyps = probs.argmax(dim=2)  # (B, S, H, W)
-                    fg_prob = 1.0 - probs[:, :, 0].mean(dim=1)  # (B, H, W)
                     extra = _extra_hypotheses(model, ctx, extra_ged_hypotheses)
-                    for b in range(b_size):
-                        _image_metrics(
-                            per_image, hyps[b], gts[b], fg_prob[b], num_classes, masks_are_modes
-                        )
-                        freq, valid = rater_frequency(gts[b], num_classes)
-                        ece_bins += calibration_bins(fg_prob[b], freq, valid).cpu()
-                        if extra is not None:
-                            key = f"ged_{extra_ged_hypotheses}"
-                            per_image.setdefault(key, []).append(
-                                generalized_energy_distance(extra[b], gts[b], num_classes)
-                            )
-                    if want_vis:
-                        k = min(num_vis - n_vis, b_size)
-                        ent = uncertainty(probs[:k])["entropy"]
-                        for name, t in (
-                            ("images", x[:k]),
-                            ("targets", y[:k]),
-                            ("predictions", pred[:k]),
-                            ("hypotheses", hyps[:k]),
-                            ("entropy", ent),
-                        ):
-                            vis_parts[name].append(
-                                t.float().cpu() if name in ("images", "entropy") else t.cpu()
-                            )
-                        n_vis += k
-                seen += b_size
-                bar.update(b_size)
-                if max_images > 0 and seen >= max_images:
+                    acc.add_hypotheses(probs, hyps, b, masks_are_modes, extra)
+                    if acc.n_vis < num_vis:
+                        acc.add_vis(min(num_vis - acc.n_vis, b.size), b, pred, probs, hyps)
+                acc.seen += b.size
+                bar.update(b.size)
+                if max_images > 0 and acc.seen >= max_images:
                     break
     finally:
         bar.close()
         model.train(was_training)
-    metrics: dict[str, Any] = dict(meter.compute())
-    metrics["images"] = seen
-    for suffix, m in (("raters", rater_meter), ("majority", majority_meter)):
-        counts = m.compute()
-        metrics[f"pixel_accuracy_{suffix}"] = counts["pixel_accuracy"]
-        metrics[f"mean_iou_{suffix}"] = counts["mean_iou"]
-    if nll_is:
-        metrics["nll"] = float(torch.cat(nll_is).mean())
-        metrics["nll_mc"] = float(torch.cat(nll_mc).mean())
-    for key in METRIC_ORDER + sorted(k for k in per_image if k.startswith("ged_")):
-        values = [v for v in per_image.get(key, []) if not math.isnan(v)]
-        if values:
-            metrics[key] = float(np.mean(values))
-    if per_image:
-        metrics["ece"] = ece_from_bins(ece_bins)
-    vis = None
-    if n_vis > 0:
-        vis = VisBatch(**{k: torch.cat(v) for k, v in vis_parts.items()})
-    return EvalResult(metrics=metrics, vis=vis)
+    return EvalResult(metrics=acc.metrics(), vis=acc.vis())
+
+
+@dataclass
+class _EvalBatch:
+    """One evaluation batch on the model's device, cut to the images still wanted.
+
+    Attributes:
+        x: (B, 3, H, W) images.
+        y: (B, H, W) reference masks.
+        masks: (B, R, H, W) every rater's mask, padded to the batch's largest R.
+        num_masks: (B,) real raters per image.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    masks: torch.Tensor
+    num_masks: torch.Tensor
+
+    @classmethod
+    def from_batch(
+        cls, batch: dict[str, Any], device: torch.device, keep: int | None
+    ) -> _EvalBatch:
+        """Move ``batch`` to ``device``; keep only its first ``keep`` images (None = all)."""
+        x = batch["image"].to(device)
+        y = batch["mask"].to(device)
+        masks = batch.get("masks")
+        masks = y.unsqueeze(1) if masks is None else masks.to(device)  # (B, R, H, W)
+        num_masks = batch.get("num_masks")
+        if num_masks is None:
+            num_masks = torch.full((x.shape[0],), masks.shape[1], dtype=torch.long)
+        num_masks = num_masks.to(device)
+        if keep is not None and x.shape[0] > keep:
+            x, y, masks, num_masks = x[:keep], y[:keep], masks[:keep], num_masks[:keep]
+        return cls(x, y, masks, num_masks)
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def real(self) -> torch.Tensor:
+        """(B, R) bool: which rater slots hold a real mask."""
+        return torch.arange(self.masks.shape[1], device=self.x.device) < self.num_masks.unsqueeze(1)
+
+    def raters(self) -> list[torch.Tensor]:
+        """Each image's real rater masks, R_b x (H, W)."""
+        return [self.masks[b, : int(self.num_masks[b])] for b in range(self.size)]
+
+
+def _batch_nll(
+    model: nn.Module, b: _EvalBatch, ctx: Any, samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-log p(y | x) of each image, the mean over its real raters: (best estimator, Monte Carlo).
+
+    Returns:
+        Two (B,) tensors on the CPU.
+    """
+    real = b.real
+    totals = [torch.zeros(b.size, device=b.x.device) for _ in range(2)]
+    for r in range(b.masks.shape[1]):  # padded raters are all ignore_index: nll 0
+        nll = negative_log_likelihoods(model, b.x, b.masks[:, r], samples, ctx=ctx)
+        for acc, v in zip(totals, (nll["nll"], nll["nll_mc"]), strict=True):
+            acc += v.float() * real[:, r]
+    return (totals[0] / b.num_masks).cpu(), (totals[1] / b.num_masks).cpu()
+
+
+class _Accumulator:
+    """What :func:`evaluate` gathers batch by batch, and the metrics it makes of it."""
+
+    def __init__(self, num_classes: int, ignore_index: int) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.meter = SegmentationMeter(num_classes, ignore_index)  # vs the reference mask
+        self.rater_meter = SegmentationMeter(num_classes, ignore_index)  # vs every rater
+        self.majority_meter = SegmentationMeter(num_classes, ignore_index)  # vs the majority vote
+        self.nll_is: list[torch.Tensor] = []
+        self.nll_mc: list[torch.Tensor] = []
+        self.per_image: dict[str, list[float]] = {}
+        self.ece_bins = torch.zeros(3, 10, dtype=torch.float64)
+        self.vis_parts: dict[str, list[torch.Tensor]] = {
+            k: [] for k in VisBatch.__dataclass_fields__
+        }
+        self.n_vis = 0
+        self.seen = 0
+
+    def add_predictions(self, pred: torch.Tensor, b: _EvalBatch) -> None:
+        """Count the deterministic prediction (B, H, W) against the reference, raters, majority."""
+        real = b.real
+        self.meter.update(pred, b.y)
+        self.rater_meter.update(pred.unsqueeze(1).expand_as(b.masks)[real], b.masks[real])
+        majority = [majority_vote(g, self.num_classes, self.ignore_index) for g in b.raters()]
+        self.majority_meter.update(pred, torch.stack(majority))
+
+    def add_likelihoods(self, nll: torch.Tensor, nll_mc: torch.Tensor) -> None:
+        """Keep the per-image NLLs (B,) of :func:`_batch_nll`."""
+        self.nll_is.append(nll)
+        self.nll_mc.append(nll_mc)
+
+    def add_hypotheses(
+        self,
+        probs: torch.Tensor,
+        hyps: torch.Tensor,
+        b: _EvalBatch,
+        masks_are_modes: bool,
+        extra: torch.Tensor | None,
+    ) -> None:
+        """Per-image multi-hypothesis metrics and calibration counts.
+
+        Args:
+            probs: (B, S, K, H, W) sampled class probabilities.
+            hyps: (B, S, H, W) their label maps.
+            b: The batch (its raters).
+            masks_are_modes: Also score mode purity / coverage.
+            extra: (B, n, H, W) more hypotheses for ``ged_<n>``, or None.
+        """
+        fg_prob = 1.0 - probs[:, :, 0].mean(dim=1)  # (B, H, W)
+        gts = b.raters()
+        k = self.num_classes
+        for i in range(b.size):
+            _image_metrics(self.per_image, hyps[i], gts[i], fg_prob[i], k, masks_are_modes)
+            freq, valid = rater_frequency(gts[i], k)
+            self.ece_bins += calibration_bins(fg_prob[i], freq, valid).cpu()
+            if extra is not None:
+                self.per_image.setdefault(f"ged_{extra.shape[1]}", []).append(
+                    generalized_energy_distance(extra[i], gts[i], k)
+                )
+
+    def add_vis(
+        self,
+        k: int,
+        b: _EvalBatch,
+        pred: torch.Tensor,
+        probs: torch.Tensor,
+        hyps: torch.Tensor,
+    ) -> None:
+        """Keep the batch's first ``k`` images for the sample grid (on the CPU)."""
+        ent = uncertainty(probs[:k])["entropy"]
+        for name, t in (
+            ("images", b.x[:k]),
+            ("targets", b.y[:k]),
+            ("predictions", pred[:k]),
+            ("hypotheses", hyps[:k]),
+            ("entropy", ent),
+        ):
+            self.vis_parts[name].append(
+                t.float().cpu() if name in ("images", "entropy") else t.cpu()
+            )
+        self.n_vis += k
+
+    def metrics(self) -> dict[str, Any]:
+        """The metrics of :func:`evaluate` (plain floats / lists)."""
+        metrics: dict[str, Any] = dict(self.meter.compute())
+        metrics["images"] = self.seen
+        for suffix, m in (("raters", self.rater_meter), ("majority", self.majority_meter)):
+            counts = m.compute()
+            metrics[f"pixel_accuracy_{suffix}"] = counts["pixel_accuracy"]
+            metrics[f"mean_iou_{suffix}"] = counts["mean_iou"]
+        if self.nll_is:
+            metrics["nll"] = float(torch.cat(self.nll_is).mean())
+            metrics["nll_mc"] = float(torch.cat(self.nll_mc).mean())
+        per_image = self.per_image
+        for key in METRIC_ORDER + sorted(k for k in per_image if k.startswith("ged_")):
+            values = [v for v in per_image.get(key, []) if not math.isnan(v)]
+            if values:
+                metrics[key] = float(np.mean(values))
+        if per_image:
+            metrics["ece"] = ece_from_bins(self.ece_bins)
+        return metrics
+
+    def vis(self) -> VisBatch | None:
+        """The kept images as a :class:`VisBatch`, or None when none were kept."""
+        if self.n_vis == 0:
+            return None
+        return VisBatch(**{k: torch.cat(v) for k, v in self.vis_parts.items()})
 
 
 # Per-image metrics, averaged over the images where they are defined (NaN values are left out).

@@ -16,8 +16,7 @@ from PIL import Image
 
 from segcvae import viz
 from segcvae.api import PredictionResult
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
+from segcvae.data.folder import IMAGE_EXTENSIONS
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
@@ -31,7 +30,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         p = Path(pattern)
         if p.is_dir():
             out += sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
             )
         elif p.exists():
             out.append(p)

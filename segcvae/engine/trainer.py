@@ -44,7 +44,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -173,6 +173,30 @@ def _noise_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7919 + step) % (2**63)
 
 
+class LossWindow:
+    """Sums of the loss terms of the steps since the window began, and their wall time."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.n = 0  # steps with loss terms (a skipped step is timed, not counted)
+        self.seconds = 0.0
+
+    def add(self, terms: dict[str, torch.Tensor] | None, seconds: float) -> None:
+        self.seconds += seconds
+        if terms is None:
+            return
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def means(self) -> dict[str, float]:
+        """Mean of each term over the counted steps (this process only)."""
+        return {k: float(v) / max(self.n, 1) for k, v in self.sums.items()}
+
+    def images_per_s(self, batch_size: int) -> float:
+        return self.n * batch_size / max(self.seconds, 1e-9)
+
+
 class Trainer:
     """Builds a run from a config and trains it.
 
@@ -207,9 +231,7 @@ class Trainer:
                 f"number of processes ({dist_info.world_size})"
             )
         self.batch_size = tc.batch_size // dist_info.world_size
-        random.seed(tc.seed)
-        np.random.seed(tc.seed)
-        torch.manual_seed(tc.seed)
+        self._seed("data")
 
         # Data: every rank trains on its shard; only rank 0 evaluates.
         train_tf = ItemSeededTransform(build_transforms(cfg.data, "train"))
@@ -243,7 +265,7 @@ class Trainer:
             )
 
         # Model, objective, optimisation.
-        torch.manual_seed(tc.seed)
+        self._seed("model")
         check_encoder_name(cfg.model.encoder_name)
         self.model: nn.Module = create_model(cfg, self.num_classes).to(self.device)
         self.channels_last = tc.channels_last and self.device.type == "cuda"
@@ -268,6 +290,8 @@ class Trainer:
         self.last_saved_step: int | None = None  # step of the newest good last.pt
         self.last_val: dict[str, Any] = {}
         self._warned_unscored = False
+        self.window = LossWindow()  # steps since the last training-log line
+        self.since_eval = LossWindow()  # steps since the last evaluation
         if overwrite and dist_info.is_main and self.run_dir.is_dir():
             removed = clear_run_dir(self.run_dir)
             if removed:
@@ -275,6 +299,26 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=dist_info.is_main)
 
     # ------------------------------------------------------------------ set-up helpers
+    def _seed(self, phase: Literal["data", "model", "noise"]) -> None:
+        """Every seed the trainer sets, in one place.
+
+        ``"data"``: Python's, NumPy's and torch's RNGs from ``train.seed``, before the data is built.
+        ``"model"``: torch's again, so the initial weights do not depend on what building the data
+        drew. ``"noise"``: the sampling noise of this rank from ``self.step`` on (a fresh run, or a
+        resume whose checkpoint holds no RNG state).
+        """
+        seed = self.cfg.train.seed
+        if phase == "data":
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        elif phase == "model":
+            torch.manual_seed(seed)
+        elif phase == "noise":
+            torch.manual_seed(_noise_seed(seed, self.dist.rank, self.step))
+        else:
+            raise ValueError(f"unknown seeding phase {phase!r}")
+
     def _amp(self, amp: str) -> tuple[torch.dtype, bool]:
         dtypes = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
         if amp not in dtypes:
@@ -324,7 +368,7 @@ class Trainer:
         if self.dist.is_main and ckpt.get("rng") is not None:
             restore_rng_state(ckpt["rng"])
         else:
-            torch.manual_seed(_noise_seed(self.cfg.train.seed, self.dist.rank, self.step))
+            self._seed("noise")
         self.logger.truncate_after(self.step)
         if self.dist.is_main:
             log.info("resumed from %s at step %d", path, self.step)
@@ -332,96 +376,118 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train to ``train.steps``; returns a summary (step, best mean IoU, last validation metrics)."""
-        tc = self.cfg.train
-        main = self.dist.is_main
+        """Train to ``train.steps``; returns a summary (step, best mean IoU, last validation metrics).
+
+        Each step: :meth:`_train_step`, then :meth:`_after_step` (log, evaluate, checkpoint when due).
+        """
+        self._begin(resume)
+        bar = self._progress_bar()
+        start = time.perf_counter()
+        try:
+            t_batch = time.perf_counter()
+            for batch in self._batches():
+                terms = self._train_step(batch)
+                self.step += 1
+                self._record(terms, time.perf_counter() - t_batch)
+                bar.update(1)
+                self._after_step(bar)
+                t_batch = time.perf_counter()
+        finally:
+            bar.close()
+            self.logger.close()
+        return self._summary(time.perf_counter() - start)
+
+    def _begin(self, resume: bool) -> None:
+        """Resume (or seed the noise of a fresh run), wrap in DDP, write the run folder's config."""
         resumed = self.resume() if resume else False
         if not resumed:
-            torch.manual_seed(_noise_seed(tc.seed, self.dist.rank, 0))
+            self._seed("noise")
         self._wrap_ddp()
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "samples").mkdir(exist_ok=True)
-            self.cfg.to_yaml(self.run_dir / "config.yaml")
-            n_params = sum(p.numel() for p in self.model.parameters())
-            log.info(
-                "training %s (%s, %.2fM parameters) on %s for %d steps -> %s",
-                self.cfg.loss.objective,
-                self.cfg.data.name,
-                n_params / 1e6,
-                f"{self.dist.world_size} x {self.device}" if self.dist.distributed else self.device,
-                tc.steps,
-                self.run_dir,
-            )
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        self.cfg.to_yaml(self.run_dir / "config.yaml")
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info(
+            "training %s (%s, %.2fM parameters) on %s for %d steps -> %s",
+            self.cfg.loss.objective,
+            self.cfg.data.name,
+            n_params / 1e6,
+            f"{self.dist.world_size} x {self.device}" if self.dist.distributed else self.device,
+            self.cfg.train.steps,
+            self.run_dir,
+        )
 
-        steps_per_epoch = self.sampler.num_samples // self.batch_size
-        bar = tqdm(
-            total=tc.steps,
+    def _progress_bar(self) -> Any:
+        return tqdm(
+            total=self.cfg.train.steps,
             initial=self.step,
             desc="train",
             unit="step",
             dynamic_ncols=True,
-            disable=not (main and self.progress),
+            disable=not (self.dist.is_main and self.progress),
         )
-        window: dict[str, torch.Tensor] = {}
-        since_eval: dict[str, torch.Tensor] = {}
-        window_n = since_eval_n = 0
-        window_time = since_eval_time = 0.0
-        start = time.perf_counter()
-        try:
-            while self.step < tc.steps:
-                epoch, offset = divmod(self.step, steps_per_epoch)
-                self.sampler.set_epoch(epoch, offset * self.batch_size)
-                self.train_set.set_epoch(epoch)
-                t_batch = time.perf_counter()
-                for batch in self.loader:
-                    terms = self._train_step(batch)
-                    self.step += 1
-                    dt = time.perf_counter() - t_batch
-                    window_time += dt
-                    since_eval_time += dt
-                    if terms is not None:
-                        for k, v in terms.items():
-                            window[k] = window.get(k, 0.0) + v
-                            since_eval[k] = since_eval.get(k, 0.0) + v
-                        window_n += 1
-                        since_eval_n += 1
-                    bar.update(1)
-                    if self.step % max(tc.log_every, 1) == 0 and main:
-                        ips = window_n * tc.batch_size / max(window_time, 1e-9)
-                        means = {k: float(v) / max(window_n, 1) for k, v in window.items()}
-                        self._show(bar, means, ips)
-                        self.logger.log_train(
-                            {
-                                "step": self.step,
-                                "lr": self._lr(),
-                                "images_per_s": ips,
-                                "train": means,
-                            }
-                        )
-                        window, window_n, window_time = {}, 0, 0.0
-                    final = self.step >= tc.steps
-                    do_eval = final or (tc.eval_every > 0 and self.step % tc.eval_every == 0)
-                    do_save = do_eval or (
-                        tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0
-                    )
-                    if do_save:
-                        self._check_health()  # every rank: same weights, same decision
-                    if do_eval:
-                        train_means = self._reduce_means(since_eval, since_eval_n)
-                        ips = since_eval_n * tc.batch_size / max(since_eval_time, 1e-9)
-                        if main:
-                            self._evaluate_and_log(train_means, ips, bar)
-                        since_eval, since_eval_n, since_eval_time = {}, 0, 0.0
-                    if do_save:
-                        self._save_last()
-                    if final:
-                        break
-                    t_batch = time.perf_counter()
-        finally:
-            bar.close()
-            self.logger.close()
-        wall = time.perf_counter() - start
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps in one pass over this rank's shard (the last incomplete batch dropped)."""
+        return self.sampler.num_samples // self.batch_size
+
+    def _batches(self) -> Any:
+        """Training batches from ``self.step`` to ``train.steps``, epoch after epoch.
+
+        The data order is a function of ``(seed, epoch)``, so a resumed run continues mid-epoch
+        exactly where the checkpoint was written.
+        """
+        while self.step < self.cfg.train.steps:
+            epoch, offset = divmod(self.step, self.steps_per_epoch)
+            self.sampler.set_epoch(epoch, offset * self.batch_size)
+            self.train_set.set_epoch(epoch)
+            for batch in self.loader:
+                yield batch
+                if self.step >= self.cfg.train.steps:
+                    return
+
+    def _record(self, terms: dict[str, torch.Tensor] | None, seconds: float) -> None:
+        """Add a step's loss terms (None: skipped, timed only) to the log and evaluation windows."""
+        self.window.add(terms, seconds)
+        self.since_eval.add(terms, seconds)
+
+    def _after_step(self, bar: Any) -> None:
+        """What is due after step ``self.step``: the training log, an evaluation, a checkpoint."""
+        tc = self.cfg.train
+        if self.step % max(tc.log_every, 1) == 0 and self.dist.is_main:
+            self._log_train(bar)
+        final = self.step >= tc.steps
+        do_eval = final or (tc.eval_every > 0 and self.step % tc.eval_every == 0)
+        do_save = do_eval or (tc.checkpoint_every > 0 and self.step % tc.checkpoint_every == 0)
+        if do_save:
+            self._check_health()  # every rank: same weights, same decision
+        if do_eval:
+            self._evaluate(bar)
+        if do_save:
+            self._save_last()
+
+    def _log_train(self, bar: Any | None = None) -> None:
+        """Show and write the mean losses since the last log line (rank 0); starts a new window."""
+        ips = self.window.images_per_s(self.cfg.train.batch_size)
+        means = self.window.means()
+        self._show(bar, means, ips)
+        self.logger.log_train(
+            {"step": self.step, "lr": self._lr(), "images_per_s": ips, "train": means}
+        )
+        self.window = LossWindow()
+
+    def _evaluate(self, bar: Any = None) -> None:
+        """Evaluate (rank 0) with the training means since the last evaluation (over all ranks)."""
+        train_means = self._reduce_means(self.since_eval.sums, self.since_eval.n)
+        ips = self.since_eval.images_per_s(self.cfg.train.batch_size)
+        if self.dist.is_main:
+            self._evaluate_and_log(train_means, ips, bar)
+        self.since_eval = LossWindow()
+
+    def _summary(self, wall: float) -> dict[str, Any]:
         summary = {
             "step": self.step,
             "best_mean_iou": None if self.best_metric == -math.inf else self.best_metric,
@@ -430,7 +496,7 @@ class Trainer:
             "wall_s": wall,
             "run_dir": str(self.run_dir),
         }
-        if main:
+        if self.dist.is_main:
             log.info(
                 "done: %d steps in %.1f s; best val mean IoU %s",
                 self.step,
@@ -581,11 +647,11 @@ class Trainer:
             return {k: float(t[i]) / max(total_n, 1.0) for i, k in enumerate(keys)}
         return {k: float(sums[k]) / max(n, 1) for k in keys}
 
-    def _show(self, bar: Any, means: dict[str, float], ips: float) -> None:
+    def _show(self, bar: Any | None, means: dict[str, float], ips: float) -> None:
         shown = {k: means[k] for k in ("loss", "nll", "kl") if k in means}
         if not shown:
             shown = dict(list(means.items())[:3])
-        if not bar.disable:
+        if bar is not None and not bar.disable:
             bar.set_postfix(
                 {**{k: f"{v:.4f}" for k, v in shown.items()}, "img/s": f"{ips:.1f}"}, refresh=False
             )
@@ -603,7 +669,9 @@ class Trainer:
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _evaluate_and_log(self, train_means: dict[str, float], ips: float, bar: Any) -> None:
+    def _evaluate_and_log(
+        self, train_means: dict[str, float], ips: float, bar: Any | None = None
+    ) -> None:
         ev = self.cfg.eval
         assert self.val_loader is not None
         result = evaluate(
@@ -620,7 +688,7 @@ class Trainer:
         self.last_val = val
         record = {
             "step": self.step,
-            "epoch": self.step / max(self.sampler.num_samples // self.batch_size, 1),
+            "epoch": self.step / max(self.steps_per_epoch, 1),
             "lr": self._lr(),
             "images_per_s": ips,
             "skipped_steps": self.skipped,
@@ -643,7 +711,7 @@ class Trainer:
             if k in val
         )
         message = f"step {self.step}: train loss {train_means.get('loss', float('nan')):.4f} | {ev.split} {shown}"
-        if bar.disable:
+        if bar is None or bar.disable:
             log.info(message)
         else:
             bar.write(message)

@@ -8,7 +8,6 @@ from segcvae.metrics._functional import (
 )
 from segcvae.metrics.likelihood import (
     conditional_log_likelihood,
-    cross_entropy_sum,
     negative_log_likelihoods,
 )
 from segcvae.metrics.multi_hypothesis import (
@@ -39,7 +38,6 @@ __all__ = [
     "SegmentationMeter",
     "calibration_bins",
     "conditional_log_likelihood",
-    "cross_entropy_sum",
     "diversity",
     "ece",
     "ece_from_bins",

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segcvae.metrics._functional import label_log_likelihood, log_mean_exp
@@ -92,9 +91,3 @@ def negative_log_likelihoods(
     if model.likelihood_methods[0] != "is":
         return {"nll": mc, "nll_mc": mc}
     return {"nll": -conditional_log_likelihood(model, x, y, n_samples, "is", ctx=ctx), "nll_mc": mc}
-
-
-def cross_entropy_sum(logits: Tensor, y: Tensor, ignore_index: int = 255) -> Tensor:
-    """Summed cross-entropy per image (B,): the exact NLL of a deterministic model."""
-    ce = F.cross_entropy(logits.float(), y, ignore_index=ignore_index, reduction="none")
-    return ce.flatten(1).sum(1)

@@ -26,9 +26,8 @@ from segcvae.toy.common import (
     save_scatter,
 )
 from segcvae.toy.layers import bernoulli_log_prob, mlp
+from segcvae.toy.mnist import NUM_PIXELS
 from segcvae.toy.priors import NUM_ARMS, get_prior
-
-NUM_PIXELS = 784
 
 
 class AAE(nn.Module):

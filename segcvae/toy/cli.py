@@ -20,8 +20,8 @@ QUICK_EXTRA = {
     "cvae": {"n_samples": 50},
     "aae": {},
     "quadrants": {
-        "nn_epochs": 1,
-        "nn_hidden": 256,
+        "cnn_epochs": 1,
+        "cnn_hidden": 256,
         "hidden": 256,
         "latent_dim": 32,
         "n_samples": 20,
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cvae": commands.add_parser("cvae", help="label-conditioned VAE: styles and analogies"),
         "aae": commands.add_parser("aae", help="adversarial autoencoder with a 2-D prior"),
         "quadrants": commands.add_parser(
-            "quadrants", help="Sohn et al. 2015 quadrant completion: NN, GSNN, CVAE, hybrid"
+            "quadrants", help="Sohn et al. 2015 quadrant completion: baseline, GSNN, CVAE, hybrid"
         ),
     }
     for name, sub in subs.items():
@@ -81,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q = subs["quadrants"]
     q.add_argument(
-        "--models", default=",".join(OBJECTIVES), help="comma list of nn,gsnn,cvae,hybrid"
+        "--models", default=",".join(OBJECTIVES), help="comma list of cnn,gsnn,cvae,hybrid"
     )
-    q.add_argument("--nn-epochs", type=int, help="epochs of the NN baseline")
-    q.add_argument("--nn-hidden", type=int, help="width of the NN baseline")
+    # --nn-epochs / --nn-hidden: the options' names before the baseline was "cnn" everywhere
+    q.add_argument("--cnn-epochs", "--nn-epochs", type=int, help="epochs of the baseline")
+    q.add_argument("--cnn-hidden", "--nn-hidden", type=int, help="width of the baseline")
     q.add_argument("--hidden", type=int, help="width of the GSNN / CVAE / hybrid nets")
     q.add_argument("--latent-dim", type=int)
     q.add_argument("--alpha", type=float, help="hybrid weight of the CVAE term")
@@ -93,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--quadrant-weights", help="how often training digits show 1,2,3 quadrants, e.g. 1,1,1"
     )
-    q.add_argument("--residual", action="store_true", help="generation net corrects NN logits")
-    q.add_argument("--baseline", type=Path, help="nn.pt of an earlier --save run: skip the NN")
+    q.add_argument(
+        "--residual", action="store_true", help="generation net corrects the baseline's logits"
+    )
+    q.add_argument(
+        "--baseline", type=Path, help="cnn.pt of an earlier --save run: skip training the baseline"
+    )
     q.add_argument("--save", action="store_true", help="write each model's weights to OUT")
     return parser
 

@@ -129,7 +129,7 @@ def run_epochs(
     return history
 
 
-def train(
+def train_adam(
     model: nn.Module,
     loss_fn: Callable[[Tensor], dict[str, Tensor]],
     num_examples: int,

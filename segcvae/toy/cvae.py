@@ -24,12 +24,11 @@ from segcvae.toy.common import (
     finish_run,
     load_digits,
     save_grid,
-    train,
+    train_adam,
     training_summary,
 )
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp, standard_normal
-
-NUM_PIXELS, NUM_CLASSES = 784, 10
+from segcvae.toy.mnist import NUM_CLASSES, NUM_PIXELS
 
 
 @dataclass
@@ -121,7 +120,7 @@ def run_cvae(
     test_set = load_digits(data, "test", binarization, test_size)
     model = LabelCVAE(latent_dim, hidden)
     clock = Stopwatch()
-    history = train(
+    history = train_adam(
         model,
         lambda idx: cvae_loss(model, train_set.x[idx], train_set.labels[idx]),
         len(train_set),

@@ -28,6 +28,11 @@ _IDX_DTYPES = {
 
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
+# An MNIST digit is SIDE x SIDE pixels; the toy models see it flattened to NUM_PIXELS.
+SIDE = 28
+NUM_PIXELS = SIDE * SIDE
+NUM_CLASSES = 10
+
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one idx file (gzip-compressed or raw, detected from its first bytes).

@@ -1,4 +1,4 @@
-"""Quadrant completion on MNIST (Sohn, Lee & Yan 2015, section 5.1): NN, GSNN, CVAE and hybrid.
+"""Quadrant completion on MNIST (Sohn, Lee & Yan 2015, section 5.1): baseline, GSNN, CVAE, hybrid.
 
 The input is 1, 2 or 3 quadrants of a binarised digit, the output the missing ones. Quadrants become
 visible in the paper's order: bottom-left, then top-left, then top-right (so "3 quadrants" asks for
@@ -12,13 +12,14 @@ number of visible quadrants at random.
   p(y|x, y_hat, z), with the paper's "recurrent connection": the frozen baseline's prediction y_hat
   feeds the prior and generation nets. Without ``recognition_net`` it is the GSNN.
 
-The negative conditional log-likelihood of the missing pixels (nats per image) is exact for the NN,
+The negative conditional log-likelihood of the missing pixels (nats per image) is exact for the baseline,
 a Monte Carlo average over the prior for the GSNN and importance-sampled with the recognition net
 for the CVAE / hybrid (``segcvae.metrics._functional``, the estimators of the segmentation toolkit).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +33,17 @@ from segcvae.toy.common import (
     Stopwatch,
     load_digits,
     save_grid,
-    train,
+    train_adam,
     training_summary,
     write_json,
 )
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp
+from segcvae.toy.mnist import NUM_PIXELS, SIDE
 
-SIDE = 28
-NUM_PIXELS = SIDE * SIDE
 QUADRANT_ORDER = ("bottom-left", "top-left", "top-right", "bottom-right")
-OBJECTIVES = ("nn", "gsnn", "cvae", "hybrid")
+OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid")
+# How each model's conditional log-likelihood is estimated
+ESTIMATORS = {"cnn": "exact", "gsnn": "mc", "cvae": "is", "hybrid": "is"}
 
 
 def quadrant_mask(num_visible: int, side: int = SIDE) -> Tensor:
@@ -243,9 +245,9 @@ def quadrant_loss(
     """Training terms (nats per image, lower is better) for one batch.
 
     Args:
-        model: ``QuadrantNN`` for ``"nn"``, else ``QuadrantCVAE``.
+        model: ``QuadrantNN`` for ``"cnn"``, else ``QuadrantCVAE``.
         x: (B, 784) inputs, y: (B, 784) complete digits, missing: (B, 784) pixels to predict.
-        objective: ``"nn"``, ``"gsnn"``, ``"cvae"`` or ``"hybrid"``
+        objective: ``"cnn"`` (the deterministic baseline), ``"gsnn"``, ``"cvae"`` or ``"hybrid"``
             (``alpha * cvae + (1 - alpha) * gsnn``).
         alpha: Hybrid weight.
         kl_weight: Factor on the KL term in ``loss`` (a warm-up from 0 to 1 keeps the decoder from
@@ -255,9 +257,10 @@ def quadrant_loss(
         ``{"loss", "nll"}`` plus ``"kl"`` and ``"nll_prior"`` where they apply; ``nll`` is the
         reconstruction term of the objective's main path.
     """
+    objective = _OLD_NAMES.get(objective, objective)
     if objective not in OBJECTIVES:
         raise KeyError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
-    if objective == "nn":
+    if objective == "cnn":
         nll = -bernoulli_log_prob(model(x), y, missing).mean()
         return {"loss": nll, "nll": nll}
     out = model(x, y if objective != "gsnn" else None)
@@ -272,7 +275,7 @@ def quadrant_loss(
 
 
 @torch.no_grad()
-def conditional_log_likelihood(
+def quadrant_log_likelihood(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -333,7 +336,7 @@ def evaluate_quadrants(
     Args:
         model: ``QuadrantNN`` (exact) or ``QuadrantCVAE``.
         images: (N, 784) binarised test digits.
-        method: ``"exact"`` (NN), ``"mc"`` (GSNN) or ``"is"`` (CVAE / hybrid; the ELBO from the
+        method: ``"exact"`` (the baseline), ``"mc"`` (GSNN) or ``"is"`` (CVAE / hybrid; the ELBO from the
             same samples is returned as well).
         n_samples: S.
         batch_size: Digits per forward pass (memory grows as S * batch_size).
@@ -347,11 +350,9 @@ def evaluate_quadrants(
         for y in images.split(batch_size):
             x, missing = quadrant_batch(y, torch.full((len(y),), k, dtype=torch.long))
             if method == "exact":
-                estimates = {"exact": conditional_log_likelihood(model, x, y, missing)}
+                estimates = {"exact": quadrant_log_likelihood(model, x, y, missing)}
             elif method == "mc":
-                estimates = {
-                    "mc": conditional_log_likelihood(model, x, y, missing, n_samples, "mc")
-                }
+                estimates = {"mc": quadrant_log_likelihood(model, x, y, missing, n_samples, "mc")}
             elif method == "is":
                 estimates = _posterior_estimates(model, x, y, missing, n_samples)
             else:
@@ -366,7 +367,7 @@ def evaluate_quadrants(
 def _completion_figure(
     models: dict[str, nn.Module], images: Tensor, k: int, path: Path, n_samples: int, seed: int
 ) -> None:
-    """Rows: test digits. Columns: truth, input (hidden = grey), NN, then samples of each model."""
+    """Rows: test digits. Columns: truth, input (hidden = grey), baseline, samples of each model."""
     torch.manual_seed(seed)
     x, missing = quadrant_batch(images, torch.full((len(images),), k, dtype=torch.long))
     visible = missing == 0
@@ -377,9 +378,9 @@ def _completion_figure(
 
     cols, labels = [images, shown], ["truth", "input"]
     with torch.no_grad():
-        if "nn" in models:
-            cols.append(paste(torch.sigmoid(models["nn"](x))))
-            labels.append("NN")
+        if "cnn" in models:
+            cols.append(paste(torch.sigmoid(models["cnn"](x))))
+            labels.append("baseline")
         for name in ("gsnn", "cvae", "hybrid"):
             if name in models:
                 samples = models[name].sample(x, n_samples)  # (S, B, 784)
@@ -398,9 +399,9 @@ def run_quadrants(
     out: str | Path,
     *,
     models: tuple[str, ...] = OBJECTIVES,
-    nn_epochs: int = 12,
+    cnn_epochs: int = 12,
     epochs: int = 14,
-    nn_hidden: int = 1000,
+    cnn_hidden: int = 1000,
     hidden: int = 500,
     latent_dim: int = 100,
     batch_size: int = 256,
@@ -420,15 +421,16 @@ def run_quadrants(
 ) -> dict:
     """Train the quadrant models, write the table, figures and ``metrics.json``; return metrics.
 
-    The NN baseline is always trained first (or loaded from ``baseline``) and always reported:
-    the latent models read its prediction. Every model is trained by Adam with a cosine decay.
+    The baseline (objective ``"cnn"``) is always trained first (or loaded from ``baseline``) and
+    always reported: the latent models read its prediction. Every model is trained by Adam with a
+    cosine decay.
 
     Args:
         data: MNIST folder. out: Output folder.
-        models: Latent models to train after the NN: any of ``"gsnn"``, ``"cvae"``, ``"hybrid"``
-            (``"nn"`` may be listed and is ignored).
-        nn_epochs: Epochs of the baseline; epochs: epochs of each latent model.
-        nn_hidden: Width of the NN's two hidden layers (the paper: 1000).
+        models: Latent models to train after the baseline: any of ``"gsnn"``, ``"cvae"``,
+            ``"hybrid"`` (``"cnn"``, or its old name ``"nn"``, may be listed and is ignored).
+        cnn_epochs: Epochs of the baseline; epochs: epochs of each latent model.
+        cnn_hidden: Width of the baseline's two hidden layers (the paper: 1000).
         hidden, latent_dim: Width of the latent models' MLPs and size of z.
         batch_size, lr, seed: Training settings; alpha: hybrid weight.
         kl_warmup: Epochs over which the KL weight rises linearly from 0 to 1 (0: none).
@@ -438,98 +440,50 @@ def run_quadrants(
         n_samples: S for the MC / importance-sampled estimates.
         binarization: ``"threshold"`` (pixel > 0.5) or ``"dynamic"`` (one fixed draw per split).
         train_size, test_size: Use only the first digits of each split (None: all).
-        baseline: A ``nn.pt`` written by an earlier run with ``save=True``: skip training the NN.
+        baseline: A ``cnn.pt`` written by an earlier run with ``save=True``: skip training it.
         save: Write each model's ``state_dict`` to ``OUT/<name>.pt``.
+
+    Raises:
+        FloatingPointError: A model's negative CLL is not finite (then no table, figure or
+            ``metrics.json`` is written).
     """
-    unknown = set(models) - set(OBJECTIVES)
-    if unknown:
-        raise KeyError(f"unknown quadrant models {sorted(unknown)}; valid: {list(OBJECTIVES)}")
-    if len(quadrant_weights) != 3 or min(quadrant_weights) < 0 or sum(quadrant_weights) <= 0:
-        raise ValueError(f"quadrant_weights must be 3 non-negative numbers, got {quadrant_weights}")
+    latent = _latent_models(models)
+    _check_quadrant_weights(quadrant_weights)
     torch.manual_seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = load_digits(data, "train", binarization, train_size)
-    test_set = load_digits(data, "test", binarization, test_size)
-    y_train, y_test = train_set.x, test_set.x
-    draw = torch.Generator().manual_seed(seed + 1)
-    weights = torch.tensor(quadrant_weights, dtype=torch.float)
-    steps_per_epoch = -(-len(y_train) // batch_size)
+    y_train = load_digits(data, "train", binarization, train_size).x
+    y_test = load_digits(data, "test", binarization, test_size).x
+    training = _QuadrantTraining(
+        y_train, quadrant_weights, batch_size, lr, alpha, kl_warmup, seed, log
+    )
 
-    def loss_fn(model: nn.Module, name: str) -> Callable[[Tensor], dict[str, Tensor]]:
-        step = 0
-
-        def terms(idx: Tensor) -> dict[str, Tensor]:
-            nonlocal step
-            step += 1
-            y = y_train[idx]
-            k = 1 + torch.multinomial(weights, len(y), replacement=True, generator=draw)
-            x, missing = quadrant_batch(y, k)
-            warm = min(1.0, step / (kl_warmup * steps_per_epoch)) if kl_warmup > 0 else 1.0
-            return quadrant_loss(model, x, y, missing, name, alpha, kl_weight=warm)
-
-        return terms
-
-    trained: dict[str, nn.Module] = {}
-    report: dict[str, dict] = {}
-    net = QuadrantNN(nn_hidden)
-    latent = tuple(m for m in ("gsnn", "cvae", "hybrid") if m in models)
-    for name in ("nn",) + latent:
-        if name == "nn":
-            model = net
-        else:
-            net.requires_grad_(False)
-            model = QuadrantCVAE(
-                net, hidden, latent_dim, recognition=name != "gsnn", residual=residual
-            )
-        clock = Stopwatch()
-        if name == "nn" and baseline is not None:
-            net.load_state_dict(torch.load(baseline, map_location="cpu", weights_only=True))
-            net.eval()
-            history = None
-        else:
-            history = train(
-                model,
-                loss_fn(model, name),
-                len(y_train),
-                epochs=nn_epochs if name == "nn" else epochs,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                cosine=True,
-                log=log,
-                name=f"quadrants/{name}",
-            )
-        train_time = clock.read()
-        if save:
-            state = {k: v for k, v in model.state_dict().items() if not k.startswith("baseline.")}
-            torch.save(state, out / f"{name}.pt")
-        clock = Stopwatch()
-        method = {"nn": "exact", "gsnn": "mc"}.get(name, "is")
-        estimates = evaluate_quadrants(model, y_test, method, n_samples)
-        report[name] = {
-            "estimator": method,
-            "neg_cll": estimates[method],
-            **({"neg_elbo": estimates["elbo"]} if "elbo" in estimates else {}),
-            **{f"eval_{k}": v for k, v in clock.read().items()},
-        }
-        if history is None:
-            report[name]["loaded_from"] = str(baseline)
-        else:
-            report[name].update(epochs=len(history), **training_summary(history, train_time))
+    # the baseline, then each latent model on top of it (built in this order: same RNG draws)
+    net = QuadrantNN(cnn_hidden)
+    report = {
+        "cnn": _fit_and_evaluate(
+            "cnn", net, training, cnn_epochs, y_test, n_samples, out, save, load_from=baseline
+        )
+    }
+    trained: dict[str, nn.Module] = {"cnn": net}
+    net.requires_grad_(False)
+    for name in latent:
+        model = QuadrantCVAE(net, hidden, latent_dim, recognition=name != "gsnn", residual=residual)
+        report[name] = _fit_and_evaluate(
+            name, model, training, epochs, y_test, n_samples, out, save
+        )
         trained[name] = model
-        log(f"quadrants/{name}: {report[name]}")
 
+    _check_finite(report)
     picks = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(seed + 2))[:6]
     for k in (1, 2, 3):
         _completion_figure(trained, y_test[picks], k, out / f"completions_{k}q.png", 4, seed)
-
-    table = format_table(report, n_samples)
+    table = quadrant_table(report, n_samples)
     (out / "table.md").write_text(table)
     metrics = {
         "experiment": "quadrants",
         "binarization": binarization,
-        "nn_hidden": nn_hidden,
+        "cnn_hidden": cnn_hidden,
         "hidden": hidden,
         "latent_dim": latent_dim,
         "residual": residual,
@@ -548,10 +502,143 @@ def run_quadrants(
     return metrics
 
 
-def format_table(report: dict[str, dict], n_samples: int) -> str:
+# the baseline's name before it was "cnn" everywhere, still accepted
+_OLD_NAMES = {"nn": "cnn"}
+
+
+def _latent_models(models: tuple[str, ...]) -> tuple[str, ...]:
+    """The latent models to train, in the table's order; raises KeyError for an unknown name."""
+    names = {_OLD_NAMES.get(m, m) for m in models}
+    unknown = names - set(OBJECTIVES)
+    if unknown:
+        raise KeyError(f"unknown quadrant models {sorted(unknown)}; valid: {list(OBJECTIVES)}")
+    return tuple(m for m in ("gsnn", "cvae", "hybrid") if m in names)
+
+
+def _check_quadrant_weights(weights: tuple[float, ...]) -> None:
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"quadrant_weights must be 3 non-negative numbers, got {weights}")
+
+
+class _QuadrantTraining:
+    """The training set and settings every quadrant model is trained with.
+
+    Every model draws its number of visible quadrants from one shared generator (seeded
+    ``seed + 1``), so the models of a run see the draws one after another, as they are trained.
+    """
+
+    def __init__(
+        self,
+        y_train: Tensor,
+        quadrant_weights: tuple[float, ...],
+        batch_size: int,
+        lr: float,
+        alpha: float,
+        kl_warmup: float,
+        seed: int,
+        log: Callable[[str], None],
+    ) -> None:
+        self.y_train = y_train  # (N, 784) binarised digits
+        self.weights = torch.tensor(quadrant_weights, dtype=torch.float)
+        self.draw = torch.Generator().manual_seed(seed + 1)
+        self.batch_size, self.lr, self.alpha, self.seed, self.log = batch_size, lr, alpha, seed, log
+        self.kl_warmup = kl_warmup
+        # what the KL warm-up counts as an epoch: ceil(N / B) steps (the loop may drop a last
+        # small batch; kept so that results stay those of the recorded runs)
+        self.steps_per_epoch = -(-len(y_train) // batch_size)
+
+    def loss_fn(self, model: nn.Module, name: str) -> Callable[[Tensor], dict[str, Tensor]]:
+        """The terms of ``model`` on a batch of digit indices, with the KL warm-up of its steps."""
+        step = 0
+
+        def terms(idx: Tensor) -> dict[str, Tensor]:
+            nonlocal step
+            step += 1
+            y = self.y_train[idx]
+            k = 1 + torch.multinomial(self.weights, len(y), replacement=True, generator=self.draw)
+            x, missing = quadrant_batch(y, k)
+            warm = self.kl_weight(step)
+            return quadrant_loss(model, x, y, missing, name, self.alpha, kl_weight=warm)
+
+        return terms
+
+    def kl_weight(self, step: int) -> float:
+        """Linear KL warm-up from 0 to 1 over ``kl_warmup`` epochs (1 throughout when it is 0)."""
+        if self.kl_warmup <= 0:
+            return 1.0
+        return min(1.0, step / (self.kl_warmup * self.steps_per_epoch))
+
+    def fit(self, model: nn.Module, name: str, epochs: int) -> list[dict[str, float]]:
+        """Train ``model`` with the package's toy epoch loop; returns the per-epoch history."""
+        return train_adam(
+            model,
+            self.loss_fn(model, name),
+            len(self.y_train),
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+            cosine=True,
+            log=self.log,
+            name=f"quadrants/{name}",
+        )
+
+
+def _fit_and_evaluate(
+    name: str,
+    model: nn.Module,
+    training: _QuadrantTraining,
+    epochs: int,
+    y_test: Tensor,
+    n_samples: int,
+    out: Path,
+    save: bool,
+    load_from: str | Path | None = None,
+) -> dict:
+    """Train (or load) one model, save it if asked, and report its negative CLL and timings."""
+    clock = Stopwatch()
+    history = None
+    if load_from is not None:
+        model.load_state_dict(torch.load(load_from, map_location="cpu", weights_only=True))
+        model.eval()
+    else:
+        history = training.fit(model, name, epochs)
+    train_time = clock.read()
+    if save:
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith("baseline.")}
+        torch.save(state, out / f"{name}.pt")
+    clock = Stopwatch()
+    method = ESTIMATORS[name]
+    estimates = evaluate_quadrants(model, y_test, method, n_samples)
+    row = {
+        "estimator": method,
+        "neg_cll": estimates[method],
+        **({"neg_elbo": estimates["elbo"]} if "elbo" in estimates else {}),
+        **{f"eval_{k}": v for k, v in clock.read().items()},
+    }
+    if history is None:
+        row["loaded_from"] = str(load_from)
+    else:
+        row.update(epochs=len(history), **training_summary(history, train_time))
+    training.log(f"quadrants/{name}: {row}")
+    return row
+
+
+def _check_finite(report: dict[str, dict]) -> None:
+    """Refuse a run whose headline numbers (each model's negative CLL) are not all finite."""
+    bad = {
+        name: row["neg_cll"]
+        for name, row in report.items()
+        if not all(math.isfinite(v) for v in row["neg_cll"].values())
+    }
+    if bad:
+        raise FloatingPointError(f"quadrants: non-finite negative CLL: {bad}")
+
+
+def quadrant_table(report: dict[str, dict], n_samples: int) -> str:
     """Markdown table of negative CLL (nats per test digit) for 1 / 2 / 3 given quadrants."""
     names = {
-        "nn": "NN (baseline), exact",
+        "cnn": "baseline (cnn), exact",
         "gsnn": f"GSNN, Monte Carlo (S={n_samples})",
         "cvae": f"CVAE, importance sampling (S={n_samples})",
         "hybrid": f"hybrid, importance sampling (S={n_samples})",

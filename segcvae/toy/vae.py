@@ -21,12 +21,12 @@ from segcvae.toy.common import (
     load_digits,
     save_grid,
     save_scatter,
-    train,
+    train_adam,
     training_summary,
 )
 from segcvae.toy.layers import GaussianHead, bernoulli_log_prob, mlp, standard_normal
+from segcvae.toy.mnist import NUM_PIXELS
 
-NUM_PIXELS = 784
 DECODERS = ("bernoulli", "gaussian")
 
 
@@ -164,7 +164,7 @@ def run_vae(
         return vae_loss(model, x, corrupt(x, train_noise, corrupt_gen) if train_noise else None)
 
     clock = Stopwatch()
-    history = train(
+    history = train_adam(
         model,
         loss,
         len(train_set),

@@ -70,6 +70,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # a browser
 @pytest.mark.skipif(bool(WHY_NOT), reason=f"browser test needs {'; '.join(WHY_NOT)}")
 def test_demo_page_in_headless_chromium(tiny_ckpt: Path, real_image: Path, tmp_path: Path) -> None:
     from selenium import webdriver

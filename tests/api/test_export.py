@@ -91,6 +91,7 @@ def test_onnx_input_is_the_predictor_input(tiny_ckpt: Path, real_image_wide: Pat
     torch.testing.assert_close((x - mean) / std, predictor.preprocess([image]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # ONNX export
 @needs_onnx
 def test_export_command_checks_onnxruntime_against_pytorch(
     tmp_path: Path, real_image: Path, real_image_wide: Path, capsys
@@ -128,6 +129,7 @@ def test_export_command_checks_onnxruntime_against_pytorch(
     assert (logits.argmax(1) == ref.argmax(1)).mean() > 0.999
 
 
+@pytest.mark.slow  # ONNX export
 @needs_onnx
 @pytest.mark.parametrize(
     ("objective", "latent", "arch"),

@@ -1,4 +1,4 @@
-"""Fixtures for the data tests: the real data in ../shared/data, extracted once per session."""
+"""Fixtures for the data tests: the real data (``tests.conftest.SHARED_DATA``), extracted once per session."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from segcvae.config import DataConfig
+from tests.conftest import SHARED_DATA
 
 CUB_TEST_CLASSES = [1, 2, 9]  # 179 real images; class 9 holds a grayscale photograph
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real datasets, kept beside the repository (``../shared/data``)."""
-    path = Path(__file__).parents[2].parent / "shared" / "data"
+    """The real datasets (``../shared/data``, or ``$SEGCVAE_SHARED_DATA``)."""
+    path = SHARED_DATA
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}")
     return path

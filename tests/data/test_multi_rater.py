@@ -12,6 +12,7 @@ import torch
 from segcvae.config import ConfigError, DataConfig
 from segcvae.data import DataError, FolderDataset, QUBIQDataset, build_dataset, build_transforms
 from segcvae.engine.data import collate
+from tests.conftest import SHARED_DATA
 
 SIZE = (12, 16)  # H, W
 
@@ -193,7 +194,7 @@ def test_transforms_move_every_rater_mask_with_the_image(tmp_path: Path) -> None
     assert not all(flipped)  # the raters really differ after the transform
 
 
-QUBIQ = Path(__file__).parents[2].parent / "shared" / "data" / "qubiq_brain_growth"
+QUBIQ = SHARED_DATA / "qubiq_brain_growth"
 
 
 @pytest.mark.skipif(not QUBIQ.is_dir(), reason=f"QUBIQ brain growth not found at {QUBIQ}")

@@ -205,3 +205,49 @@ def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
         1.0,
     )
     assert m.metrics["images"] == 3
+
+
+# ---------------------------------------------------------------- evaluate's steps, one at a time
+def test_an_eval_batch_without_masks_has_its_one_rater_and_is_cut_to_the_images_wanted() -> None:
+    from segcvae.engine.evaluation import _EvalBatch
+
+    batch = next(iter(_loader(with_masks=False)))
+    b = _EvalBatch.from_batch(batch, torch.device("cpu"), keep=3)
+    assert b.size == 3 and b.masks.shape == (3, 1, 32, 32) and b.num_masks.tolist() == [1, 1, 1]
+    assert torch.equal(b.masks[:, 0], batch["mask"][:3])
+    full = _EvalBatch.from_batch(next(iter(_loader())), torch.device("cpu"), keep=None)
+    assert full.size == 4 and full.real.all() and len(full.raters()) == 4
+
+
+def test_batch_nll_averages_over_the_real_raters_only() -> None:
+    from segcvae.engine.evaluation import _batch_nll, _EvalBatch
+
+    torch.manual_seed(0)
+    model = create_model(tiny_config("cnn"), 3).eval()
+    batch = next(iter(_loader()))
+    b = _EvalBatch.from_batch(batch, torch.device("cpu"), keep=None)
+    b.num_masks = torch.tensor([2, 1, 2, 1])
+    b.masks[b.num_masks == 1, 1] = 255  # padding, as the collate writes it
+    with torch.no_grad():
+        nll, _ = _batch_nll(model, b, model.encode(b.x), samples=2)
+        first, _ = _batch_nll(model, _EvalBatch(b.x, b.y, b.masks[:, :1], torch.ones(4)), None, 2)
+        second, _ = _batch_nll(model, _EvalBatch(b.x, b.y, b.masks[:, 1:], torch.ones(4)), None, 2)
+    assert torch.allclose(nll[[1, 3]], first[[1, 3]])
+    assert torch.allclose(nll[[0, 2]], (first[[0, 2]] + second[[0, 2]]) / 2)
+
+
+def test_the_accumulator_keeps_the_images_asked_for_the_grid() -> None:
+    from segcvae.engine.evaluation import _Accumulator, _EvalBatch
+
+    acc = _Accumulator(3, 255)
+    assert acc.vis() is None and "nll" not in acc.metrics()
+    b = _EvalBatch.from_batch(next(iter(_loader())), torch.device("cpu"), keep=None)
+    probs = torch.rand(4, 2, 3, 32, 32).softmax(dim=2)
+    acc.add_vis(3, b, b.y, probs, probs.argmax(dim=2))
+    vis = acc.vis()
+    assert vis is not None and vis.images.shape == (3, 3, 32, 32) and vis.hypotheses.shape[1] == 2
+    assert vis.entropy.shape == (3, 32, 32) and (vis.entropy >= 0).all()
+    acc.add_predictions(b.y, b)  # the reference itself: perfect against it
+    acc.seen = 4
+    m = acc.metrics()
+    assert m["pixel_accuracy"] == 1.0 and m["images"] == 4 and m["mean_iou_raters"] < 1.0

@@ -241,3 +241,86 @@ def test_the_step_trains_on_the_drawn_raters(tmp_path: Path, rater: str) -> None
     expected = training_pairs(batch, rater, trainer.cfg.train.seed, 0)[1]
     assert torch.equal(y, expected)
     assert y.shape[0] == (12 if rater == "all" else 4)
+
+
+# ---------------------------------------------------------------- the loop's steps, one at a time
+def test_the_train_step_updates_the_weights_and_returns_scalar_terms(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    terms = trainer._train_step(next(iter(trainer.loader)))
+    assert terms is not None and "loss" in terms and all(v.numel() == 1 for v in terms.values())
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert trainer.step == 0  # the loop, not the step, counts steps
+
+
+def test_the_loss_window_means_count_only_steps_with_terms() -> None:
+    from segcvae.engine.trainer import LossWindow
+
+    w = LossWindow()
+    w.add({"loss": torch.tensor(1.0)}, 0.5)
+    w.add(None, 0.5)  # a skipped step: timed, not counted
+    w.add({"loss": torch.tensor(3.0)}, 1.0)
+    assert w.means() == {"loss": 2.0} and w.n == 2
+    assert w.images_per_s(4) == pytest.approx(2 * 4 / 2.0)
+
+
+def test_the_training_log_step_writes_the_window_and_starts_a_new_one(tmp_path: Path) -> None:
+    import json
+
+    trainer = _trainer(tmp_path)
+    trainer.step = 2
+    trainer._record({"loss": torch.tensor(4.0)}, 1.0)
+    trainer._record({"loss": torch.tensor(2.0)}, 1.0)
+    trainer._log_train()
+    trainer.logger.close()
+    (record,) = [
+        json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()
+    ]
+    assert record["step"] == 2 and record["train"] == {"loss": 3.0}
+    assert trainer.window.n == 0 and trainer.since_eval.n == 2  # the evaluation window goes on
+
+
+def test_the_evaluation_step_logs_metrics_and_keeps_the_best(tmp_path: Path) -> None:
+    import json
+
+    trainer = _trainer(tmp_path)
+    (tmp_path / "samples").mkdir(parents=True)
+    trainer.step = 1
+    trainer._record({"loss": torch.tensor(1.5)}, 1.0)
+    trainer._evaluate()
+    trainer.logger.close()
+    (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert record["step"] == 1 and record["train"] == {"loss": 1.5} and "mean_iou" in record["val"]
+    assert trainer.since_eval.n == 0 and trainer.last_val == record["val"]
+    assert (tmp_path / "best.pt").is_file() == (trainer.best_metric > -float("inf"))
+    assert not (tmp_path / "last.pt").exists()  # checkpointing is its own step
+
+
+def test_after_step_runs_what_is_due(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=10", "train.checkpoint_every=3", "train.eval_every=5")
+    (tmp_path / "samples").mkdir(parents=True)
+    calls: list[tuple[str, int]] = []
+    trainer._log_train = lambda bar=None: calls.append(("log", trainer.step))
+    trainer._evaluate = lambda bar=None: calls.append(("eval", trainer.step))
+    trainer._save_last = lambda: calls.append(("save", trainer.step))
+    for step in range(1, 11):
+        trainer.step = step
+        trainer._after_step(None)
+    # log_every=2 (TINY); evaluations at 5 and 10 (the last step) also save
+    assert [s for name, s in calls if name == "log"] == [2, 4, 6, 8, 10]
+    assert [s for name, s in calls if name == "eval"] == [5, 10]
+    assert [s for name, s in calls if name == "save"] == [3, 5, 6, 9, 10]
+
+
+def test_batches_continue_mid_epoch_where_a_resumed_run_stopped(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=6")
+    assert trainer.steps_per_epoch == 4  # 16 items, batch 4
+    ids = []
+    for batch in trainer._batches():
+        ids.append(list(batch["id"]))
+        trainer.step += 1
+    assert len(ids) == 6
+    again = _trainer(tmp_path / "again", "train.steps=6")
+    again.step = 5  # as after resuming at step 5: epoch 1, second batch
+    assert list(next(again._batches())["id"]) == ids[5]

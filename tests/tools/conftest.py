@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_MODEL
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Command-line overrides of a run that trains in seconds: 32x32 shapes, timm's tiny test encoder.
 TINY = [
-    "data.image_size=32",
+    *TINY_MODEL,
     "data.shapes_train_size=16",
     "data.shapes_val_size=4",
     "data.shapes_test_size=4",
-    "model.encoder_name=tu-test_efficientnet",
-    "model.decoder_channels=[16,16,16,16,8]",
-    "model.hidden_channels=16",
-    "model.latent_channels=4",
     "train.batch_size=4",
     "train.log_every=2",
     "train.device=cpu",

@@ -84,6 +84,7 @@ def test_training_into_an_existing_run_is_refused(run: Path, capsys) -> None:
     assert (run / "metrics.jsonl").read_text() == before and (run / "best.pt").read_bytes() == best
 
 
+@pytest.mark.slow  # two training runs
 def test_overwrite_replaces_the_old_run(tmp_path: Path, capsys) -> None:
     out = tmp_path / "r"
     assert train_main(["--out", str(out), *FAST]) == 0

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.tools.conftest import REPO, TINY, subprocess_env
+
+pytestmark = pytest.mark.slow  # torchrun, two processes
 
 
 def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from PIL import Image
 from segcvae.cli import evaluate_main, main, predict_main, train_main
 from tests.tools.conftest import TINY, subprocess_env
 
+pytestmark = pytest.mark.slow  # train / evaluate / predict end to end, subprocesses
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:

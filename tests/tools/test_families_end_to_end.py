@@ -13,6 +13,8 @@ from PIL import Image
 from segcvae.cli import evaluate_main, predict_main, train_main
 from tests.tools.conftest import TINY
 
+pytestmark = pytest.mark.slow  # train / evaluate / predict each family end to end
+
 
 @pytest.mark.parametrize("arch", ["prob_unet", "ssn"])
 def test_train_evaluate_predict(arch: str, tmp_path: Path) -> None:

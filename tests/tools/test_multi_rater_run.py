@@ -7,10 +7,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from segcvae.cli import evaluate_main, train_main
 from tests.tools.conftest import TINY
+
+pytestmark = pytest.mark.slow  # a training run end to end
 
 
 def _raters_folder(root: Path, n: int = 10) -> Path:

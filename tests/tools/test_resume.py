@@ -10,10 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from segcvae.cli import train_main
 from tests.tools.conftest import REPO, TINY, subprocess_env
+
+pytestmark = pytest.mark.slow  # a training subprocess killed and resumed
 
 STEPS = 14
 # 16 items / batch 4 = 4 steps per epoch: the run crosses epoch boundaries, and resuming at a

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+from tests.conftest import SHARED_DATA
+
+MNIST = SHARED_DATA / "mnist"
 
 
 @pytest.fixture(scope="session")

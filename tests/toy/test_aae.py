@@ -76,6 +76,7 @@ def _train_codes(digits, prior, disc_lr, gen_lr, r1, epochs=5):
     return z, rbf_mmd2(z, z_prior).item()
 
 
+@pytest.mark.slow  # trains on real digits for seconds
 def test_gaussian_prior_codes_reach_the_prior(digits):
     """With the default rates the unlabelled codes spread over N(0, I), not a wandering blob.
 

@@ -4,9 +4,9 @@ import torch
 from segcvae.toy.quadrants import (
     QuadrantCVAE,
     QuadrantNN,
-    conditional_log_likelihood,
     evaluate_quadrants,
     quadrant_batch,
+    quadrant_log_likelihood,
     quadrant_loss,
     quadrant_mask,
 )
@@ -41,10 +41,10 @@ def _small(recognition: bool = True) -> QuadrantCVAE:
     return QuadrantCVAE(QuadrantNN(64), hidden=64, latent_dim=8, recognition=recognition)
 
 
-@pytest.mark.parametrize("objective", ["nn", "gsnn", "cvae", "hybrid"])
+@pytest.mark.parametrize("objective", ["cnn", "gsnn", "cvae", "hybrid"])
 def test_loss_decreases_on_real_digits(digits, objective):
     torch.manual_seed(0)
-    model = QuadrantNN(128) if objective == "nn" else _small(objective != "gsnn")
+    model = QuadrantNN(128) if objective == "cnn" else _small(objective != "gsnn")
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
     losses = []
@@ -75,13 +75,13 @@ def test_hybrid_with_alpha_one_is_the_cvae_loss(digits):
         quadrant_loss(model, x, y, missing, "vae")
 
 
-def test_nn_likelihood_counts_only_missing_pixels(digits):
+def test_baseline_likelihood_counts_only_missing_pixels(digits):
     model = QuadrantNN(32)
     y = digits.x[:8]
     x, missing = quadrant_batch(y, torch.full((8,), 1))
-    ll = conditional_log_likelihood(model, x, y, missing)
+    ll = quadrant_log_likelihood(model, x, y, missing)
     flipped = torch.where(missing.bool(), y, 1 - y)  # change only the visible target pixels
-    assert torch.allclose(ll, conditional_log_likelihood(model, x, flipped, missing))
+    assert torch.allclose(ll, quadrant_log_likelihood(model, x, flipped, missing))
     probs = torch.sigmoid(model(x))
     manual = (missing * (y * probs.log() + (1 - y) * (1 - probs).log())).sum(-1)
     assert torch.allclose(ll, manual, atol=1e-3)
@@ -98,9 +98,9 @@ def test_importance_sampling_with_q_equal_p_is_monte_carlo(digits):
     y = digits.x[:8]
     x, missing = quadrant_batch(y, torch.full((8,), 1))
     torch.manual_seed(5)
-    is_ = conditional_log_likelihood(model, x, y, missing, 50, "is")
+    is_ = quadrant_log_likelihood(model, x, y, missing, 50, "is")
     torch.manual_seed(5)
-    mc = conditional_log_likelihood(model, x, y, missing, 50, "mc")
+    mc = quadrant_log_likelihood(model, x, y, missing, 50, "mc")
     assert torch.allclose(is_, mc, atol=1e-4)
 
 
@@ -118,7 +118,7 @@ def test_monte_carlo_is_exact_when_the_output_ignores_z(digits):
         .mul(missing)
         .sum(-1)
     )
-    mc = conditional_log_likelihood(model, x, y, missing, 20, "mc")
+    mc = quadrant_log_likelihood(model, x, y, missing, 20, "mc")
     assert torch.allclose(mc, exact, atol=1e-4)
 
 
@@ -133,3 +133,32 @@ def test_evaluate_and_sample_shapes(digits):
     assert model.sample(
         quadrant_batch(digits.x[:3], torch.ones(3, dtype=torch.long))[0], 5
     ).shape == (5, 3, 784)
+
+
+def test_model_names_old_baseline_name_and_unknown_names() -> None:
+    from segcvae.toy.quadrants import _latent_models
+
+    assert _latent_models(("hybrid", "nn", "gsnn")) == ("gsnn", "hybrid")  # table order
+    assert _latent_models(("cnn",)) == ()
+    with pytest.raises(KeyError, match="valid"):
+        _latent_models(("vae",))
+
+
+def test_kl_warm_up_rises_over_the_given_epochs() -> None:
+    from segcvae.toy.quadrants import _QuadrantTraining
+
+    training = _QuadrantTraining(torch.zeros(1000, 784), (1, 1, 1), 100, 1e-3, 0.5, 2.0, 0, print)
+    assert training.steps_per_epoch == 10
+    assert [training.kl_weight(s) for s in (1, 10, 20, 40)] == [0.05, 0.5, 1.0, 1.0]
+    off = _QuadrantTraining(torch.zeros(10, 784), (1, 1, 1), 4, 1e-3, 0.5, 0.0, 0, print)
+    assert off.kl_weight(1) == 1.0
+
+
+def test_a_non_finite_headline_number_stops_the_run() -> None:
+    from segcvae.toy.quadrants import _check_finite
+
+    _check_finite({"cnn": {"neg_cll": {1: 1.0, 2: 2.0, 3: 3.0}}})
+    with pytest.raises(FloatingPointError, match="gsnn"):
+        _check_finite(
+            {"cnn": {"neg_cll": {1: 1.0, 2: 2.0, 3: 3.0}}, "gsnn": {"neg_cll": {1: float("nan")}}}
+        )
