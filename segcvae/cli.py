@@ -151,7 +151,7 @@ def train_parser(prog: str = "segcvae train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Train a model. Without --config, trains the embedded default "
-        "(configs/shapes_hybrid.yaml = the defaults in segcvae/config.py).",
+        "(configs/shapes_cvae.yaml = the defaults in segcvae/config.py).",
         epilog="Overrides: section.key=value (or --section.key=value), e.g. train.steps=200 "
         "data.root=/path/to/lfw. Multi-GPU: torchrun --nproc_per_node=N tools/train.py ...",
     )
@@ -619,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
             "usage: segcvae {train,evaluate,predict,export,demo,benchmark} [ARGS]\n\n"
-            "  train      train from a config (default: the embedded shapes_hybrid job)\n"
+            "  train      train from a config (default: the embedded shapes job)\n"
             "  evaluate   metrics of a checkpoint on a split (pixel accuracy, IoU, NLL, GED)\n"
             "  predict    masks, overlays, samples and uncertainty maps for image files\n"
             "  export     ONNX files of the predictor and the sampler, checked with onnxruntime\n"

@@ -190,14 +190,16 @@ class ModelConfig:
     encoder_depth: int = 5
     encoder_weights: str | None = None  # e.g. "imagenet"; None = random init, no download
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 32, 16])
-    latent: Literal["spatial", "global", "categorical"] = "spatial"  # z map | z vector | one code
-    latent_channels: int = 32  # Z: channels of a Gaussian z, or codes of a categorical one
+    latent: Literal["spatial", "global", "categorical"] = (
+        "categorical"  # z map | z vector | one code
+    )
+    latent_channels: int = 8  # Z: channels of a Gaussian z, or codes of a categorical one
     latent_stride: int = 16
-    hidden_channels: int = 64  # width of prior / recognition / generation nets
+    hidden_channels: int = 32  # width of prior / recognition / generation nets
     logvar_min: float = -10.0
     logvar_max: float = 4.0
     # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp)
-    generation: Literal["quarter", "full"] = "quarter"
+    generation: Literal["quarter", "full"] = "full"
     # Model family (segcvae.models.ARCHS). sohn: Sohn et al.'s CVAE, or the BaselineCNN with
     # loss.objective=cnn; prob_unet and ssn have one objective each and ignore loss.objective.
     arch: Literal["sohn", "prob_unet", "ssn"] = "sohn"
@@ -246,7 +248,7 @@ class ModelConfig:
 class LossConfig:
     """Training objective (see ``segcvae.losses``)."""
 
-    objective: Literal["cnn", "cvae", "gsnn", "hybrid"] = "hybrid"
+    objective: Literal["cnn", "cvae", "gsnn", "hybrid"] = "cvae"
     alpha: float = 0.5  # hybrid: alpha * cvae + (1 - alpha) * gsnn
     scale_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # 1/4, 1/2, 1
     y_hat_weight: float = 0.5  # weight of the baseline's own NLL (keeps y_hat an initial guess)

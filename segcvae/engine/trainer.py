@@ -411,7 +411,7 @@ class Trainer:
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "training %s (%s, %.2fM parameters) on %s for %d steps -> %s",
-            self.cfg.loss.objective,
+            self._model_name(),
             self.cfg.data.name,
             n_params / 1e6,
             f"{self.dist.world_size} x {self.device}" if self.dist.distributed else self.device,
@@ -666,6 +666,11 @@ class Trainer:
                 ips,
             )
 
+    def _model_name(self) -> str:
+        """What the logs call the model: the objective for Sohn's family, else the family."""
+        arch = self.cfg.model.arch
+        return self.cfg.loss.objective if arch == "sohn" else arch
+
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
@@ -703,7 +708,7 @@ class Trainer:
                 self.meta["palette"],
                 self.cfg.data.mean,
                 self.cfg.data.std,
-                title=f"{self.cfg.loss.objective} step {self.step}: {ev.split} mean IoU {val['mean_iou']:.3f}",
+                title=f"{self._model_name()} step {self.step}: {ev.split} mean IoU {val['mean_iou']:.3f}",
             )
         shown = " ".join(
             f"{k} {val[k]:.4f}"

@@ -66,15 +66,15 @@ class SegCVAE(nn.Module):
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
         decoder_channels: tuple[int, ...] | list[int] = (128, 64, 32, 32, 16),
-        latent: str = "spatial",
-        latent_channels: int = 32,
+        latent: str = "categorical",
+        latent_channels: int = 8,
         latent_stride: int = 16,
-        hidden_channels: int = 64,
+        hidden_channels: int = 32,
         recognition: bool = True,
         logvar_min: float = -10.0,
         logvar_max: float = 4.0,
         in_channels: int = 3,
-        generation: str = "quarter",
+        generation: str = "full",
     ) -> None:
         super().__init__()
         if latent not in ("spatial", "global", "categorical"):

@@ -38,7 +38,7 @@ class GenerationNet(nn.Module):
         feature_channels: int,
         latent_channels: int,
         classes: int,
-        hidden_channels: int = 64,
+        hidden_channels: int = 32,
         inject: Injection = "quarter",
     ) -> None:
         super().__init__()

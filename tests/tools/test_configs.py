@@ -14,8 +14,8 @@ from tests.tools.conftest import REPO, TINY
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 
-def test_embedded_default_is_shapes_hybrid_yaml() -> None:
-    assert Config.from_yaml(REPO / "configs" / "shapes_hybrid.yaml") == Config()
+def test_embedded_default_is_shapes_cvae_yaml() -> None:
+    assert Config.from_yaml(REPO / "configs" / "shapes_cvae.yaml") == Config()
 
 
 FAMILIES = ("prob_unet", "ssn")  # model.arch values other than Sohn et al.'s
