@@ -74,7 +74,7 @@ def _figure(rows: list[list[np.ndarray]], headers: list[str], labels: list[str],
 def _load_pair(args: argparse.Namespace) -> tuple:
     """Seed, then load the CNN and the CVAE; return them with the CVAE's config and palette."""
     torch.manual_seed(args.seed)
-    cnn, _, _ = _load(args.cnn, args.overrides)
+    cnn = _load(args.cnn, args.overrides)[0] if args.cnn is not None else None
     cvae, cfg, meta = _load(args.cvae, args.overrides)
     return cnn, cvae, cfg, [tuple(c) for c in meta["palette"]]
 
@@ -122,13 +122,14 @@ def shapes_figure(args: argparse.Namespace) -> None:
         x = item["image"][None]
         image = viz.denormalize(item["image"], cfg.data.mean, cfg.data.std)
         row = [image] + [viz.colorize(m, palette) for m in item["masks"]]
-        row.append(viz.colorize(cnn.predict(x).argmax(1)[0], palette))
+        if cnn is not None:
+            row.append(viz.colorize(cnn.predict(x).argmax(1)[0], palette))
         hyps = sample_probs(cvae, x, args.samples)[0].argmax(1)
         row += [viz.colorize(h, palette) for h in hyps]
         rows.append([_upscale(p, 2) for p in row])
         labels.append(f"test {idx}")
     m = len(ds[args.indices[0]]["masks"])
-    headers = ["image"] + [f"plausible {i + 1}" for i in range(m)] + ["CNN"]
+    headers = ["image"] + [f"plausible {i + 1}" for i in range(m)] + (["CNN"] if cnn else [])
     headers += [f"hyp. {i + 1}" for i in range(args.samples)]
     _figure(rows, headers, labels, args.out)
 
@@ -136,7 +137,7 @@ def shapes_figure(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("kind", choices=["lfw", "shapes"])
-    p.add_argument("--cnn", type=Path, required=True, help="baseline CNN checkpoint")
+    p.add_argument("--cnn", type=Path, default=None, help="baseline CNN checkpoint (lfw: required)")
     p.add_argument("--cvae", type=Path, required=True, help="cvae / hybrid checkpoint")
     p.add_argument(
         "--cvae-name", default="", help="column label (default: its objective or model.arch)"
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. data.root=...")
     args = p.parse_intermixed_args(argv)
     torch.set_num_threads(1)
+    if args.kind == "lfw" and args.cnn is None:
+        p.error("lfw needs --cnn")
     (lfw_figure if args.kind == "lfw" else shapes_figure)(args)
     print(f"wrote {args.out}")
     return 0
