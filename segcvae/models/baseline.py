@@ -10,6 +10,7 @@ from segmentation_models_pytorch.base import SegmentationHead
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import Tensor, nn
 
+from segcvae.models.base import TwoStageModel
 from segcvae.outputs import SegOutput
 
 SCALES = (4, 2, 1)  # output strides of the three prediction heads
@@ -31,7 +32,7 @@ class BaselineFeatures:
     y_hat: list[Tensor]
 
 
-class BaselineCNN(nn.Module):
+class BaselineCNN(TwoStageModel):
     """The paper's baseline CNN: x -> y_hat, with multi-scale heads.
 
     Args:
@@ -132,14 +133,6 @@ class BaselineCNN(nn.Module):
     def decode_samples(self, ctx: BaselineFeatures, n: int) -> Tensor:
         """The deterministic prediction repeated n times: (B, n, K, H, W)."""
         return ctx.y_hat[-1].unsqueeze(1).expand(-1, n, -1, -1, -1)
-
-    def predict(self, x: Tensor) -> Tensor:
-        """Full-resolution logits (B, K, H, W)."""
-        return self.decode_mean(self.encode(x))
-
-    def sample(self, x: Tensor, n: int) -> Tensor:
-        """The deterministic prediction repeated n times: (B, n, K, H, W)."""
-        return self.decode_samples(self.encode(x), n)
 
     def likelihood_samples(
         self, ctx: BaselineFeatures, y: Tensor, n: int, method: str, chunk_size: int = 25

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
 
+from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.generation import GenerationNet
 from segcvae.models.prior import PriorNet
@@ -35,7 +36,7 @@ class SegContext:
     prior: Distribution
 
 
-class SegCVAE(nn.Module):
+class SegCVAE(TwoStageModel):
     """Conditional VAE for segmentation with a recurrent connection from y_hat to the prior.
 
     Args:
@@ -244,14 +245,6 @@ class SegCVAE(nn.Module):
         if self.categorical:
             z = self._as_z(z)
         return self.generate(ctx, z, full_only=True)[-1]
-
-    def predict(self, x: Tensor) -> Tensor:
-        """Deterministic prediction with z = E[z | x]: full-resolution logits (B, K, H, W)."""
-        return self.decode_mean(self.encode(x))
-
-    def sample(self, x: Tensor, n: int) -> Tensor:
-        """n hypotheses from the prior: full-resolution logits (B, n, K, H, W)."""
-        return self.decode_samples(self.encode(x), n)
 
     def likelihood_samples(
         self, ctx: SegContext, y: Tensor, n: int, method: str, chunk_size: int = 25

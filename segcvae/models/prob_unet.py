@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent
 
 from segcvae.labels import one_hot
+from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.latent import bounded_logvar, diagonal_gaussian
 from segcvae.outputs import ProbUNetOutput
@@ -143,7 +144,7 @@ class ProbUNetContext:
     prior: Independent
 
 
-class ProbUNet(nn.Module):
+class ProbUNet(TwoStageModel):
     """Probabilistic U-Net: U-Net features, prior_net p(z|x), recognition_net q(z|x,y), fcomb.
 
     The U-Net is :class:`BaselineCNN` (an smp encoder and U-Net decoder) without its heads; fcomb
@@ -245,14 +246,6 @@ class ProbUNet(nn.Module):
     def decode_samples(self, ctx: ProbUNetContext, n: int) -> Tensor:
         """n hypotheses from the prior: (B, n, K, H, W)."""
         return self.generate(ctx, ctx.prior.sample((n,)).transpose(0, 1))
-
-    def predict(self, x: Tensor) -> Tensor:
-        """Deterministic prediction with z = E[z | x]: (B, K, H, W)."""
-        return self.decode_mean(self.encode(x))
-
-    def sample(self, x: Tensor, n: int) -> Tensor:
-        """n hypotheses from the prior: (B, n, K, H, W)."""
-        return self.decode_samples(self.encode(x), n)
 
     def likelihood_samples(
         self, ctx: ProbUNetContext, y: Tensor, n: int, method: str, chunk_size: int = 25

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
+from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.latent import bounded_logvar
 from segcvae.outputs import SSNOutput
@@ -43,7 +44,7 @@ class SSNContext:
         return draw((n,)).transpose(0, 1).unflatten(-1, self.shape)
 
 
-class SSN(nn.Module):
+class SSN(TwoStageModel):
     """Stochastic Segmentation Network on :class:`BaselineCNN` features.
 
     Args:
@@ -137,14 +138,6 @@ class SSN(nn.Module):
     def decode_samples(self, ctx: SSNContext, n: int) -> Tensor:
         """n logit samples (B, n, K, H, W), drawn directly (no network rerun)."""
         return ctx.sample(n)
-
-    def predict(self, x: Tensor) -> Tensor:
-        """The mean logits (B, K, H, W)."""
-        return self.decode_mean(self.encode(x))
-
-    def sample(self, x: Tensor, n: int) -> Tensor:
-        """n logit samples (B, n, K, H, W)."""
-        return self.decode_samples(self.encode(x), n)
 
     def likelihood_samples(
         self, ctx: SSNContext, y: Tensor, n: int, method: str, chunk_size: int = 25
