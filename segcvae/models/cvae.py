@@ -13,6 +13,7 @@ from torch.distributions import Distribution
 from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.generation import GenerationNet
+from segcvae.models.pixel_mlp import is_tracing
 from segcvae.models.prior import PriorNet
 from segcvae.models.recognition import RecognitionNet
 from segcvae.outputs import SegOutput
@@ -28,12 +29,16 @@ class SegContext:
         context: Generation-net context (B, hidden, H/4, W/4).
         prior: p(z | x, y_hat), batch shape (B,), event shape (Z, h, w) (a Gaussian), or (Z,) (a
             categorical over Z codes, one-hot events).
+        code_logits: A categorical latent's full-resolution logits of every code (B, Z, K, H, W),
+            filled by the first inference call that needs them (``decode_mean``,
+            ``decode_samples``, the exact likelihood) and reused by the others; never under autograd.
     """
 
     y_hat: list[Tensor]
     features: Tensor
     context: Tensor
     prior: Distribution
+    code_logits: Tensor | None = None
 
 
 class SegCVAE(TwoStageModel):
@@ -155,6 +160,20 @@ class SegCVAE(TwoStageModel):
         """Categorical samples (..., Z) as z maps (..., Z, 1, 1)."""
         return codes[..., None, None]
 
+    def decode_codes(self, ctx: SegContext) -> Tensor:
+        """Full-resolution logits of every code of a categorical latent (B, Z, K, H, W).
+
+        Inference (no autograd) computes them once per ``ctx``: the mean prediction, any number of
+        hypotheses and the exact likelihood of one batch then share a single decoding of the Z
+        codes.
+        """
+        if ctx.code_logits is not None:
+            return ctx.code_logits
+        logits = self.generate(ctx, self.all_codes(ctx), full_only=True)[-1]
+        if not torch.is_grad_enabled():
+            ctx.code_logits = logits
+        return logits
+
     def posterior(self, ctx: SegContext, y: Tensor) -> Distribution:
         """q(z | x, y) for labels y (B, H, W)."""
         if self.recognition_net is None:
@@ -234,17 +253,27 @@ class SegCVAE(TwoStageModel):
         (log-probabilities, which are valid logits).
         """
         if self.categorical:
-            logits = self.generate(ctx, self.all_codes(ctx), full_only=True)[-1]  # (B, Z, K, H, W)
+            logits = self.decode_codes(ctx)  # (B, Z, K, H, W)
             log_p = ctx.prior.logits.log_softmax(-1)[:, :, None, None, None]  # (B, Z, 1, 1, 1)
             return (log_p + logits.float().log_softmax(dim=2)).logsumexp(dim=1)
         return self.generate(ctx, ctx.prior.mean.unsqueeze(1), full_only=True)[-1][:, 0]
 
     def decode_samples(self, ctx: SegContext, n: int) -> Tensor:
-        """n hypotheses from the prior: full-resolution logits (B, n, K, H, W)."""
+        """n hypotheses from the prior: full-resolution logits (B, n, K, H, W).
+
+        A categorical latent has only Z distinct hypotheses: when n >= Z (or the codes are decoded
+        already) every code is decoded once and the n draws pick from them, so 16 or 100
+        hypotheses cost what the mean prediction costs.
+        """
         z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w) or (B, n, Z) codes
-        if self.categorical:
-            z = self._as_z(z)
-        return self.generate(ctx, z, full_only=True)[-1]
+        if not self.categorical:
+            return self.generate(ctx, z, full_only=True)[-1]
+        few = n < self.latent_channels and ctx.code_logits is None
+        if few or is_tracing():  # an exported graph draws its codes from the noise input
+            return self.generate(ctx, self._as_z(z), full_only=True)[-1]
+        codes = self.decode_codes(ctx)  # (B, Z, K, H, W)
+        rows = torch.arange(codes.shape[0], device=codes.device)[:, None]
+        return codes[rows, z.argmax(-1)]  # (B, n, K, H, W)
 
     def likelihood_samples(
         self, ctx: SegContext, y: Tensor, n: int, method: str, chunk_size: int = 25
@@ -269,7 +298,7 @@ class SegCVAE(TwoStageModel):
             raise ValueError(f"method {method!r} not in {self.likelihood_methods}")
         if method == "exact":  # every code once, weighted by Z p(c | x): log-mean-exp = log-sum
             log_w = ctx.prior.logits.log_softmax(-1).float() + math.log(self.latent_channels)
-            yield self.generate(ctx, self.all_codes(ctx), full_only=True)[-1], log_w
+            yield self.decode_codes(ctx), log_w
             return
         proposal = self.posterior(ctx, y) if method == "is" else ctx.prior
         z = proposal.sample((n,)).transpose(0, 1)  # (B, S, Z, h, w)

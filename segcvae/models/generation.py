@@ -7,6 +7,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segcvae.models.pixel_mlp import sample_mlp
+
 Injection = Literal["quarter", "full"]
 
 
@@ -22,7 +24,10 @@ class GenerationNet(nn.Module):
       on z are only as sharp as a 4-pixel grid.
     * ``"full"``: at full resolution, as the Probabilistic U-Net's ``fcomb`` (z broadcast over the
       last decoder feature, three 1x1 convolutions); the coarse scales are the full-resolution
-      logits average-pooled. Boundaries that depend on z are pixel-sharp.
+      logits average-pooled. Boundaries that depend on z are pixel-sharp. With a global (or
+      categorical) z, z is a per-sample bias of the first hidden layer and the head runs as
+      :func:`~segcvae.models.pixel_mlp.sample_mlp` on pixel blocks (4-5x faster on CPU than the
+      same 1x1 convolutions over B*S full-resolution maps).
 
     Args:
         feature_channels: Channels of the decoder feature the head reads (stride 4 for
@@ -59,6 +64,17 @@ class GenerationNet(nn.Module):
         """Per-image part of the head, computed once: (B, D, h, w) -> (B, hidden, h, w)."""
         return self.project(feature)
 
+    @staticmethod
+    def _pooled(full: Tensor, y_hat: list[Tensor]) -> list[Tensor]:
+        """Full-resolution logits (B, S, K, H, W) and their average pools to y_hat's coarse scales."""
+        b, s = full.shape[:2]
+        flat = full.flatten(0, 1)
+        coarse = [
+            F.avg_pool2d(flat, kernel_size=flat.shape[-1] // y.shape[-1]).unflatten(0, (b, s))
+            for y in y_hat[:-1]
+        ]
+        return [*coarse, full]
+
     def forward(
         self, context: Tensor, z: Tensor, y_hat: list[Tensor], full_only: bool = False
     ) -> list[Tensor]:
@@ -76,6 +92,10 @@ class GenerationNet(nn.Module):
         b, s = z.shape[:2]
         size = context.shape[-2:]
         ez = self.embed_z(z.flatten(0, 1)).unflatten(0, (b, s))  # (B, S, hidden, h, w)
+        if self.inject == "full" and ez.shape[-2:] == (1, 1):  # a per-sample bias: pixel blocks
+            conv1, conv2 = self.head[1], self.head[3]
+            full = sample_mlp(context, ez.flatten(2), [conv1, conv2], base=y_hat[-1])
+            return [full] if full_only else self._pooled(full, y_hat)
         if ez.shape[-2:] == (1, 1):  # a global z: broadcast, no interpolation needed
             h = ez + context.unsqueeze(1)
         else:
@@ -85,14 +105,7 @@ class GenerationNet(nn.Module):
         delta = self.head(h.flatten(0, 1))  # (B*S, K, H/s, W/s)
         if self.inject == "full":
             full = y_hat[-1].unsqueeze(1) + delta.unflatten(0, (b, s))  # (B, S, K, H, W)
-            if full_only:
-                return [full]
-            flat = full.flatten(0, 1)
-            coarse = [
-                F.avg_pool2d(flat, kernel_size=flat.shape[-1] // y.shape[-1]).unflatten(0, (b, s))
-                for y in y_hat[:-1]
-            ]
-            return [*coarse, full]
+            return [full] if full_only else self._pooled(full, y_hat)
         targets = y_hat[-1:] if full_only else y_hat
         out = []
         for y in targets:

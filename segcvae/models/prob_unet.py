@@ -21,6 +21,7 @@ from segcvae.labels import one_hot
 from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.latent import bounded_logvar, diagonal_gaussian
+from segcvae.models.pixel_mlp import sample_mlp
 from segcvae.outputs import ProbUNetOutput
 
 
@@ -79,7 +80,8 @@ class FComb(nn.Module):
 
     The first convolution's weight is split in a feature part, applied once per image
     (:meth:`context`), and a z part, which is a per-sample bias; the sum equals the convolution of
-    the concatenation, without materialising z broadcast over every pixel.
+    the concatenation, without materialising z broadcast over every pixel; the rest runs on
+    pixel blocks (:func:`~segcvae.models.pixel_mlp.sample_mlp`).
 
     Args:
         feature_channels: Channels of the U-Net's last feature map.
@@ -123,10 +125,9 @@ class FComb(nn.Module):
         Returns:
             (B, S, K, H, W).
         """
-        b, s = z.shape[:2]
         w_z = self.first.weight[:, self.feature_channels :, 0, 0]  # (hidden, Z)
-        h = context.unsqueeze(1) + F.linear(z, w_z)[..., None, None]  # (B, S, hidden, H, W)
-        return self.rest(h.flatten(0, 1)).unflatten(0, (b, s))
+        convs = [m for m in self.rest if isinstance(m, nn.Conv2d)]
+        return sample_mlp(context, F.linear(z, w_z), convs)  # z is a per-sample bias
 
 
 @dataclass

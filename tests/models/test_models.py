@@ -283,3 +283,28 @@ def test_exact_code_posterior_trains_on_the_exact_log_likelihood(batch):
     expected = -(exact / labelled).mean()
     assert torch.allclose(terms["loss"] - terms["kl_recognition"], expected, rtol=1e-4)
     assert terms["kl"] >= 0 and terms["kl_recognition"] >= 0
+
+
+def test_categorical_inference_decodes_the_codes_once_per_batch(batch, monkeypatch):
+    """The mean prediction, any number of hypotheses and the exact likelihood share one decoding
+    of the Z codes; training (autograd) never reuses it."""
+    from segcvae.metrics.likelihood import conditional_log_likelihood
+
+    _, model = _categorical_model("cvae")
+    model.eval()
+    x, y = batch
+    calls = []
+    generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda *a, **k: calls.append(1) or generate(*a, **k))
+    with torch.no_grad():
+        ctx = model.encode(x)
+        model.decode_mean(ctx)
+        hyps = model.decode_samples(ctx, 100)
+        conditional_log_likelihood(model, x, y, 50, "is", ctx=ctx)
+    assert len(calls) == 1 and hyps.shape[1] == 100
+    with torch.no_grad():  # fewer draws than codes on a fresh context: only the drawn ones
+        few = model.decode_samples(model.encode(x), 2)
+    assert few.shape[1] == 2 and len(calls) == 2
+    ctx = model.encode(x)
+    model.decode_codes(ctx)
+    assert ctx.code_logits is None  # under autograd nothing is kept
