@@ -284,3 +284,21 @@ def test_ssn_reports_one_estimator_and_it_equals_the_mc_estimate(batch):
     assert torch.equal(nll["nll"], nll["nll_mc"])
     torch.manual_seed(0)
     assert torch.equal(conditional_log_likelihood(model, x, y, 5, "is"), -nll["nll"])
+
+
+def test_ssn_samples_are_the_distributions_own_draws():
+    """The hand-written sampler draws what LowRankMultivariateNormal.sample draws (same seed)."""
+    from torch.distributions import LowRankMultivariateNormal
+
+    from segcvae.models.ssn import SSNContext
+
+    g = torch.Generator().manual_seed(0)
+    loc, factor = torch.randn(2, 60, generator=g), torch.randn(2, 60, 4, generator=g)
+    dist = LowRankMultivariateNormal(loc, factor, torch.rand(2, 60, generator=g) + 0.1)
+    ctx = SSNContext(distribution=dist, shape=(3, 4, 5))
+    torch.manual_seed(3)
+    ours = ctx.sample(7)
+    torch.manual_seed(3)
+    theirs = dist.sample((7,)).transpose(0, 1).unflatten(-1, (3, 4, 5))
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert not ours.requires_grad
