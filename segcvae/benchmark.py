@@ -12,10 +12,18 @@ How it measures:
 * The thread count is pinned (``--threads``, default: the cores available to this process) and
   reported, and the 1-minute load average is read before and after the run; a warning is printed
   when the machine is busy, because a ratio measured under load can be off by 2x.
+* Each round also times the plain CNN's prediction at the same batch and size, so every family's
+  prediction and 16 hypotheses are put in scale against it (``*_vs_cnn``).
+* The likelihood column runs ``conditional_log_likelihood(method="is", n_samples=50)``, which is
+  importance sampling where the family has a proposal; the row names the estimator that ran
+  (``exact`` for the CNN and a categorical latent, whose Z codes are summed, ``mc`` for SSN).
+* The default grid is the headline setting (batch 8, 128x128) for every family, a few minutes on
+  2 CPU cores; ``--settings all`` adds batch 1 and 256x256.
 * The loader part uses the embedded shapes data (no files needed); ``--loader lfw --lfw-root DIR``
   measures the LFW loader instead.
 
-Memory: the peak of tensor memory allocated by torch during one call, from the profiler's
+Memory: the peak of tensor memory allocated by torch during one call (for 100 hypotheses: their
+label maps decoded ``--chunk`` at a time, as evaluation does with ``eval.sample_chunk``), from the profiler's
 allocation events on CPU (``torch.cuda.max_memory_allocated`` on CUDA). Training memory on CPU is
 the bytes autograd saves for backward (deduplicated by storage) plus parameters, gradients and
 Adam's two moments.
@@ -38,7 +46,7 @@ from typing import Any
 import torch
 
 from segcvae.config import Config, ConfigError
-from segcvae.inference import decode_samples_chunked
+from segcvae.inference import decode_samples_chunked, hypothesis_labels
 from segcvae.losses import build_objective
 from segcvae.metrics import conditional_log_likelihood
 from segcvae.models import create_model
@@ -163,9 +171,13 @@ def sampling_rows(
                 continue
             torch.manual_seed(0)
             model = create_model(cfg, classes).to(device).eval()
+            cnn_cfg = family_config("cnn", encoder, size)
+            assert cnn_cfg is not None
+            cnn = create_model(cnn_cfg, classes).to(device).eval()
             x, y = _inputs(batch, size, classes, device)
             fns: dict[str, Callable[[], object]] = {
                 "deterministic": lambda m=model, x=x: m.predict(x),
+                "cnn": lambda c=cnn, x=x: c.predict(x),  # the plain CNN's prediction, for scale
                 "hyp16": lambda m=model, x=x: decode_samples_chunked(m, m.encode(x), 16, chunk),
                 "hyp100": lambda m=model, x=x: decode_samples_chunked(m, m.encode(x), 100, chunk),
                 "cll_is50": lambda m=model, x=x, y=y: conditional_log_likelihood(
@@ -174,17 +186,22 @@ def sampling_rows(
             }
             with torch.inference_mode():
                 t = interleaved_times(fns, device, repeats)
+            methods = model.likelihood_methods
             row: dict[str, Any] = {
                 "family": name,
                 "batch": batch,
                 "image_size": size,
                 "deterministic_s": statistics.median(t["deterministic"]),
+                # what conditional_log_likelihood(method="is") runs for this model
+                "likelihood_method": "is" if "is" in methods else methods[-1],
             }
             for key in ("hyp16", "hyp100", "cll_is50"):
                 stats = ratio_stats(t[key], t["deterministic"])
                 row[f"{key}_s"] = statistics.median(t[key])
                 row[f"{key}_vs_deterministic"] = stats["ratio"]
                 row[f"{key}_spread"] = [stats["min"], stats["max"]]
+            for key in ("deterministic", "hyp16"):
+                row[f"{key}_vs_cnn"] = ratio_stats(t[key], t["cnn"])["ratio"]
             rows.append(row)
     return rows
 
@@ -264,7 +281,8 @@ def training_rows(
 def sampling_memory(
     encoder: str, batch: int, size: int, n: int, chunks: list[int], device: torch.device
 ) -> dict[str, float]:
-    """Peak memory of n hypotheses of the default model, for each chunk size (MB)."""
+    """Peak memory of n hypotheses (label maps, as evaluation and predict keep them) of the
+    default model, for each ``eval.sample_chunk`` (MB); the image encoding is not counted."""
     cfg = family_config("sohn", encoder, size)
     assert cfg is not None
     torch.manual_seed(0)
@@ -272,9 +290,11 @@ def sampling_memory(
     x, _ = _inputs(batch, size, 4, device)
     out = {}
     with torch.inference_mode():
-        ctx = model.encode(x)
         for c in chunks:
-            peak = peak_memory_bytes(lambda c=c: decode_samples_chunked(model, ctx, n, c), device)
+            ctx = model.encode(x)  # fresh: nothing decoded yet
+            peak = peak_memory_bytes(
+                lambda c=c, ctx=ctx: hypothesis_labels(model, ctx, n, c), device
+            )
             out[f"peak_mem_hyp{n}_b{batch}_{size}px_chunk{c}_mb"] = peak / 2**20
     return out
 
@@ -320,18 +340,23 @@ def machine(threads: int) -> dict[str, Any]:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of the sampling rows."""
-    head = "| family | batch | size | deterministic s | 16 hyps | 100 hyps | IS S=50 |"
-    lines = [head, "|" + "---|" * 7]
+    """A markdown table of the sampling rows: ratios to the family's own deterministic prediction
+    (median over rounds, min-max in brackets), then to the plain CNN's prediction."""
+    head = (
+        "| family | batch | size | deterministic s | 16 hyps | 100 hyps | likelihood S=50 "
+        "(estimator) | deterministic / CNN | 16 hyps / CNN |"
+    )
+    lines = [head, "|" + "---|" * 9]
     for r in rows:
         cells = [
             f"{r[f'{k}_vs_deterministic']:.2f}x ({r[f'{k}_spread'][0]:.2f}-{r[f'{k}_spread'][1]:.2f})"
             for k in ("hyp16", "hyp100", "cll_is50")
         ]
+        cells[-1] += f" ({r['likelihood_method']})"
         lines.append(
             f"| {r['family']} | {r['batch']} | {r['image_size']} | {r['deterministic_s']:.3f} | "
             + " | ".join(cells)
-            + " |"
+            + f" | {r['deterministic_vs_cnn']:.2f}x | {r['hyp16_vs_cnn']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -357,10 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--settings",
-        default=",".join(f"{b}x{s}" for b, s in SETTINGS),
-        help="batch x image size list",
+        default="8x128",
+        help="batch x image size list, or 'all' for " + ",".join(f"{b}x{s}" for b, s in SETTINGS),
     )
-    p.add_argument("--chunk", type=int, default=16, help="hypotheses per decoding call")
+    p.add_argument(
+        "--chunk", type=int, default=16, help="hypotheses per decoding call (eval.sample_chunk)"
+    )
     p.add_argument("--memory", default="8x256", help="batch x size for the 100-hypothesis memory")
     p.add_argument("--train-setting", default="8x128", help="batch x size of the training part")
     p.add_argument("--no-training", action="store_true", help="skip the training-step part")
@@ -386,9 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         p.error(f"unknown families {unknown}; valid: {', '.join(FAMILIES)}")
-    rows = sampling_rows(
-        families, parse_settings(args.settings), args.encoder, device, args.repeats, args.chunk
-    )
+    settings = list(SETTINGS) if args.settings == "all" else parse_settings(args.settings)
+    rows = sampling_rows(families, settings, args.encoder, device, args.repeats, args.chunk)
     results["sampling"] = rows
     ((mb, ms),) = parse_settings(args.memory)
     results.update(sampling_memory(args.encoder, mb, ms, 100, sorted({args.chunk, 100}), device))

@@ -320,6 +320,7 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
         seed=cfg.train.seed,
         progress=not args.quiet and sys.stderr.isatty(),
         extra_ged_hypotheses=cfg.eval.extra_ged_hypotheses,
+        sample_chunk=cfg.eval.sample_chunk,
     )
     report = {
         "checkpoint": str(args.ckpt),

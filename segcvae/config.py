@@ -332,10 +332,13 @@ class EvalConfig:
     num_vis: int = 4  # images in the validation sample grid
     # --- multi-rater metrics (issue 12)
     extra_ged_hypotheses: int = 0  # also report ged_<n> with n hypotheses (e.g. 100); 0 = off
+    # many hypotheses are decoded this many at a time: bounds their memory at a large size
+    sample_chunk: int = 16
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
         _require(self.batch_size >= 1, "eval.batch_size", "an integer >= 1", self.batch_size)
+        _require(self.sample_chunk >= 1, "eval.sample_chunk", "an integer >= 1", self.sample_chunk)
         for key, meaning in (
             ("samples", "0 = no likelihood"),
             ("hypotheses", "0 = none"),

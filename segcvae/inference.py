@@ -35,7 +35,7 @@ def decode_samples_chunked(model: nn.Module, ctx: object, n: int, chunk: int = 1
 
     The result is the same (B, n, K, H, W) tensor; only the generation head's intermediate
     activations are bounded by ``chunk``, which is what limits the peak memory of many
-    hypotheses at a large size (``eval.sample_chunk``).
+    hypotheses at a large size (:func:`hypothesis_labels` also drops the logits of each chunk).
 
     Args:
         model: Any segcvae model.
@@ -49,6 +49,27 @@ def decode_samples_chunked(model: nn.Module, ctx: object, n: int, chunk: int = 1
         return model.decode_samples(ctx, n)
     sizes = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
     return torch.cat([model.decode_samples(ctx, c) for c in sizes], dim=1)
+
+
+def hypothesis_labels(model: nn.Module, ctx: object, n: int, chunk: int = 16) -> Tensor:
+    """n hypotheses as label maps (B, n, H, W) uint8, decoded ``chunk`` at a time.
+
+    Only ``chunk`` hypotheses' logits (B, chunk, K, H, W) exist at once, so the peak memory of many
+    hypotheses at a large size is bounded by ``chunk`` (``eval.sample_chunk``), not by n.
+
+    Args:
+        model: Any segcvae model.
+        ctx: ``model.encode(x)``.
+        n: Hypotheses.
+        chunk: Hypotheses per call (>= 1).
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    parts = [
+        model.decode_samples(ctx, min(chunk, n - start)).argmax(dim=2).to(torch.uint8)
+        for start in range(0, n, chunk)
+    ]
+    return torch.cat(parts, dim=1)
 
 
 def entropy(probs: Tensor, dim: int = 1, eps: float = 1e-12) -> Tensor:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from segcvae.data.raters import majority_vote
-from segcvae.inference import uncertainty
+from segcvae.inference import hypothesis_labels, uncertainty
 from segcvae.metrics import (
     SegmentationMeter,
     calibration_bins,
@@ -82,6 +82,7 @@ def evaluate(
     progress: bool = False,
     extra_ged_hypotheses: int = 0,
     masks_are_modes: bool | None = None,
+    sample_chunk: int = 16,
 ) -> EvalResult:
     """Evaluate a model on a loader of ``{"image", "mask", "masks", "num_masks"}`` batches.
 
@@ -105,6 +106,7 @@ def evaluate(
         extra_ged_hypotheses: n > 0 also reports ``ged_<n>`` from n more hypotheses (costly).
         masks_are_modes: report ``mode_purity`` / ``mode_coverage`` (the masks are the complete
             set of plausible answers); None = the dataset's ``masks_are_modes`` attribute.
+        sample_chunk: The extra hypotheses are decoded this many at a time (bounds memory).
 
     Returns:
         :class:`EvalResult` with, against the reference mask, ``pixel_accuracy``, ``mean_iou``,
@@ -145,7 +147,7 @@ def evaluate(
                 if hypotheses > 0:
                     probs = model.decode_samples(ctx, hypotheses).softmax(dim=2)  # (B, S, K, H, W)
                     hyps = probs.argmax(dim=2)  # (B, S, H, W)
-                    extra = _extra_hypotheses(model, ctx, extra_ged_hypotheses)
+                    extra = _extra_hypotheses(model, ctx, extra_ged_hypotheses, sample_chunk)
                     acc.add_hypotheses(probs, hyps, b, masks_are_modes, extra)
                     if acc.n_vis < num_vis:
                         acc.add_vis(min(num_vis - acc.n_vis, b.size), b, pred, probs, hyps)
@@ -371,14 +373,11 @@ def _image_metrics(
         out.setdefault(k, []).append(v)
 
 
-def _extra_hypotheses(model: nn.Module, ctx: Any, n: int, chunk: int = 25) -> torch.Tensor | None:
+def _extra_hypotheses(model: nn.Module, ctx: Any, n: int, chunk: int) -> torch.Tensor | None:
     """``n`` more hypotheses as labels (B, n, H, W), drawn ``chunk`` at a time; None if n = 0."""
     if n <= 0:
         return None
-    parts = []
-    for start in range(0, n, chunk):
-        parts.append(model.decode_samples(ctx, min(chunk, n - start)).argmax(dim=2))
-    return torch.cat(parts, dim=1)
+    return hypothesis_labels(model, ctx, n, chunk).long()
 
 
 def _dataset_attr(dataset: Any, name: str, default: Any) -> Any:
