@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from segcvae.config import Config, ConfigError
-from segcvae.inference import decode_samples_chunked, hypothesis_labels
+from segcvae.inference import decode_samples_chunked
 from segcvae.losses import build_objective
 from segcvae.metrics import conditional_log_likelihood
 from segcvae.models import create_model
@@ -293,7 +293,7 @@ def sampling_memory(
         for c in chunks:
             ctx = model.encode(x)  # fresh: nothing decoded yet
             peak = peak_memory_bytes(
-                lambda c=c, ctx=ctx: hypothesis_labels(model, ctx, n, c), device
+                lambda c=c, ctx=ctx: decode_samples_chunked(model, ctx, n, c, labels=True), device
             )
             out[f"peak_mem_hyp{n}_b{batch}_{size}px_chunk{c}_mb"] = peak / 2**20
     return out

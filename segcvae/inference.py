@@ -30,46 +30,30 @@ def sample_probs(model: nn.Module, x: Tensor, n: int) -> Tensor:
     return model.sample(x, n).softmax(dim=2)
 
 
-def decode_samples_chunked(model: nn.Module, ctx: object, n: int, chunk: int = 16) -> Tensor:
+def decode_samples_chunked(
+    model: nn.Module, ctx: object, n: int, chunk: int = 16, labels: bool = False
+) -> Tensor:
     """``model.decode_samples(ctx, n)`` computed ``chunk`` hypotheses at a time.
 
-    The result is the same (B, n, K, H, W) tensor; only the generation head's intermediate
-    activations are bounded by ``chunk``, which is what limits the peak memory of many
-    hypotheses at a large size (:func:`hypothesis_labels` also drops the logits of each chunk).
+    Only one chunk's logits (B, chunk, K, H, W) and the generation head's intermediates for it
+    exist at once. With ``labels`` each chunk is reduced to its label maps before the next one is
+    drawn, so the peak memory of many hypotheses at a large size is bounded by ``chunk``
+    (``eval.sample_chunk``), not by n.
 
     Args:
         model: Any segcvae model.
         ctx: ``model.encode(x)``.
         n: Hypotheses.
         chunk: Hypotheses per call (>= 1).
+        labels: Return label maps (B, n, H, W) uint8 instead of logits (B, n, K, H, W).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    if n <= chunk:
-        return model.decode_samples(ctx, n)
-    sizes = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
-    return torch.cat([model.decode_samples(ctx, c) for c in sizes], dim=1)
-
-
-def hypothesis_labels(model: nn.Module, ctx: object, n: int, chunk: int = 16) -> Tensor:
-    """n hypotheses as label maps (B, n, H, W) uint8, decoded ``chunk`` at a time.
-
-    Only ``chunk`` hypotheses' logits (B, chunk, K, H, W) exist at once, so the peak memory of many
-    hypotheses at a large size is bounded by ``chunk`` (``eval.sample_chunk``), not by n.
-
-    Args:
-        model: Any segcvae model.
-        ctx: ``model.encode(x)``.
-        n: Hypotheses.
-        chunk: Hypotheses per call (>= 1).
-    """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    parts = [
-        model.decode_samples(ctx, min(chunk, n - start)).argmax(dim=2).to(torch.uint8)
-        for start in range(0, n, chunk)
-    ]
-    return torch.cat(parts, dim=1)
+    parts = []
+    for start in range(0, n, chunk):
+        logits = model.decode_samples(ctx, min(chunk, n - start))
+        parts.append(logits.argmax(dim=2).to(torch.uint8) if labels else logits)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def entropy(probs: Tensor, dim: int = 1, eps: float = 1e-12) -> Tensor:

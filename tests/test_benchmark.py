@@ -64,6 +64,9 @@ def test_decode_in_chunks_equals_one_call():
     first = model.decode_samples(ctx, 3)
     assert torch.allclose(parts[:, :3], first, atol=1e-6)
     assert not torch.allclose(parts[:, :3], parts[:, 3:6])
+    torch.manual_seed(1)
+    labels = decode_samples_chunked(model, ctx, 7, 3, labels=True)  # the same draws, as labels
+    assert labels.dtype == torch.uint8 and torch.equal(labels, parts.argmax(2).to(torch.uint8))
     with pytest.raises(ValueError, match="chunk"):
         decode_samples_chunked(model, ctx, 4, 0)
 

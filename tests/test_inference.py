@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from segcvae.inference import predict_probs, sample_probs, uncertainty
@@ -32,21 +31,3 @@ def test_uncertainty_disagreeing_samples():
     assert torch.allclose(
         u["mutual_information"], torch.full((1, 1, 1), torch.log(torch.tensor(2.0)))
     )
-
-
-def test_hypothesis_labels_are_the_argmax_of_chunked_draws():
-    from segcvae.inference import hypothesis_labels
-
-    torch.manual_seed(0)
-    model = create_model(tiny_config("hybrid"), 3).eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        ctx = model.encode(x)
-        torch.manual_seed(1)
-        labels = hypothesis_labels(model, ctx, 7, chunk=3)
-        torch.manual_seed(1)
-        logits = torch.cat([model.decode_samples(ctx, c) for c in (3, 3, 1)], dim=1)
-    assert labels.dtype == torch.uint8 and labels.shape == (2, 7, 32, 32)
-    assert torch.equal(labels, logits.argmax(2).to(torch.uint8))
-    with pytest.raises(ValueError, match="chunk"):
-        hypothesis_labels(model, ctx, 4, chunk=0)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from segcvae.data.raters import majority_vote
-from segcvae.inference import hypothesis_labels, uncertainty
+from segcvae.inference import decode_samples_chunked, uncertainty
 from segcvae.metrics import (
     SegmentationMeter,
     calibration_bins,
@@ -377,7 +377,7 @@ def _extra_hypotheses(model: nn.Module, ctx: Any, n: int, chunk: int) -> torch.T
     """``n`` more hypotheses as labels (B, n, H, W), drawn ``chunk`` at a time; None if n = 0."""
     if n <= 0:
         return None
-    return hypothesis_labels(model, ctx, n, chunk).long()
+    return decode_samples_chunked(model, ctx, n, chunk, labels=True).long()
 
 
 def _dataset_attr(dataset: Any, name: str, default: Any) -> Any:
