@@ -9,10 +9,11 @@ where ``L_i`` are 1x1 convolutions. Written as convolutions over a (B*S, C, H, W
 intermediate is a tensor of B*S full-resolution maps (268 MB for 8 images, 16 samples, 32 channels at
 128x128): the time goes to allocating and streaming those tensors, not to arithmetic. Here the same
 arithmetic runs as matrix products on pixel blocks of a bounded size, so intermediates stay small
-and are reused. Measured on 2 CPU cores (one thread, 8 images at 128x128, 32 channels, K = 4): 8
-samples 1.5 s -> 0.32 s, 16 samples 3.0 s -> 0.69 s; a training step's head (16 images at 64x64, 8
-codes, forward + backward) 1.5 s -> 0.75 s. torch has no fused op for this (``torch.compile`` could
-fuse it, but needs a compiler toolchain at run time and minutes of compilation), hence this loop.
+and are reused; under autograd the blocks are recomputed in the backward pass instead of being
+stored (:class:`_BlockedMLP`), so training memory does not grow with S either. Measured on 2 CPU
+cores (one thread, 8 images at 128x128, 32 channels, K = 4): 8 samples 1.5 s -> 0.32 s, 16 samples
+3.0 s -> 0.69 s. torch has no fused op for this (``torch.compile`` could fuse it, but needs a
+compiler toolchain at run time and minutes of compilation), hence these loops.
 """
 
 from __future__ import annotations
@@ -30,7 +31,84 @@ BLOCK_ROWS = 1 << 15
 def is_tracing() -> bool:
     """Whether a tracer (ONNX export, torch.jit, torch.compile) is recording: it gets one block, so
     the graph has no Python loop over the batch and keeps its dynamic shapes."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()  # torch >= 2.3
+    return torch.jit.is_tracing() or compiling or torch.onnx.is_in_onnx_export()
+
+
+def _autocast(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
+    except TypeError:
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+def _blocks(height_width: int, samples: int, block_rows: int) -> tuple[int, range]:
+    n = max(1, block_rows // samples)
+    return n, range(0, height_width, n)
+
+
+def _forward_block(pre: Tensor, params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """``layers(relu(pre))`` for one block: pre (S, n, C) -> logits (S, K, n), and the hidden
+    activations (each (S, n, C_i), after their ReLU) that the backward pass needs."""
+    h = torch.relu(pre)
+    hidden = [h]
+    for i in range(0, len(params) - 2, 2):
+        h = torch.relu(F.linear(h, params[i], params[i + 1]))
+        hidden.append(h)
+    w, b = params[-2], params[-1]
+    return torch.matmul(w, h.transpose(-1, -2)) + b[:, None], hidden
+
+
+class _BlockedMLP(torch.autograd.Function):
+    """``sample_mlp`` under autograd: blocks in the forward pass, recomputed in the backward pass.
+
+    Only the inputs are saved; each block's activations are recomputed when its gradient is needed,
+    so neither time nor memory goes into (B, S, C, H, W) tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, context, bias, base, block_rows, *params):  # type: ignore[override]
+        b, hw, _ = context.shape
+        s = bias.shape[1]
+        n, starts = _blocks(hw, s, block_rows)
+        out = context.new_empty(b, s, params[-2].shape[0], hw)
+        with torch.no_grad():
+            for i in range(b):
+                for p in starts:
+                    out[i, :, :, p : p + n] = _forward_block(
+                        context[i, p : p + n] + bias[i][:, None, :], params
+                    )[0]
+        if base is not None:
+            out += base.unsqueeze(1)
+        ctx.block_rows = block_rows
+        ctx.has_base = base is not None
+        ctx.save_for_backward(context, bias, *params)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        context, bias, *params = ctx.saved_tensors
+        b, hw, _ = context.shape
+        s = bias.shape[1]
+        n, starts = _blocks(hw, s, ctx.block_rows)
+        g_context = torch.zeros_like(context)
+        g_bias = torch.zeros_like(bias)
+        g_params = [torch.zeros_like(t) for t in params]
+        for i in range(b):
+            for p in starts:
+                pre = context[i, p : p + n] + bias[i][:, None, :]  # (S, n, C)
+                _, hidden = _forward_block(pre, params)
+                g = grad_out[i, :, :, p : p + n].transpose(1, 2)  # (S, n, K)
+                for layer in range(len(hidden) - 1, -1, -1):
+                    w = params[2 * layer]
+                    h = hidden[layer]  # input of this layer (after its ReLU)
+                    g_params[2 * layer] += g.flatten(0, 1).t() @ h.flatten(0, 1)
+                    g_params[2 * layer + 1] += g.sum(dim=(0, 1))
+                    g = (g @ w) * (h > 0)  # through the layer and the ReLU before it
+                g_context[i, p : p + n] += g.sum(dim=0)
+                g_bias[i] += g.sum(dim=1)
+        g_base = grad_out.sum(dim=1) if ctx.has_base else None
+        return g_context, g_bias, g_base, None, *g_params
 
 
 def sample_mlp(
@@ -46,45 +124,24 @@ def sample_mlp(
         context: The image-dependent pre-activation of the first hidden layer (B, C, H, W).
         bias: The sample-dependent part of that pre-activation (B, S, C).
         layers: The 1x1 convolutions after the first ReLU, C -> ... -> K; a ReLU follows every one
-            but the last.
+            but the last. Each must have a bias.
         base: Logits added to every sample's output (B, K, H, W) (the baseline's y_hat), or None.
         block_rows: Samples x pixels per block (bounds the intermediates' memory).
 
     Returns:
         Logits (B, S, K, H, W): ``base + layers(relu(context + bias))`` for every sample.
     """
-    b, c, height, width = context.shape
-    s = bias.shape[1]
-    weights = [(conv.weight.flatten(1), conv.bias) for conv in layers]
+    b, _, height, width = context.shape
+    params: list[Tensor] = []
+    for conv in layers:
+        params += [conv.weight.flatten(1), conv.bias]
     ctx = context.flatten(2).transpose(1, 2)  # (B, HW, C), a view
     base_flat = None if base is None else base.flatten(2)  # (B, K, HW)
-
-    def mlp(pre: Tensor) -> Tensor:  # (..., n, C) pre-activations -> (..., K, n) logits
-        h = torch.relu(pre)
-        for w, bb in weights[:-1]:
-            h = torch.relu(F.linear(h, w, bb))
-        w, bb = weights[-1]
-        out = torch.matmul(w, h.transpose(-1, -2))  # (..., K, n)
-        return out if bb is None else out + bb[:, None]
-
-    if is_tracing():
-        out = mlp(ctx[:, None] + bias[:, :, None, :])  # (B, S, K, HW)
+    if is_tracing() or _autocast(context.device.type):
+        # one block, plain autograd: export graphs keep dynamic shapes, autocast picks dtypes
+        out = _forward_block(ctx[:, None] + bias[:, :, None, :], params)[0]  # (B, S, K, HW)
         if base_flat is not None:
             out = out + base_flat[:, None]
-        return out.unflatten(-1, (height, width))
-    n = max(1, block_rows // s)
-    starts = range(0, height * width, n)
-
-    def block(i: int, p: int) -> Tensor:  # (S, K, n) for image i, pixels p .. p + n
-        out = mlp(ctx[i, p : p + n] + bias[i][:, None, :])
-        return out if base_flat is None else out + base_flat[i, :, p : p + n]
-
-    if torch.is_grad_enabled():  # autograd: assemble the blocks functionally
-        rows = [torch.cat([block(i, p) for p in starts], dim=-1) for i in range(b)]
-        return torch.stack(rows).unflatten(-1, (height, width))
-    k = weights[-1][0].shape[0]
-    out = context.new_empty(b, s, k, height * width)
-    for i in range(b):
-        for p in starts:
-            out[i, :, :, p : p + n] = block(i, p)
+    else:
+        out = _BlockedMLP.apply(ctx.contiguous(), bias, base_flat, block_rows, *params)
     return out.unflatten(-1, (height, width))

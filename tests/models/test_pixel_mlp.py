@@ -71,3 +71,15 @@ def test_a_tracer_gets_one_block(monkeypatch):
         out = sample_mlp(context, bias, convs, block_rows=4)
     assert calls[0] == (3, 2, 16, 6)  # every image, sample and pixel at once
     torch.testing.assert_close(out, _reference(context, bias, convs, None), rtol=1e-5, atol=1e-5)
+
+
+def test_autocast_runs_the_plain_path():
+    """Under autocast the head runs as plain autograd ops, so autocast chooses the dtypes."""
+    convs = _head()
+    context, bias = torch.randn(2, 6, 4, 4), torch.randn(2, 3, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sample_mlp(context, bias, convs)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        out.float(), _reference(context, bias, convs, None), rtol=0.05, atol=0.05
+    )
