@@ -48,6 +48,9 @@ class SSNContext:
         and the samples come out in (B, n, ...) order without a transpose.
         """
         d = self.distribution
+        if not isinstance(d, LowRankMultivariateNormal):  # a stand-in (the export's noise draw)
+            draw = d.rsample if reparameterised else d.sample
+            return draw((n,)).transpose(0, 1).unflatten(-1, self.shape)
         shape = (n, *d.loc.shape)  # (n, B, E)
         with torch.set_grad_enabled(reparameterised and torch.is_grad_enabled()):
             eps_w = d.loc.new_empty(*shape[:-1], d.cov_factor.shape[-1]).normal_()  # (n, B, R)
