@@ -278,14 +278,14 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    steps: int = 600
+    steps: int = 1000
     batch_size: int = 16
     lr: float = 1e-3
     lr_decay: float = 1e-3  # lr_t = lr / (1 + lr_decay * t), as in the paper
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     seed: int = 0
-    eval_every: int = 300
+    eval_every: int = 250
     log_every: int = 20
     checkpoint_every: int = 100
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
