@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The QUBIQ brain-growth protocol of docs/RESULTS.md: train each configs/qubiq_<name>.yaml
-# (27 train / 4 val / 8 test slices, 128x128, 400 steps, best.pt selected on val) and evaluate it on
+# (27 train / 4 val / 8 test slices, 128x128, 250 steps, best.pt selected on val) and evaluate it on
 # the 8 test cases against all seven raters: S = 50 for the likelihood, 16 hypotheses (GED also
 # with 100). Each run writes runs/qubiq_<name>/seed<k>/{best.pt,test.json,wall_s.txt} and its
 # log to runs/qubiq_<name>/seed<k>.train.log.
