@@ -33,13 +33,17 @@ def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
     cnn = _report(0.3)
     del cnn["ncc"]  # a deterministic model's uncertainty map is flat: evaluate leaves ncc out
     _write(tmp_path, "cnn", 0, cnn | {"ged_100": float("nan")}, None)
-    lines = tables.multi_rater_table(tmp_path, "qubiq").splitlines()
+    first, second = tables.multi_rater_table(tmp_path, "qubiq").split("\n\n")
+    lines = first.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| model | seeds | GED (16) | GED (100) |")
     cnn_row, hybrid_row = lines[2].split(" | "), lines[3].split(" | ")
     assert cnn_row[0] == "| cnn" and hybrid_row[0] == "| hybrid"  # OBJECTIVES order
     assert hybrid_row[1] == "2" and hybrid_row[2] == "0.300 ± 0.141"  # sample std of 0.2, 0.4
-    assert hybrid_row[-1] == "6.0 ± 1.4 |"  # minutes from wall_s.txt
-    assert cnn_row[3] == "—" and cnn_row[5] == "—" and cnn_row[-1] == "— |"  # NaN, missing, no time
+    assert cnn_row[3] == "—" and cnn_row[5] == "—"  # NaN ged_100, missing ncc
+    lines = second.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| model | seeds | diversity")
+    assert lines[3].split(" | ")[-1] == "6.0 ± 1.4 |"  # minutes from wall_s.txt
+    assert lines[2].split(" | ")[-1] == "— |"  # no wall_s.txt
 
 
 def test_main_prints_the_multi_rater_table_for_a_qubiq_prefix(tmp_path: Path, capsys) -> None:
