@@ -1,11 +1,15 @@
 """Comparison figures for docs/RESULTS.md, drawn from trained checkpoints.
 
-Two figures:
+Three figures:
 
 * ``lfw``: for a few test faces, clean and with the seeded test-time block omission of
   ``tools/evaluate.py --omission``: image | ground truth | CNN | CVAE deterministic | several CVAE
   samples | entropy of the mean of S CVAE samples.
 * ``shapes``: for a few test images: image | every plausible mask | CNN | CVAE hypotheses.
+* ``qubiq``: for each test case (multi-rater data): image | every rater's mask | the raters'
+  foreground frequency | several hypotheses | the model's foreground frequency over S hypotheses
+  | its uncertainty, the expected cross-entropy E_s[CE(mean, s)] of the S hypotheses (the map
+  the NCC metric correlates with the raters').
 
 Usage (paths as in docs/RESULTS.md):
 
@@ -14,6 +18,9 @@ Usage (paths as in docs/RESULTS.md):
         data.root=../shared/data/lfw
     python tools/results/figures.py shapes --cnn runs/shapes_cnn/seed0/best.pt \
         --cvae runs/shapes_hybrid/seed0/best.pt --out docs/figures/results/shapes_hypotheses.png
+    python tools/results/figures.py qubiq --cvae runs/qubiq_hybrid/seed0/best.pt --samples 7 \
+        --uncertainty-samples 16 --indices 0 1 2 3 4 5 6 7 \
+        --out docs/figures/results/qubiq_cases.png data.root=../shared/data/qubiq_brain_growth
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from segcvae.data import build_transforms  # noqa: E402
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from segcvae.engine.data import open_dataset  # noqa: E402
 from segcvae.inference import sample_probs, uncertainty  # noqa: E402
+from segcvae.metrics import expected_cross_entropy_map, rater_frequency  # noqa: E402
 
 
 def _load(path: Path, overrides: list[str]) -> tuple[torch.nn.Module, object, dict]:
@@ -134,9 +142,42 @@ def shapes_figure(args: argparse.Namespace) -> None:
     _figure(rows, headers, labels, args.out)
 
 
+@torch.no_grad()
+def qubiq_figure(args: argparse.Namespace) -> None:
+    """A row per test case: image, raters, rater frequency, hypotheses, model frequency, E[CE]."""
+    torch.manual_seed(args.seed)
+    model, cfg, meta = _load(args.cvae, args.overrides)
+    palette = [tuple(c) for c in meta["palette"]]
+    k = len(palette)
+    eps = 1e-8  # expected_cross_entropy_map's default: its largest value is -log(eps) * (1 - 1/K)
+    ce_max = -math.log(eps) * (1 - 1 / k)
+    n = max(args.uncertainty_samples, args.samples)
+    ds = open_dataset(cfg.data, "test", build_transforms(cfg.data, "test"))
+    rows, labels, n_raters = [], [], 0
+    for idx in args.indices:
+        item = ds[idx]
+        x = item["image"][None]
+        gts = item["masks"][: int(item.get("num_masks", len(item["masks"])))]
+        n_raters = max(n_raters, len(gts))
+        hyps = sample_probs(model, x, n)[0].argmax(1)  # (n, H, W)
+        row = [viz.denormalize(item["image"], cfg.data.mean, cfg.data.std)]
+        row += [viz.colorize(m, palette) for m in gts]
+        row.append(viz.heatmap(rater_frequency(gts, k)[0], vmax=1.0, cmap="viridis"))
+        row += [viz.colorize(h, palette) for h in hyps[: args.samples]]
+        row.append(viz.heatmap((hyps > 0).double().mean(0), vmax=1.0, cmap="viridis"))
+        row.append(viz.heatmap(expected_cross_entropy_map(hyps, k, eps), vmax=ce_max))
+        rows.append(row)
+        labels.append(str(item.get("id", f"test {idx}")))
+    name = args.cvae_name or (cfg.loss.objective if cfg.model.arch == "sohn" else cfg.model.arch)
+    headers = ["image"] + [f"rater {i + 1}" for i in range(n_raters)] + ["rater freq."]
+    headers += [f"{name} hyp. {i + 1}" for i in range(args.samples)]
+    headers += [f"model freq. (S={n})", f"E[CE] (S={n})"]
+    _figure(rows, headers, labels, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("kind", choices=["lfw", "shapes"])
+    p.add_argument("kind", choices=["lfw", "shapes", "qubiq"])
     p.add_argument("--cnn", type=Path, default=None, help="baseline CNN checkpoint (lfw: required)")
     p.add_argument("--cvae", type=Path, required=True, help="cvae / hybrid checkpoint")
     p.add_argument(
@@ -152,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if args.kind == "lfw" and args.cnn is None:
         p.error("lfw needs --cnn")
-    (lfw_figure if args.kind == "lfw" else shapes_figure)(args)
+    {"lfw": lfw_figure, "shapes": shapes_figure, "qubiq": qubiq_figure}[args.kind](args)
     print(f"wrote {args.out}")
     return 0
 

@@ -5,7 +5,14 @@ each setting, one row per objective (and per model family: prob_unet, ssn): pixe
 IoU, per-class IoU and negative CLL (nats per image; the
 paper's estimator and, for comparison, plain Monte Carlo from the prior), as mean +- std over the seeds found (std only with two or more seeds).
 
+With ``--prefix qubiq`` (multi-rater data, ``tools/results/qubiq.sh``) it reads
+``RUNS/qubiq_<name>/seed<k>/test.json`` (and ``wall_s.txt``, the training wall time) and prints
+one table of the multi-rater metrics: GED (16 and 100 hypotheses), HM-IoU, NCC, soft Dice, ECE,
+NLL, hypothesis diversity beside the raters' pairwise IoU, accuracy / IoU against the majority
+vote and against every rater, training time.
+
     python tools/results/tables.py --runs runs --prefix lfw_cpu
+    python tools/results/tables.py --runs runs --prefix qubiq
 """
 
 from __future__ import annotations
@@ -65,12 +72,89 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
     return "\n".join([header or "(no results)", *lines])
 
 
+# (column, JSON key, scale, digits) of the multi-rater table; lower is better for GED, ECE, NLL.
+MULTI_RATER_COLUMNS = (
+    ("GED (16)", "ged", 1, 3),
+    ("GED (100)", "ged_100", 1, 3),
+    ("HM-IoU", "hm_iou", 1, 3),
+    ("NCC", "ncc", 1, 3),
+    ("soft Dice", "soft_dice", 1, 3),
+    ("ECE", "ece", 1, 4),
+    ("NLL (nats/image)", "nll", 1, 0),
+)
+MULTI_RATER_AGREEMENT = (
+    ("acc. majority (%)", "pixel_accuracy_majority", 100, 2),
+    ("IoU majority (%)", "mean_iou_majority", 100, 1),
+    ("acc. raters (%)", "pixel_accuracy_raters", 100, 2),
+    ("IoU raters (%)", "mean_iou_raters", 100, 1),
+)
+
+
+def _train_seconds(run: Path) -> float | None:
+    """Training wall time of a run from ``wall_s.txt`` (``train <seconds>``), None if absent."""
+    path = run / "wall_s.txt"
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "train":
+            return float(value)
+    return None
+
+
+def multi_rater_table(
+    runs: Path, prefix: str = "qubiq", seeds: list[int] | None = None, name: str = "test.json"
+) -> str:
+    """Two markdown tables of the multi-rater metrics, a row per model, mean ± std over seeds.
+
+    The first: GED (16 and 100 hypotheses), HM-IoU, NCC, soft Dice, ECE, NLL and its estimator;
+    the second: the hypotheses' mean pairwise IoU beside the raters', accuracy / IoU against the
+    majority vote and against every rater, and the training wall time. Reads
+    ``runs/<prefix>_<model>/seed<k>/<name>``; a metric missing from a report (e.g. ``ncc`` of the
+    CNN, whose hypotheses are all alike) shows as "—". NaN values are left out of the mean.
+    """
+    cols_a = ["model", "seeds"] + [c[0] for c in MULTI_RATER_COLUMNS] + ["NLL estimator"]
+    cols_b = ["model", "seeds", "diversity (hyp. pairwise IoU)", "raters' pairwise IoU"]
+    cols_b += [c[0] for c in MULTI_RATER_AGREEMENT] + ["training (min)"]
+    table_a = ["| " + " | ".join(cols_a) + " |", "|" + "---|" * len(cols_a)]
+    table_b = ["| " + " | ".join(cols_b) + " |", "|" + "---|" * len(cols_b)]
+    for obj in OBJECTIVES:
+        paths = [
+            p
+            for p in sorted((runs / f"{prefix}_{obj}").glob(f"seed*/{name}"))
+            if seeds is None or int(p.parent.name.removeprefix("seed")) in seeds
+        ]
+        if not paths:
+            continue
+        reports = [json.loads(p.read_text()) for p in paths]
+
+        def col(key: str, scale: float, digits: int, reports: list[dict] = reports) -> str:
+            values = [r[key] for r in reports if key in r and r[key] == r[key]]  # not NaN
+            return _fmt(values, scale, digits)
+
+        minutes = [t / 60 for t in (_train_seconds(p.parent) for p in paths) if t is not None]
+        row_a = [obj, str(len(reports))]
+        row_a += [col(key, scale, digits) for _, key, scale, digits in MULTI_RATER_COLUMNS]
+        row_a.append(ESTIMATORS.get(obj, "IS, S=50"))
+        row_b = [obj, str(len(reports)), col("diversity", 1, 3), col("rater_pairwise_iou", 1, 3)]
+        row_b += [col(key, scale, digits) for _, key, scale, digits in MULTI_RATER_AGREEMENT]
+        row_b.append(_fmt(minutes, 1, 1))
+        table_a.append("| " + " | ".join(row_a) + " |")
+        table_b.append("| " + " | ".join(row_b) + " |")
+    if len(table_a) == 2:
+        return "(no results)"
+    return "\n".join(table_a) + "\n\n" + "\n".join(table_b)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--prefix", default="lfw_cpu")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds")
     args = p.parse_args(argv)
+    if args.prefix.startswith("qubiq"):
+        print(multi_rater_table(args.runs, args.prefix, args.seeds))
+        return 0
     for setting in ("clean", "omission"):
         print(f"### {setting}\n")
         print(table(args.runs, args.prefix, setting, args.seeds))

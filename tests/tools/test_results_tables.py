@@ -1,0 +1,53 @@
+"""tools/results/tables.py: the multi-rater table from evaluate's JSON files (no model needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from tests.tools.conftest import REPO
+
+_spec = importlib.util.spec_from_file_location("tables", REPO / "tools" / "results" / "tables.py")
+tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tables)
+
+
+def _report(ged: float, **extra: float) -> dict:
+    keys = [k for _, k, _, _ in tables.MULTI_RATER_COLUMNS + tables.MULTI_RATER_AGREEMENT]
+    report = {k: 0.5 for k in keys} | {"diversity": 0.9, "rater_pairwise_iou": 0.75}
+    return report | {"ged": ged} | extra
+
+
+def _write(runs: Path, name: str, seed: int, report: dict, train_s: float | None) -> None:
+    run = runs / f"qubiq_{name}" / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "test.json").write_text(json.dumps(report))
+    if train_s is not None:
+        (run / "wall_s.txt").write_text(f"train {train_s:g}\nevaluate 10\n")
+
+
+def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
+    _write(tmp_path, "hybrid", 0, _report(0.2), 300)
+    _write(tmp_path, "hybrid", 1, _report(0.4), 420)
+    cnn = _report(0.3)
+    del cnn["ncc"]  # a deterministic model's uncertainty map is flat: evaluate leaves ncc out
+    _write(tmp_path, "cnn", 0, cnn | {"ged_100": float("nan")}, None)
+    first, second = tables.multi_rater_table(tmp_path, "qubiq").split("\n\n")
+    lines = first.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| model | seeds | GED (16) | GED (100) |")
+    cnn_row, hybrid_row = lines[2].split(" | "), lines[3].split(" | ")
+    assert cnn_row[0] == "| cnn" and hybrid_row[0] == "| hybrid"  # OBJECTIVES order
+    assert hybrid_row[1] == "2" and hybrid_row[2] == "0.300 ± 0.141"  # sample std of 0.2, 0.4
+    assert cnn_row[3] == "—" and cnn_row[5] == "—"  # NaN ged_100, missing ncc
+    lines = second.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| model | seeds | diversity")
+    assert lines[3].split(" | ")[-1] == "6.0 ± 1.4 |"  # minutes from wall_s.txt
+    assert lines[2].split(" | ")[-1] == "— |"  # no wall_s.txt
+
+
+def test_main_prints_the_multi_rater_table_for_a_qubiq_prefix(tmp_path: Path, capsys) -> None:
+    _write(tmp_path, "ssn", 2, _report(0.25), 100)
+    assert tables.main(["--runs", str(tmp_path), "--prefix", "qubiq", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| ssn | 1 | 0.250 |" in out and "MC, S=50" in out
