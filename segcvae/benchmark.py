@@ -10,8 +10,9 @@ How it measures:
   of a ratio alike. The ratio reported is the median over rounds of the per-round ratios, with
   the smallest and largest per-round ratio as its spread.
 * The thread count is pinned (``--threads``, default: the cores available to this process) and
-  reported, and the 1-minute load average is read before and after the run; a warning is printed
-  when the machine is busy, because a ratio measured under load can be off by 2x.
+  reported; the share of busy CPU time in the second before the run and the 1-minute load average
+  before and after are recorded, and a warning is printed when other work is running, because a
+  ratio measured under load can be off by 2x.
 * Each round also times the plain CNN's prediction at the same batch and size, so every family's
   prediction and 16 hypotheses are put in scale against it (``*_vs_cnn``).
 * The likelihood column runs ``conditional_log_likelihood(method="is", n_samples=50)``, which is
@@ -325,6 +326,29 @@ def loader_benchmark(
     return r
 
 
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    """Share of all CPUs' time spent busy during ``seconds`` (Linux ``/proc/stat``; None elsewhere).
+
+    Unlike the load average, which lags by a minute (a benchmark run right after another reads the
+    first one's load), this says whether other work is running now.
+    """
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return None if total <= 0 else 1.0 - (idle1 - idle0) / total
+
+
 def machine(threads: int) -> dict[str, Any]:
     """Where the numbers come from."""
     info: dict[str, Any] = {
@@ -403,12 +427,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]
-    if load_before > 0.5:
+    busy = cpu_busy_fraction()
+    if busy is not None and busy > 0.25:
         print(
-            f"warning: 1-minute load average is {load_before:.2f} before the run; other work "
-            "on this machine skews the ratios (measure on an idle machine)"
+            f"warning: {busy:.0%} of the CPU time was busy in the second before the run (1-minute "
+            f"load average {load_before:.2f}); other work on this machine skews the ratios "
+            "(measure on an idle machine)"
         )
-    results: dict[str, Any] = {"machine": machine(threads), "load_before": load_before}
+    results: dict[str, Any] = {
+        "machine": machine(threads),
+        "load_before": load_before,
+        "cpu_busy_before": busy,
+    }
     families = [f for f in args.families.split(",") if f]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:

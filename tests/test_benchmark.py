@@ -77,3 +77,10 @@ def test_training_memory_counts_activations():
     small = train_memory_bytes(cfg, 3, torch.randn(2, 3, 32, 32), y)
     large = train_memory_bytes(cfg, 3, torch.randn(8, 3, 32, 32), y.repeat(4, 1, 1))
     assert large > small
+
+
+def test_cpu_busy_fraction_is_a_share_or_none():
+    from segcvae.benchmark import cpu_busy_fraction
+
+    busy = cpu_busy_fraction(0.05)
+    assert busy is None or 0.0 <= busy <= 1.0
