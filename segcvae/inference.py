@@ -45,14 +45,17 @@ def decode_samples_chunked(
         ctx: ``model.encode(x)``.
         n: Hypotheses.
         chunk: Hypotheses per call (>= 1).
-        labels: Return label maps (B, n, H, W) uint8 instead of logits (B, n, K, H, W).
+        labels: Return label maps (B, n, H, W) (uint8 for K <= 256 classes) instead of logits
+            (B, n, K, H, W).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     parts = []
     for start in range(0, n, chunk):
         logits = model.decode_samples(ctx, min(chunk, n - start))
-        parts.append(logits.argmax(dim=2).to(torch.uint8) if labels else logits)
+        if labels:  # uint8 holds up to 256 classes; more keep int64
+            logits = logits.argmax(dim=2).to(torch.uint8 if logits.shape[2] <= 256 else torch.long)
+        parts.append(logits)
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 

@@ -31,3 +31,16 @@ def test_uncertainty_disagreeing_samples():
     assert torch.allclose(
         u["mutual_information"], torch.full((1, 1, 1), torch.log(torch.tensor(2.0)))
     )
+
+
+def test_chunked_label_maps_keep_int64_beyond_256_classes():
+    from segcvae.inference import decode_samples_chunked
+
+    class Many:  # 300 classes, class 299 wins everywhere
+        def decode_samples(self, ctx, n):
+            logits = torch.zeros(1, n, 300, 2, 2)
+            logits[:, :, 299] = 1.0
+            return logits
+
+    labels = decode_samples_chunked(Many(), None, 5, chunk=2, labels=True)
+    assert labels.dtype == torch.int64 and bool((labels == 299).all())
