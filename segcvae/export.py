@@ -50,6 +50,8 @@ from torch.distributions import (
     OneHotCategorical,
 )
 
+from segcvae.models.latent import low_rank_draws
+
 MULTIPLE = 32  # image sides must be multiples of this (the encoder's total stride)
 PROBE_SIZES = ((32, 32), (64, 32), (32, 64), (64, 64))
 
@@ -108,9 +110,8 @@ def reparameterise(dist: Distribution, eps: Tensor) -> Tensor:
         return (idx == codes).to(dist.logits.dtype)  # (S, B, Z) one-hot
     if isinstance(dist, LowRankMultivariateNormal):
         rank = dist.cov_factor.shape[-1]
-        eps_r, eps_d = eps[..., :rank], eps[..., rank:]
-        low = (dist.cov_factor @ eps_r.unsqueeze(-1)).squeeze(-1)  # (S, B, D)
-        return dist.loc + low + dist.cov_diag.sqrt() * eps_d
+        eps_r, eps_d = eps[..., :rank].transpose(0, 1), eps[..., rank:].transpose(0, 1)
+        return low_rank_draws(dist, eps_r, eps_d).transpose(0, 1)  # (S, B, D)
     return dist.mean + dist.stddev * eps
 
 

@@ -17,7 +17,7 @@ from torch.distributions import LowRankMultivariateNormal
 
 from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
-from segcvae.models.latent import bounded_logvar
+from segcvae.models.latent import bounded_logvar, low_rank_draws
 from segcvae.outputs import SSNOutput
 
 
@@ -40,25 +40,17 @@ class SSNContext:
         return self.distribution.loc.unflatten(-1, self.shape)
 
     def sample(self, n: int, reparameterised: bool = False) -> Tensor:
-        """n logit samples (B, n, K, H, W): ``mu + P eps_W + sqrt(D) eps_D``.
-
-        The same draws, in the same order, as ``LowRankMultivariateNormal.rsample``, whose
-        ``_batch_mv`` broadcasts the (B, K*H*W, R) factor to every sample (a copy of n factors:
-        335 MB for 16 samples of 8 images at 128x128); here one batched product per image does it,
-        and the samples come out in (B, n, ...) order without a transpose.
-        """
+        """n logit samples (B, n, K, H, W): the distribution's own draws (the noise is drawn in
+        ``rsample``'s order, so a seed gives the same samples), computed by
+        :func:`~segcvae.models.latent.low_rank_draws` without copying the factor per sample."""
         d = self.distribution
-        if not isinstance(d, LowRankMultivariateNormal):  # a stand-in (the export's noise draw)
+        if not isinstance(d, LowRankMultivariateNormal):  # the export's noise draw stands in
             draw = d.rsample if reparameterised else d.sample
             return draw((n,)).transpose(0, 1).unflatten(-1, self.shape)
-        shape = (n, *d.loc.shape)  # (n, B, E)
         with torch.set_grad_enabled(reparameterised and torch.is_grad_enabled()):
-            eps_w = d.loc.new_empty(*shape[:-1], d.cov_factor.shape[-1]).normal_()  # (n, B, R)
-            eps_d = d.loc.new_empty(shape).normal_()  # (n, B, E)
-            low_rank = torch.baddbmm(  # (B, n, E) = mu + eps_W P^T
-                d.loc.unsqueeze(1), eps_w.transpose(0, 1), d.cov_factor.transpose(1, 2)
-            )
-            out = torch.addcmul(low_rank, d.cov_diag.sqrt().unsqueeze(1), eps_d.transpose(0, 1))
+            eps_w = d.loc.new_empty(n, *d.cov_factor.shape[:-2], d.cov_factor.shape[-1]).normal_()
+            eps_d = d.loc.new_empty(n, *d.loc.shape).normal_()  # (n, B, E)
+            out = low_rank_draws(d, eps_w.transpose(0, 1), eps_d.transpose(0, 1))
         return out.unflatten(-1, self.shape)
 
 
