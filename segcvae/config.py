@@ -198,8 +198,11 @@ class ModelConfig:
     hidden_channels: int = 32  # width of prior / recognition / generation nets
     logvar_min: float = -10.0
     logvar_max: float = 4.0
-    # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp)
-    generation: Literal["quarter", "full"] = "full"
+    # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp); refine:
+    # generation_net is a second U-Net stage refining y_hat from image features, y_hat and z (with
+    # loss.objective=cnn: the same stage without a latent, a deterministic two-stage CNN)
+    generation: Literal["quarter", "full", "refine"] = "full"
+    refine_channels: int = 16  # generation=refine: width at stride 1 (x2 at stride 2, x4 at 4)
     # Model family (segcvae.models.ARCHS). sohn: Sohn et al.'s CVAE, or the BaselineCNN with
     # loss.objective=cnn; prob_unet and ssn have one objective each and ignore loss.objective.
     arch: Literal["sohn", "prob_unet", "ssn"] = "sohn"
@@ -226,7 +229,7 @@ class ModelConfig:
             f"{self.encoder_depth} positive integers (one per model.encoder_depth stage)",
             self.decoder_channels,
         )
-        for key in ("latent_channels", "hidden_channels"):
+        for key in ("latent_channels", "hidden_channels", "refine_channels"):
             v = getattr(self, key)
             _require(v >= 1, f"model.{key}", "an integer >= 1", v)
         strides = [2**k for k in range(2, self.encoder_depth + 1)]
@@ -282,6 +285,8 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     lr_decay: float = 1e-3  # lr_t = lr / (1 + lr_decay * t), as in the paper
+    # inverse: the paper's lr / (1 + lr_decay * t); cosine: lr * (1 + cos(pi * t / steps)) / 2
+    lr_schedule: Literal["inverse", "cosine"] = "inverse"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     seed: int = 0

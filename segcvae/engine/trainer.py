@@ -154,8 +154,28 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, lr_decay: float) -> LambdaLR:
-    """``lr_t = lr / (1 + lr_decay * t)``, the paper's decay, stepped once per training step."""
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    lr_decay: float,
+    schedule: str = "inverse",
+    steps: int = 1,
+) -> LambdaLR:
+    """The learning-rate factor per training step (stepped once per step).
+
+    Args:
+        optimizer: Its ``lr`` is the peak rate.
+        lr_decay: ``"inverse"``: ``lr_t = lr / (1 + lr_decay * t)``, the paper's decay.
+        schedule: ``"inverse"`` or ``"cosine"`` (``lr_t = lr * (1 + cos(pi * t / steps)) / 2``,
+            annealed to 0 at the last step).
+        steps: Length of the run (``"cosine"`` only).
+    """
+    if schedule == "cosine":
+        total = max(1, steps)
+        return LambdaLR(
+            optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
+        )
+    if schedule != "inverse":
+        raise ValueError(f"schedule must be 'inverse' or 'cosine', got {schedule!r}")
     return LambdaLR(optimizer, lambda t: 1.0 / (1.0 + lr_decay * t))
 
 
@@ -275,7 +295,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(cfg).to(self.device)
         self.optimizer = build_optimizer(self.model, tc)
-        self.scheduler = build_scheduler(self.optimizer, tc.lr_decay)
+        self.scheduler = build_scheduler(self.optimizer, tc.lr_decay, tc.lr_schedule, tc.steps)
         self.amp_dtype, self.amp_enabled = self._amp(tc.amp)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_enabled and self.amp_dtype == torch.float16

@@ -36,7 +36,8 @@ class Objective(nn.Module):
         kind: ``cnn``, ``cvae``, ``gsnn`` or ``hybrid``.
         alpha: Hybrid weight: ``alpha * cvae + (1 - alpha) * gsnn``.
         scale_weights: NLL weight of the 1/4, 1/2 and 1 scales.
-        y_hat_weight: Weight of the baseline's own NLL (not used by ``cnn``, where y_hat is the output).
+        y_hat_weight: Weight of the baseline's own NLL (used by ``cnn`` only with a second stage,
+            ``out.logits_prior`` of a ``RefinedCNN``; otherwise y_hat is the output).
         beta: KL weight after warm-up.
         kl_warmup_steps: Steps over which the KL weight rises linearly from 0 to ``beta``.
         free_bits: Nats per latent channel below which KL is free.
@@ -91,8 +92,13 @@ class Objective(nn.Module):
             ``nll_y_hat``, and ``nll_cvae`` / ``nll_gsnn`` where computed.
         """
         baseline = multiscale_nll(out.y_hat, y, self.scale_weights)
-        if self.kind == "cnn":
+        if self.kind == "cnn" and out.logits_prior is None:
             return {"loss": baseline["nll"], **baseline}
+        if self.kind == "cnn":  # a deterministic second stage (RefinedCNN): its NLL plus y_hat's
+            refined = multiscale_nll(out.logits_prior, y, self.scale_weights)
+            loss = refined["nll"] + self.y_hat_weight * baseline["nll"]
+            terms = {k: v.detach() for k, v in refined.items()}
+            return {**terms, "nll_y_hat": baseline["nll"].detach(), "loss": loss}
         if out.code_logits is not None:
             return self._categorical(out, y, step, baseline)
         npix = y.shape[-1] * y.shape[-2]

@@ -21,6 +21,7 @@ from segcvae.models.latent import GaussianNet, bounded_logvar, diagonal_gaussian
 from segcvae.models.prior import PriorNet
 from segcvae.models.prob_unet import AxisAlignedGaussianNet, FComb, ProbUNet, ProbUNetContext
 from segcvae.models.recognition import RecognitionNet
+from segcvae.models.refine import RefineContext, RefinedCNN, RefineNet
 from segcvae.models.ssn import SSN, SSNContext
 from segcvae.outputs import ProbUNetOutput, SegOutput, SSNOutput
 
@@ -38,10 +39,13 @@ def _common(cfg: Config) -> dict:
 
 
 def build_sohn(cfg: Config, num_classes: int) -> nn.Module:
-    """Sohn et al.: ``loss.objective`` ``cnn`` gives a :class:`BaselineCNN`; ``gsnn`` a
+    """Sohn et al.: ``loss.objective`` ``cnn`` gives a :class:`BaselineCNN` (a :class:`RefinedCNN`
+    with ``model.generation=refine``); ``gsnn`` a
     :class:`SegCVAE` without recognition net; ``cvae`` and ``hybrid`` a :class:`SegCVAE` with one."""
     m = cfg.model
     objective = cfg.loss.objective
+    if objective == "cnn" and m.generation == "refine":
+        return RefinedCNN(num_classes, **_common(cfg), refine_channels=m.refine_channels)
     if objective == "cnn":
         return BaselineCNN(num_classes, **_common(cfg))
     if objective not in ("gsnn", *OBJECTIVES_WITH_RECOGNITION):
@@ -57,6 +61,7 @@ def build_sohn(cfg: Config, num_classes: int) -> nn.Module:
         logvar_min=m.logvar_min,
         logvar_max=m.logvar_max,
         generation=m.generation,
+        refine_channels=m.refine_channels,
     )
 
 
@@ -123,6 +128,9 @@ __all__ = [
     "ProbUNetContext",
     "ProbUNetOutput",
     "RecognitionNet",
+    "RefineContext",
+    "RefineNet",
+    "RefinedCNN",
     "SSNContext",
     "SSNOutput",
     "SegCVAE",

@@ -16,6 +16,7 @@ from segcvae.models.generation import GenerationNet
 from segcvae.models.pixel_mlp import is_tracing
 from segcvae.models.prior import PriorNet
 from segcvae.models.recognition import RecognitionNet
+from segcvae.models.refine import RefineContext, RefineNet
 from segcvae.outputs import SegOutput
 
 
@@ -26,7 +27,8 @@ class SegContext:
     Attributes:
         y_hat: Baseline logits at strides 4, 2, 1, each (B, K, H/s, W/s).
         features: Encoder feature at the latent stride (B, C, h, w).
-        context: Generation-net context (B, hidden, H/4, W/4).
+        context: Generation-net context: (B, hidden, H/s, W/s), or the refinement stage's down
+            path (``generation="refine"``).
         prior: p(z | x, y_hat), batch shape (B,), event shape (Z, h, w) (a Gaussian), or (Z,) (a
             categorical over Z codes, one-hot events).
         code_logits: A categorical latent's full-resolution logits of every code (B, Z, K, H, W),
@@ -36,7 +38,7 @@ class SegContext:
 
     y_hat: list[Tensor]
     features: Tensor
-    context: Tensor
+    context: Tensor | RefineContext
     prior: Distribution
     code_logits: Tensor | None = None
 
@@ -61,8 +63,11 @@ class SegCVAE(TwoStageModel):
         logvar_max: Upper log-variance bound.
         in_channels: Image channels.
         generation: Where z enters the generation net: ``"quarter"`` (stride 4, cheapest) or
-            ``"full"`` (full resolution, pixel-sharp z-dependent boundaries); see
-            :class:`GenerationNet`.
+            ``"full"`` (full resolution, pixel-sharp z-dependent boundaries), see
+            :class:`GenerationNet`; or ``"refine"``: a second prediction stage with decoder-like
+            capacity that refines y_hat from the image features, y_hat and z
+            (:class:`~segcvae.models.refine.RefineNet`).
+        refine_channels: Width of the refinement stage (``generation="refine"``).
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class SegCVAE(TwoStageModel):
         logvar_max: float = 4.0,
         in_channels: int = 3,
         generation: str = "full",
+        refine_channels: int = 16,
     ) -> None:
         super().__init__()
         if latent not in ("spatial", "global", "categorical"):
@@ -117,9 +123,15 @@ class SegCVAE(TwoStageModel):
             if generation == "quarter"
             else self.baseline.heads[-1][0].in_channels
         )
-        self.generation_net = GenerationNet(
-            context_channels, latent_channels, classes, hidden_channels, inject=generation
-        )
+        self.generation_net: GenerationNet | RefineNet
+        if generation == "refine":
+            self.generation_net = RefineNet(
+                context_channels, latent_channels, classes, refine_channels
+            )
+        else:
+            self.generation_net = GenerationNet(
+                context_channels, latent_channels, classes, hidden_channels, inject=generation
+            )
 
     @property
     def likelihood_methods(self) -> tuple[str, ...]:
@@ -138,12 +150,12 @@ class SegCVAE(TwoStageModel):
         f = self.baseline.features(x)
         features = f.encoder[self.latent_index]
         prior = self.prior_net(features, f.y_hat[-1])
-        return SegContext(
-            y_hat=f.y_hat,
-            features=features,
-            context=self.generation_net.context(f.decoder[self.context_index]),
-            prior=prior,
-        )
+        feature = f.decoder[self.context_index]
+        if isinstance(self.generation_net, RefineNet):
+            context = self.generation_net.context(feature, f.y_hat[-1])
+        else:
+            context = self.generation_net.context(feature)
+        return SegContext(y_hat=f.y_hat, features=features, context=context, prior=prior)
 
     @property
     def categorical(self) -> bool:

@@ -83,6 +83,29 @@ def test_paper_lr_decay() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(3e-4 / (1 + 1e-3 * 500))
 
 
+def test_cosine_schedule_anneals_to_zero_at_the_last_step() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([param], lr=2e-3)
+    sched = build_scheduler(opt, 1e-3, "cosine", steps=100)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(100):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(2e-3)
+    assert lrs[50] == pytest.approx(1e-3)
+    assert lrs[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    with pytest.raises(ValueError, match="schedule"):
+        build_scheduler(opt, 1e-3, "step", steps=10)
+
+
+def test_cosine_schedule_from_config(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.steps=4", "train.lr_schedule=cosine")
+    trainer.fit()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_amp_and_channels_last_are_ignored_on_cpu(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, "train.steps=1", "train.amp=fp16", "train.channels_last=true")
     assert not trainer.amp_enabled and not trainer.scaler.is_enabled() and not trainer.channels_last

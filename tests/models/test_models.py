@@ -111,6 +111,22 @@ class TestGSNNCategorical(BaseModelTester):
     latent = "categorical"
 
 
+class TestHybridRefine(BaseModelTester):
+    objective = "hybrid"
+    generation = "refine"
+
+
+class TestCNNRefine(BaseModelTester):  # the refinement experiment's no-latent control
+    objective = "cnn"
+    generation = "refine"
+
+
+class TestCVAECategoricalRefine(BaseModelTester):
+    objective = "cvae"
+    latent = "categorical"
+    generation = "refine"
+
+
 def test_model_types_follow_objective():
     assert isinstance(create_model(tiny_config("cnn"), 3), BaselineCNN)
     assert create_model(tiny_config("gsnn"), 3).recognition_net is None

@@ -51,3 +51,26 @@ def test_main_prints_the_multi_rater_table_for_a_qubiq_prefix(tmp_path: Path, ca
     assert tables.main(["--runs", str(tmp_path), "--prefix", "qubiq", "--seeds", "2"]) == 0
     out = capsys.readouterr().out
     assert "| ssn | 1 | 0.250 |" in out and "MC, S=50" in out
+
+
+def _lfw_report(acc: float, **extra: float) -> dict:
+    report = {"class_names": ["background", "skin", "hair"], "images": 927, "mean_iou": 0.7}
+    report |= {"per_class_iou": [0.9, 0.8, 0.5], "nll": 200.0, "nll_mc": 210.0}
+    return report | {"pixel_accuracy": acc} | extra
+
+
+def test_lfw_table_rows_in_order_with_hypothesis_columns_when_measured(tmp_path: Path) -> None:
+    for name, seed, report in (
+        ("hybrid_refine", 0, _lfw_report(0.92, ged=0.2, diversity=0.95)),
+        ("hybrid_refine", 1, _lfw_report(0.94, ged=0.4, diversity=0.97)),
+        ("cnn_refine", 0, _lfw_report(0.91)),
+    ):
+        run = tmp_path / f"lfw64_{name}" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "test_clean.json").write_text(json.dumps(report))
+    lines = tables.table(tmp_path, "lfw64", "clean").splitlines()
+    assert lines[0].endswith("| GED (16 hyp.) | diversity (hyp. pairwise IoU) |")
+    control, hybrid = lines[2].split(" | "), lines[3].split(" | ")
+    assert control[0] == "| cnn_refine" and control[9] == "exact" and control[-1] == "— |"
+    assert hybrid[0] == "| hybrid_refine" and hybrid[1] == "2" and hybrid[3] == "93.00 ± 1.41"
+    assert hybrid[9] == "IS, S=50" and hybrid[-2] == "0.300 ± 0.141"

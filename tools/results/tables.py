@@ -1,6 +1,6 @@
 """Markdown tables for docs/RESULTS.md from the JSON files written by ``tools/evaluate.py --json``.
 
-Expects ``RUNS/<prefix>_<objective or family>/seed<k>/test_{clean,omission}.json`` and prints, for
+Expects ``RUNS/<prefix>_<model>/seed<k>/test_{clean,omission}.json`` and prints, for
 each setting, one row per objective (and per model family: prob_unet, ssn): pixel accuracy, mean
 IoU, per-class IoU and negative CLL (nats per image; the
 paper's estimator and, for comparison, plain Monte Carlo from the prior), as mean +- std over the seeds found (std only with two or more seeds).
@@ -22,9 +22,27 @@ import json
 import statistics
 from pathlib import Path
 
-# Sohn et al.'s objectives, then the other model families (runs named <prefix>_<arch>).
-OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid", "prob_unet", "ssn")
-ESTIMATORS = {"cnn": "exact", "gsnn": "MC, S=50", "ssn": "MC, S=50"}  # the others: IS, S=50
+# Sohn et al.'s objectives, their variants (cnn_refine: the two-stage CNN, the control of
+# hybrid_refine; categorical: the shapes default's latent design), then the other model families
+# (runs named <prefix>_<name>).
+OBJECTIVES = (
+    "cnn",
+    "cnn_refine",
+    "gsnn",
+    "cvae",
+    "hybrid",
+    "hybrid_refine",
+    "categorical",
+    "prob_unet",
+    "ssn",
+)
+ESTIMATORS = {  # the others: IS, S=50
+    "cnn": "exact",
+    "cnn_refine": "exact",
+    "categorical": "exact",
+    "gsnn": "MC, S=50",
+    "ssn": "MC, S=50",
+}
 
 
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -54,6 +72,7 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
             cols = ["model", "seeds", "images", "pixel acc. (%)", "mean IoU (%)"]
             cols += [f"IoU {n} (%)" for n in names]
             cols += ["−CLL (nats/image)", "estimator", "−CLL, MC from the prior"]
+            cols += ["GED (16 hyp.)", "diversity (hyp. pairwise IoU)"]
             header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
         per_class = [[r["per_class_iou"][k] for r in reports] for k in range(len(names))]
         estimator = ESTIMATORS.get(obj, "IS, S=50")
@@ -67,6 +86,8 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
             _fmt([r["nll"] for r in reports], 1, 1) if "nll" in reports[0] else "—",
             estimator,
             _fmt([r["nll_mc"] for r in reports], 1, 1) if "nll_mc" in reports[0] else "—",
+            _fmt([r["ged"] for r in reports if "ged" in r], 1, 3),
+            _fmt([r["diversity"] for r in reports if "diversity" in r], 1, 3),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join([header or "(no results)", *lines])
