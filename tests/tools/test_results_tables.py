@@ -61,16 +61,16 @@ def _lfw_report(acc: float, **extra: float) -> dict:
 
 def test_lfw_table_rows_in_order_with_hypothesis_columns_when_measured(tmp_path: Path) -> None:
     for name, seed, report in (
-        ("hybrid_refine", 0, _lfw_report(0.92, ged=0.2, diversity=0.95)),
-        ("hybrid_refine", 1, _lfw_report(0.94, ged=0.4, diversity=0.97)),
-        ("cnn_refine", 0, _lfw_report(0.91)),
+        ("refine_hybrid", 0, _lfw_report(0.92, ged=0.2, diversity=0.95)),
+        ("refine_hybrid", 1, _lfw_report(0.94, ged=0.4, diversity=0.97)),
+        ("refine_cnn", 0, _lfw_report(0.91)),
     ):
-        run = tmp_path / f"lfw64_{name}" / f"seed{seed}"
+        run = tmp_path / f"lfw_cpu64_{name}" / f"seed{seed}"
         run.mkdir(parents=True)
         (run / "test_clean.json").write_text(json.dumps(report))
-    lines = tables.table(tmp_path, "lfw64", "clean").splitlines()
+    lines = tables.table(tmp_path, "lfw_cpu64", "clean").splitlines()
     assert lines[0].endswith("| GED (16 hyp.) | diversity (hyp. pairwise IoU) |")
     control, hybrid = lines[2].split(" | "), lines[3].split(" | ")
-    assert control[0] == "| cnn_refine" and control[9] == "exact" and control[-1] == "— |"
-    assert hybrid[0] == "| hybrid_refine" and hybrid[1] == "2" and hybrid[3] == "93.00 ± 1.41"
+    assert control[0] == "| refine_cnn" and control[9] == "exact" and control[-1] == "— |"
+    assert hybrid[0] == "| refine_hybrid" and hybrid[1] == "2" and hybrid[3] == "93.00 ± 1.41"
     assert hybrid[9] == "IS, S=50" and hybrid[-2] == "0.300 ± 0.141"

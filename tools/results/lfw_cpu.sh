@@ -7,11 +7,11 @@
 #
 # e.g. the three seeds of the four models:  for s in 0 1 2; do tools/results/lfw_cpu.sh all $s cnn hybrid cvae gsnn; done
 # The 64x64 refinement experiment (issue 11):
-#   for s in 0 1 2; do PREFIX=lfw64 tools/results/lfw_cpu.sh all $s cnn cnn_refine hybrid_refine; done
+#   for s in 0 1 2; do PREFIX=lfw_cpu64 tools/results/lfw_cpu.sh all $s cnn refine_cnn refine_hybrid; done
 # Environment: LFW_ROOT (default ../shared/data/lfw), LFW_MASKS (an extracted label folder; default
 # "": the loader extracts LFW_ROOT/parts_lfw_funneled_gt_images.tgz once into its cache),
 # PYTHON (default .venv/bin/python), PREFIX (default lfw_cpu: configs/lfw_cpu_*.yaml, 32x32;
-# lfw64: configs/lfw64_*.yaml, 64x64), HYPOTHESES (default 0; e.g. 16 for the hypotheses' GED and
+# lfw_cpu64: configs/lfw_cpu64_*.yaml, 64x64), HYPOTHESES (default 0; e.g. 16 for the hypotheses' GED and
 # diversity). One thread per run: on a shared 2-core machine, two OpenMP
 # threads fighting other processes were 2x slower than one.
 set -euo pipefail

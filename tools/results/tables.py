@@ -22,24 +22,24 @@ import json
 import statistics
 from pathlib import Path
 
-# Sohn et al.'s objectives, their variants (cnn_refine: the two-stage CNN, the control of
-# hybrid_refine; categorical: the shapes default's latent design), then the other model families
+# Sohn et al.'s objectives, their variants (refine_cnn: the two-stage CNN, the control of
+# refine_hybrid; categorical_cvae: the shapes default's latent design), then the other model families
 # (runs named <prefix>_<name>).
 OBJECTIVES = (
     "cnn",
-    "cnn_refine",
+    "refine_cnn",
     "gsnn",
     "cvae",
     "hybrid",
-    "hybrid_refine",
-    "categorical",
+    "refine_hybrid",
+    "categorical_cvae",
     "prob_unet",
     "ssn",
 )
 ESTIMATORS = {  # the others: IS, S=50
     "cnn": "exact",
-    "cnn_refine": "exact",
-    "categorical": "exact",
+    "refine_cnn": "exact",
+    "categorical_cvae": "exact",
     "gsnn": "MC, S=50",
     "ssn": "MC, S=50",
 }
