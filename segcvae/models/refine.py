@@ -122,10 +122,10 @@ class RefineNet(nn.Module):
             s = z.shape[1]
             ez = self.embed_z(z.flatten(0, 1))  # (B*S, 4w, h, w)
             ez = F.interpolate(ez, size=s4.shape[-2:], mode="nearest")
-            h = s4.repeat_interleave(s, dim=0) + ez
+            h = (s4.unsqueeze(1) + ez.unflatten(0, (b, s))).flatten(0, 1)
         h4 = self.mid4(h)  # (B*S, 4w, H/4, W/4)
-        h2 = self.up2(torch.cat([_up(h4, s2), _rep(s2, s)], dim=1))
-        h1 = self.up1(torch.cat([_up(h2, s1), _rep(s1, s)], dim=1))
+        h2 = self.up2(torch.cat([_up(h4, s2), _rep(s2, b, s)], dim=1))
+        h1 = self.up1(torch.cat([_up(h2, s1), _rep(s1, b, s)], dim=1))
         hidden = [h4, h2, h1]
         scales = [2] if full_only else [0, 1, 2]
         out = []
@@ -141,9 +141,9 @@ def _up(x: Tensor, like: Tensor) -> Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _rep(x: Tensor, s: int) -> Tensor:
+def _rep(x: Tensor, b: int, s: int) -> Tensor:
     """A per-image tensor (B, ...) repeated for S samples: (B*S, ...)."""
-    return x if s == 1 else x.repeat_interleave(s, dim=0)
+    return x.unsqueeze(1).expand(b, s, *x.shape[1:]).flatten(0, 1)
 
 
 @dataclass

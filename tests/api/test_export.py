@@ -132,23 +132,24 @@ def test_export_command_checks_onnxruntime_against_pytorch(
 @pytest.mark.slow  # ONNX export
 @needs_onnx
 @pytest.mark.parametrize(
-    ("objective", "latent", "arch"),
+    ("objective", "latent", "arch", "generation"),
     [
-        ("cnn", "spatial", "sohn"),
-        ("gsnn", "global", "sohn"),
-        ("cvae", "categorical", "sohn"),
-        ("hybrid", "spatial", "prob_unet"),
-        ("hybrid", "spatial", "ssn"),
+        ("cnn", "spatial", "sohn", "quarter"),
+        ("gsnn", "global", "sohn", "quarter"),
+        ("cvae", "categorical", "sohn", "full"),
+        ("hybrid", "spatial", "sohn", "refine"),
+        ("cnn", "spatial", "sohn", "refine"),  # RefinedCNN, the refinement stage without z
+        ("hybrid", "spatial", "prob_unet", "quarter"),
+        ("hybrid", "spatial", "ssn", "quarter"),
     ],
 )
 def test_other_families_export(
-    tmp_path: Path, real_image: Path, objective: str, latent: str, arch: str
+    tmp_path: Path, real_image: Path, objective: str, latent: str, arch: str, generation: str
 ) -> None:
     torch.manual_seed(0)
     cfg = tiny_config(objective, latent=latent)
     cfg.model.arch = arch
-    if latent == "categorical":
-        cfg.model.generation = "full"
+    cfg.model.generation = generation
     model = create_model(cfg, 3).eval()
     meta = {"class_names": ["background", "a", "b"], "palette": [[0, 0, 0], [1, 1, 1], [2, 2, 2]]}
     paths = export_onnx(model, cfg, meta, tmp_path / "m.onnx", samples=2)
