@@ -203,6 +203,9 @@ class ModelConfig:
     # loss.objective=cnn: the same stage without a latent, a deterministic two-stage CNN)
     generation: Literal["quarter", "full", "refine"] = "full"
     refine_channels: int = 16  # generation=refine: width at stride 1 (x2 at stride 2, x4 at 4)
+    # latent=categorical: how n hypotheses draw their codes: systematic (each code floor or ceil of
+    # n p(c|x) times: an unbiased, low-variance sample set) or independent (n iid draws)
+    code_sampling: Literal["systematic", "independent"] = "systematic"
     # Model family (segcvae.models.ARCHS). sohn: Sohn et al.'s CVAE, or the BaselineCNN with
     # loss.objective=cnn; prob_unet and ssn have one objective each and ignore loss.objective.
     arch: Literal["sohn", "prob_unet", "ssn"] = "sohn"

@@ -17,7 +17,12 @@ from segcvae.config import Config
 from segcvae.models.baseline import BaselineCNN, BaselineFeatures
 from segcvae.models.cvae import SegContext, SegCVAE
 from segcvae.models.generation import GenerationNet
-from segcvae.models.latent import GaussianNet, bounded_logvar, diagonal_gaussian
+from segcvae.models.latent import (
+    GaussianNet,
+    bounded_logvar,
+    diagonal_gaussian,
+    systematic_draws,
+)
 from segcvae.models.prior import PriorNet
 from segcvae.models.prob_unet import AxisAlignedGaussianNet, FComb, ProbUNet, ProbUNetContext
 from segcvae.models.recognition import RecognitionNet
@@ -62,6 +67,7 @@ def build_sohn(cfg: Config, num_classes: int) -> nn.Module:
         logvar_max=m.logvar_max,
         generation=m.generation,
         refine_channels=m.refine_channels,
+        code_sampling=m.code_sampling,
     )
 
 
@@ -139,4 +145,5 @@ __all__ = [
     "bounded_logvar",
     "create_model",
     "diagonal_gaussian",
+    "systematic_draws",
 ]

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, OneHotCategorical
 
 from segcvae.models.base import TwoStageModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.models.generation import GenerationNet
+from segcvae.models.latent import systematic_draws
 from segcvae.models.pixel_mlp import is_tracing
 from segcvae.models.prior import PriorNet
 from segcvae.models.recognition import RecognitionNet
@@ -68,6 +70,9 @@ class SegCVAE(TwoStageModel):
             capacity that refines y_hat from the image features, y_hat and z
             (:class:`~segcvae.models.refine.RefineNet`).
         refine_channels: Width of the refinement stage (``generation="refine"``).
+        code_sampling: How a categorical latent draws n hypotheses: ``"systematic"`` (each code
+            floor(n p) or ceil(n p) times, :func:`~segcvae.models.latent.systematic_draws`) or
+            ``"independent"`` (n independent draws from p(c | x)).
     """
 
     def __init__(
@@ -87,10 +92,16 @@ class SegCVAE(TwoStageModel):
         in_channels: int = 3,
         generation: str = "full",
         refine_channels: int = 16,
+        code_sampling: str = "systematic",
     ) -> None:
         super().__init__()
         if latent not in ("spatial", "global", "categorical"):
             raise ValueError(f"latent must be spatial, global or categorical, got {latent!r}")
+        if code_sampling not in ("systematic", "independent"):
+            raise ValueError(
+                f"code_sampling must be systematic or independent, got {code_sampling!r}"
+            )
+        self.code_sampling = code_sampling
         self.num_classes = classes
         self.latent = latent
         self.latent_channels = latent_channels
@@ -275,17 +286,26 @@ class SegCVAE(TwoStageModel):
 
         A categorical latent has only Z distinct hypotheses: when n >= Z (or the codes are decoded
         already) every code is decoded once and the n draws pick from them, so 16 or 100
-        hypotheses cost what the mean prediction costs.
+        hypotheses cost what the mean prediction costs. Its codes are drawn as ``code_sampling``
+        says (systematic by default); an exported graph (or any prior that is not a
+        ``OneHotCategorical``, such as the export's noise stand-in) draws from ``prior.sample``.
         """
-        z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w) or (B, n, Z) codes
         if not self.categorical:
+            z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w)
             return self.generate(ctx, z, full_only=True)[-1]
+        from_noise = is_tracing() or not isinstance(ctx.prior, OneHotCategorical)
+        if from_noise or self.code_sampling == "independent":
+            z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z) one-hot
+        else:
+            z = F.one_hot(systematic_draws(ctx.prior.probs, n), self.latent_channels)
+            z = z.to(ctx.prior.probs.dtype)  # (B, n, Z) one-hot
         few = n < self.latent_channels and ctx.code_logits is None
-        if few or is_tracing():  # an exported graph draws its codes from the noise input
+        if few or is_tracing():  # decode only the drawn codes (an exported graph: always)
             return self.generate(ctx, self._as_z(z), full_only=True)[-1]
+        idx = z.argmax(-1)  # (B, n)
         codes = self.decode_codes(ctx)  # (B, Z, K, H, W)
         rows = torch.arange(codes.shape[0], device=codes.device)[:, None]
-        return codes[rows, z.argmax(-1)]  # (B, n, K, H, W)
+        return codes[rows, idx]  # (B, n, K, H, W)
 
     def likelihood_samples(
         self, ctx: SegContext, y: Tensor, n: int, method: str, chunk_size: int = 25

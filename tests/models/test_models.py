@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from segcvae.losses import build_objective
-from segcvae.models import BaselineCNN, SegCVAE, create_model
+from segcvae.models import BaselineCNN, SegCVAE, create_model, systematic_draws
 from tests.conftest import tiny_config
 
 
@@ -283,6 +283,41 @@ def test_categorical_hypotheses_are_codes_drawn_from_the_prior(batch):
     # every hypothesis is exactly one code's decoding
     d = (hyps[:, :, None] - decoded[:, None]).abs().flatten(3).amax(-1)  # (B, 64, Z)
     assert bool((d.min(-1).values < 1e-5).all())
+
+
+@pytest.mark.parametrize("sampling", ["systematic", "independent"])
+def test_categorical_hypothesis_counts_follow_the_prior(batch, sampling):
+    cfg, _ = _categorical_model("cvae")
+    cfg.model.code_sampling = sampling
+    torch.manual_seed(0)
+    model = create_model(cfg, 3).eval()
+    n = 24
+    with torch.no_grad():
+        ctx = model.encode(batch[0])
+        decoded = model.decode_codes(ctx)  # (B, Z, K, H, W)
+        totals = torch.zeros(2, model.latent_channels)
+        spread = 0.0
+        for _ in range(40):
+            hyps = model.decode_samples(ctx, n)
+            d = (hyps[:, :, None] - decoded[:, None]).abs().flatten(3).amax(-1)  # (B, n, Z)
+            counts = torch.nn.functional.one_hot(d.argmin(-1), model.latent_channels).sum(1)
+            expected = n * ctx.prior.probs
+            if sampling == "systematic":  # every code floor(n p) or ceil(n p) times
+                assert bool(((counts - expected).abs() < 1 + 1e-4).all())
+            spread = max(spread, float((counts - expected).abs().max()))
+            totals += counts
+    assert torch.allclose(totals / 40, n * ctx.prior.probs, atol=0.75)  # unbiased on average
+    if sampling == "independent":
+        assert spread > 1  # independent draws do stray further
+
+
+def test_systematic_draws_never_pick_an_impossible_code():
+    probs = torch.tensor([[0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    idx = systematic_draws(probs, 7)
+    assert idx.shape == (2, 7)
+    assert set(idx[0].tolist()) == {0, 2} and set(idx[1].tolist()) == {3}
+    counts = torch.bincount(idx[0], minlength=4)
+    assert counts[0] in (3, 4) and counts[0] + counts[2] == 7
 
 
 def test_exact_code_posterior_trains_on_the_exact_log_likelihood(batch):
