@@ -64,6 +64,14 @@ FAMILIES: dict[str, list[str]] = {
     ],
     "prob_unet": ["model.arch=prob_unet"],
     "ssn": ["model.arch=ssn"],
+    # the LFW refinement experiment's models (configs/lfw_cpu64_refine_*.yaml): a second U-Net
+    # stage after y_hat, with a spatial z (hybrid) and without a latent (cnn)
+    "refine_hybrid": [
+        "loss.objective=hybrid",
+        "model.latent=spatial",
+        "model.generation=refine",
+    ],
+    "refine_cnn": ["loss.objective=cnn", "model.generation=refine"],
 }
 OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid")
 SETTINGS = ((8, 128), (1, 128), (8, 256))  # (batch, image size)
