@@ -189,7 +189,9 @@ class ModelConfig:
     encoder_name: str = "resnet18"  # any segmentation_models_pytorch encoder name
     encoder_depth: int = 5
     encoder_weights: str | None = None  # e.g. "imagenet"; None = random init, no download
-    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 32, 16])
+    # the last three blocks (strides 4, 2, 1) are 64 / 32 / 32 wide: the full-resolution head reads
+    # the last one (docs/RESULTS.md, mode study: sharper hidden ends than 32 / 32 / 16)
+    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 64, 32, 32])
     latent: Literal["spatial", "global", "categorical"] = (
         "categorical"  # z map | z vector | one code
     )
@@ -287,9 +289,9 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 16
     lr: float = 1e-3
-    lr_decay: float = 1e-3  # lr_t = lr / (1 + lr_decay * t), as in the paper
+    lr_decay: float = 1e-3  # lr_schedule=inverse: lr_t = lr / (1 + lr_decay * t), as in the paper
     # inverse: the paper's lr / (1 + lr_decay * t); cosine: lr * (1 + cos(pi * t / steps)) / 2
-    lr_schedule: Literal["inverse", "cosine"] = "inverse"
+    lr_schedule: Literal["inverse", "cosine"] = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     seed: int = 0

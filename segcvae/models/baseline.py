@@ -55,7 +55,7 @@ class BaselineCNN(TwoStageModel):
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 32, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 64, 32, 32),
         in_channels: int = 3,
         heads: bool = True,
     ) -> None:

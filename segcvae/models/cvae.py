@@ -81,7 +81,7 @@ class SegCVAE(TwoStageModel):
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 32, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 64, 32, 32),
         latent: str = "categorical",
         latent_channels: int = 8,
         latent_stride: int = 16,

@@ -185,7 +185,7 @@ class RefinedCNN(TwoStageModel):
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 32, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 64, 32, 32),
         refine_channels: int = 16,
         in_channels: int = 3,
     ) -> None:
