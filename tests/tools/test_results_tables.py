@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
+
 from tests.tools.conftest import REPO
 
 _spec = importlib.util.spec_from_file_location("tables", REPO / "tools" / "results" / "tables.py")
@@ -74,3 +76,28 @@ def test_lfw_table_rows_in_order_with_hypothesis_columns_when_measured(tmp_path:
     assert control[0] == "| refine_cnn" and control[9] == "exact" and control[-1] == "— |"
     assert hybrid[0] == "| refine_hybrid" and hybrid[1] == "2" and hybrid[3] == "93.00 ± 1.41"
     assert hybrid[9] == "IS, S=50" and hybrid[-2] == "0.300 ± 0.141"
+
+
+_spec_e = importlib.util.spec_from_file_location(
+    "shapes_errors", REPO / "tools" / "results" / "shapes_errors.py"
+)
+shapes_errors = importlib.util.module_from_spec(_spec_e)
+_spec_e.loader.exec_module(shapes_errors)
+
+
+def test_shapes_errors_split_wrong_pixels_by_where_they_are() -> None:
+    occluder = np.zeros((8, 8), bool)
+    occluder[:, 5:] = True  # a vertical band: the bar runs along x
+    masks = np.zeros((2, 8, 8), np.uint8)
+    masks[0, 2:4, 1:6] = 1  # short completion
+    masks[1, 2:4, 1:8] = 1  # long completion
+    hyp = masks[1].copy()
+    hyp[2:4, 7] = 0  # one column short at the hidden end: nearest is the long mask
+    hyp[4, 5] = 1  # one pixel wider under the band
+    hyp[0, 0] = 1  # one stray pixel outside the band
+    (row,) = shapes_errors.hypothesis_errors(hyp[None], masks, occluder)
+    assert row["band_end"] == 2 and row["band_edges"] == 1 and row["outside_band"] == 1
+    assert row["iou"] == 12 / 16
+    # the same picture turned by a quarter: the bar runs along y
+    (turned,) = shapes_errors.hypothesis_errors(hyp.T[None], masks.transpose(0, 2, 1), occluder.T)
+    assert turned == row

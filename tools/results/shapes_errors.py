@@ -1,0 +1,107 @@
+"""Where a shapes model's hypotheses go wrong: per-hypothesis errors against the nearest plausible mask.
+
+For each image of a shapes split, S hypotheses are drawn (``segcvae.load(ckpt)(image, samples=S)``)
+and each is compared with the plausible mask it overlaps best (foreground IoU). Printed: the mean
+and median of that best IoU, the share of hypotheses at IoU >= 0.95, and the wrong pixels per
+hypothesis inside the occluder band (split into those within the bar's rows, i.e. where the hidden
+end lies, and outside them, i.e. the bar's edges continued under the band) and outside the band.
+A hypothesis's Hungarian-matched IoU cannot beat its best IoU, so this bounds HM-IoU from above.
+
+Validation only (the mode study chooses on it):
+
+    python tools/results/shapes_errors.py --ckpt runs/default/best.pt --split val --samples 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import segcvae  # noqa: E402
+from segcvae.data.shapes import ShapesDataset  # noqa: E402
+
+
+def hypothesis_errors(hyps: np.ndarray, masks: np.ndarray, occluder: np.ndarray) -> list[dict]:
+    """Per hypothesis: best IoU over the plausible masks and where its wrong pixels are.
+
+    Args:
+        hyps: (S, H, W) label maps.
+        masks: (M, H, W) the plausible masks.
+        occluder: (H, W) bool, the band.
+    """
+    # the bar runs across the band: along x if some column is fully occluded, else along y
+    along_x = bool(occluder.all(axis=0).any())
+    out = []
+    for h in hyps:
+        ious = [((h > 0) & (m > 0)).sum() / max(((h > 0) | (m > 0)).sum(), 1) for m in masks]
+        m = masks[int(np.argmax(ious))]
+        hh, mm, oo = (h, m, occluder) if along_x else (h.T, m.T, occluder.T)
+        rows = np.flatnonzero((mm > 0).any(axis=1))
+        in_rows = np.zeros_like(oo)
+        in_rows[rows.min() : rows.max() + 1] = True
+        wrong = hh != mm
+        out.append(
+            {
+                "iou": float(max(ious)),
+                "band_end": int((wrong & oo & in_rows).sum()),
+                "band_edges": int((wrong & oo & ~in_rows).sum()),
+                "outside_band": int((wrong & ~oo).sum()),
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--max-images", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0, help="torch seed of the hypotheses")
+    p.add_argument("--json", type=Path, help="also write the summary here")
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    predictor = segcvae.load(args.ckpt)
+    dc = predictor.config.data
+    size = {"train": dc.shapes_train_size, "val": dc.shapes_val_size, "test": dc.shapes_test_size}
+    ds = ShapesDataset(
+        args.split,
+        size=size[args.split],
+        image_size=dc.image_size,
+        num_shapes=dc.shapes_classes,
+        completions=dc.shapes_completions,
+        difficulty=dc.shapes_difficulty,
+        seed=dc.shapes_seed,
+    )
+    rows = []
+    for i in range(min(args.max_images, len(ds))):
+        item = ds.render(i)
+        hyps = np.asarray(predictor(item.image, samples=args.samples).hypotheses)
+        rows += hypothesis_errors(hyps, item.masks, item.occluder)
+    iou = np.array([r["iou"] for r in rows])
+    summary = {
+        "hypotheses": len(rows),
+        "best_iou_mean": float(iou.mean()),
+        "best_iou_median": float(np.median(iou)),
+        "share_iou_ge_0.95": float((iou >= 0.95).mean()),
+        **{
+            k: float(np.mean([r[k] for r in rows]))
+            for k in ("band_end", "band_edges", "outside_band")
+        },
+    }
+    for k, v in summary.items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
