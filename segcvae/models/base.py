@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from torch import Tensor, nn
 
 
@@ -19,3 +21,27 @@ class TwoStageModel(nn.Module):
     def sample(self, x: Tensor, n: int) -> Tensor:
         """n hypotheses as logits (B, n, K, H, W) for images x (B, C, H, W)."""
         return self.decode_samples(self.encode(x), n)
+
+
+class DeterministicModel(TwoStageModel):
+    """A family without a latent: its hypotheses are the one prediction, its likelihood is exact.
+
+    A subclass implements ``encode`` and ``decode_mean``.
+    """
+
+    #: Estimators of log p(y | x) this model supports (see ``segcvae.metrics``): the exact one.
+    likelihood_methods: tuple[str, ...] = ("exact",)
+
+    def decode_samples(self, ctx, n: int) -> Tensor:
+        """The deterministic prediction repeated n times: (B, n, K, H, W)."""
+        return self.decode_mean(ctx).unsqueeze(1).expand(-1, n, -1, -1, -1)
+
+    def likelihood_samples(
+        self, ctx, y: Tensor, n: int, method: str, chunk_size: int = 25
+    ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """The logits to score labels against: the one prediction (B, 1, K, H, W).
+
+        The model-side half of ``segcvae.metrics.conditional_log_likelihood``; ``n``, ``method``
+        and ``chunk_size`` are accepted for the common interface (the likelihood is exact).
+        """
+        yield self.decode_mean(ctx).unsqueeze(1), None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import segmentation_models_pytorch as smp
@@ -10,7 +9,7 @@ from segmentation_models_pytorch.base import SegmentationHead
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import Tensor, nn
 
-from segcvae.models.base import TwoStageModel
+from segcvae.models.base import DeterministicModel
 from segcvae.outputs import SegOutput
 
 SCALES = (4, 2, 1)  # output strides of the three prediction heads
@@ -32,7 +31,7 @@ class BaselineFeatures:
     y_hat: list[Tensor]
 
 
-class BaselineCNN(TwoStageModel):
+class BaselineCNN(DeterministicModel):
     """The paper's baseline CNN: x -> y_hat, with multi-scale heads.
 
     Args:
@@ -45,9 +44,6 @@ class BaselineCNN(TwoStageModel):
         heads: Build the three prediction heads. Families that read only the decoder features
             (the Probabilistic U-Net, SSN) pass False; :meth:`features` then returns no y_hat.
     """
-
-    #: Estimators of log p(y | x) this model supports (see ``segcvae.metrics``): the exact one.
-    likelihood_methods: tuple[str, ...] = ("exact",)
 
     def __init__(
         self,
@@ -129,17 +125,3 @@ class BaselineCNN(TwoStageModel):
     def decode_mean(self, ctx: BaselineFeatures) -> Tensor:
         """Full-resolution logits (B, K, H, W)."""
         return ctx.y_hat[-1]
-
-    def decode_samples(self, ctx: BaselineFeatures, n: int) -> Tensor:
-        """The deterministic prediction repeated n times: (B, n, K, H, W)."""
-        return ctx.y_hat[-1].unsqueeze(1).expand(-1, n, -1, -1, -1)
-
-    def likelihood_samples(
-        self, ctx: BaselineFeatures, y: Tensor, n: int, method: str, chunk_size: int = 25
-    ) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """The logits to score labels against: the one deterministic prediction (B, 1, K, H, W).
-
-        The model-side half of ``segcvae.metrics.conditional_log_likelihood``; ``n``, ``method``
-        and ``chunk_size`` are accepted for the common interface (the likelihood is exact).
-        """
-        yield ctx.y_hat[-1].unsqueeze(1), None

@@ -15,14 +15,13 @@ second stage from a gain of the latent (``loss.objective=cnn model.generation=re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segcvae.models.base import TwoStageModel
+from segcvae.models.base import DeterministicModel
 from segcvae.models.baseline import BaselineCNN
 from segcvae.outputs import SegOutput
 
@@ -159,7 +158,7 @@ class RefinedContext:
     logits: list[Tensor]
 
 
-class RefinedCNN(TwoStageModel):
+class RefinedCNN(DeterministicModel):
     """The baseline CNN followed by :class:`RefineNet` without a latent: a deterministic two-stage
     CNN, the control of the refinement experiment (``loss.objective=cnn model.generation=refine``).
 
@@ -175,9 +174,6 @@ class RefinedCNN(TwoStageModel):
         refine_channels: Width w of the refinement stage.
         in_channels: Image channels.
     """
-
-    #: Estimators of log p(y | x): the exact one (the model is deterministic).
-    likelihood_methods: tuple[str, ...] = ("exact",)
 
     def __init__(
         self,
@@ -212,13 +208,3 @@ class RefinedCNN(TwoStageModel):
     def decode_mean(self, ctx: RefinedContext) -> Tensor:
         """The refined full-resolution logits (B, K, H, W)."""
         return ctx.logits[-1]
-
-    def decode_samples(self, ctx: RefinedContext, n: int) -> Tensor:
-        """The refined prediction repeated n times: (B, n, K, H, W)."""
-        return ctx.logits[-1].unsqueeze(1).expand(-1, n, -1, -1, -1)
-
-    def likelihood_samples(
-        self, ctx: RefinedContext, y: Tensor, n: int, method: str, chunk_size: int = 25
-    ) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """The one deterministic prediction (B, 1, K, H, W) to score ``y`` against (exact)."""
-        yield ctx.logits[-1].unsqueeze(1), None
