@@ -161,11 +161,7 @@ class SegCVAE(TwoStageModel):
         f = self.baseline.features(x)
         features = f.encoder[self.latent_index]
         prior = self.prior_net(features, f.y_hat[-1])
-        feature = f.decoder[self.context_index]
-        if isinstance(self.generation_net, RefineNet):
-            context = self.generation_net.context(feature, f.y_hat[-1])
-        else:
-            context = self.generation_net.context(feature)
+        context = self.generation_net.context(f.decoder[self.context_index], f.y_hat[-1])
         return SegContext(y_hat=f.y_hat, features=features, context=context, prior=prior)
 
     @property

@@ -60,8 +60,12 @@ class GenerationNet(nn.Module):
             nn.Conv2d(hidden_channels, classes, 1),
         )
 
-    def context(self, feature: Tensor) -> Tensor:
-        """Per-image part of the head, computed once: (B, D, h, w) -> (B, hidden, h, w)."""
+    def context(self, feature: Tensor, y_hat: Tensor | None = None) -> Tensor:
+        """Per-image part of the head, computed once: (B, D, h, w) -> (B, hidden, h, w).
+
+        ``y_hat`` is accepted for the interface :class:`~segcvae.models.refine.RefineNet` shares
+        and unused: this head adds its output to y_hat instead of reading it.
+        """
         return self.project(feature)
 
     @staticmethod
