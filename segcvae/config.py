@@ -304,8 +304,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # --- multi-rater data (issue 12)
     # which mask of an item's "masks" is the training target: random = one rater per item per
-    # step, drawn from (seed, step, item id); all = every rater (the image repeated once per rater)
-    rater: Literal["random", "all"] = "random"
+    # step, drawn from (seed, step, item id); all = every rater (the image repeated once per rater;
+    # a categorical latent scores all of an image's masks in one pass instead); auto = all for a
+    # categorical latent (where it costs one pass), random for every other model
+    rater: Literal["auto", "random", "all"] = "auto"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""

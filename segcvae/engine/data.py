@@ -374,7 +374,7 @@ def expand_raters(
 
 
 def training_pairs(
-    batch: dict[str, Any], rater: str, seed: int, step: int
+    batch: dict[str, Any], rater: str, seed: int, step: int, target_sets: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The (images, targets) a training step learns from (``train.rater``).
 
@@ -382,13 +382,18 @@ def training_pairs(
         batch: A collated batch with ``image``, ``mask`` and, optionally, ``masks`` /
             ``num_masks`` / ``id``.
         rater: "random": one rater per item, :func:`select_targets`; "all": every rater,
-            :func:`expand_raters` (the batch grows to the number of masks). One-mask data gives
-            ``(image, mask)`` either way.
+            :func:`expand_raters` (the batch grows to the number of masks), or, with
+            ``target_sets``, the padded masks as they are; "auto": "all" with ``target_sets``,
+            else "random". One-mask data gives ``(image, mask)`` whatever the choice.
         seed: ``train.seed``.
         step: The training step.
+        target_sets: The model scores a set of masks per image in one pass (a categorical
+            latent: its codes are decoded once, whatever the target), so "all" returns targets
+            (B, R, H, W), padded with the ignore index, instead of repeating the images.
 
     Returns:
-        Images (N, 3, H, W) and targets (N, H, W).
+        Images (N, 3, H, W) and targets (N, H, W); (B, 3, H, W) and (B, R, H, W) for "all" with
+        ``target_sets``.
     """
     x = batch["image"]
     if "masks" not in batch:
@@ -397,10 +402,14 @@ def training_pairs(
     num_masks = batch.get("num_masks")
     if num_masks is None:
         num_masks = torch.full((masks.shape[0],), masks.shape[1], dtype=torch.long)
+    if rater == "auto":
+        rater = "all" if target_sets else "random"
+    if rater == "all" and target_sets:
+        return x, masks
     if rater == "all":
         return expand_raters(x, masks, num_masks)
     if rater != "random":
-        raise ValueError(f"train.rater={rater!r}; expected random or all")
+        raise ValueError(f"train.rater={rater!r}; expected auto, random or all")
     ids = batch.get("id") or [str(i) for i in range(masks.shape[0])]
     return x, select_targets(masks, num_masks, seed, step, [item_key(i) for i in ids])
 

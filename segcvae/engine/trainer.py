@@ -528,9 +528,11 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
         """One optimisation step; returns the detached loss terms, or None when it was skipped."""
         tc = self.cfg.train
-        x, y = training_pairs(batch, tc.rater, tc.seed, self.step)  # one rater per item, or all
+        sets = bool(getattr(unwrap(self.model), "scores_target_sets", False))
+        # one rater per item, or all (for a model that scores sets: every item's masks at once)
+        x, y = training_pairs(batch, tc.rater, tc.seed, self.step, target_sets=sets)
         x = x.to(self.device, non_blocking=True)  # (B, 3, H, W)
-        y = y.to(self.device, non_blocking=True)  # (B, H, W)
+        y = y.to(self.device, non_blocking=True)  # (B, H, W), or (B, R, H, W) target sets
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model.train()

@@ -78,18 +78,26 @@ def multiscale_nll_per_sample(logits: list[Tensor], y: Tensor) -> list[Tensor]:
 
     Entry ``[b, s]`` is the mean cross-entropy per labelled pixel of image b under sample s, so
     ``sum_i weights[i] * out[i][b, s]`` is what :func:`multiscale_nll` gives for that one image
-    and sample.
+    and sample. With a set of M masks per image, y (B, M, H, W), each entry is (B, M, S): every
+    mask under every sample, the log-softmax of the logits computed once.
 
     Args:
         logits: Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s).
-        y: Labels (B, H, W).
+        y: Labels (B, H, W), or (B, M, H, W).
     """
     k = logits[-1].shape[-3]
+    sets = y if y.dim() == 4 else y.unsqueeze(1)
     out = []
     for lg in logits:
-        t, v = soft_targets(y, k, lg.shape[-2:])  # (B, K, h, w), (B, h, w)
-        ce = -(t.unsqueeze(1) * lg.float().log_softmax(dim=-3)).sum(dim=-3)  # (B, S, h, w)
-        out.append(ce.flatten(2).sum(-1) / v.flatten(1).sum(-1, keepdim=True).clamp_min(1e-6))
+        log_p = lg.float().log_softmax(dim=-3)  # (B, S, K, h, w)
+        per_mask = []
+        for i in range(sets.shape[1]):
+            t, v = soft_targets(sets[:, i], k, lg.shape[-2:])  # (B, K, h, w), (B, h, w)
+            ce = -(t.unsqueeze(1) * log_p).sum(dim=-3)  # (B, S, h, w)
+            per_mask.append(
+                ce.flatten(2).sum(-1) / v.flatten(1).sum(-1, keepdim=True).clamp_min(1e-6)
+            )
+        out.append(torch.stack(per_mask, dim=1) if y.dim() == 4 else per_mask[0])
     return out
 
 

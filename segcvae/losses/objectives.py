@@ -83,7 +83,10 @@ class Objective(nn.Module):
 
         Args:
             out: The model's output for a batch.
-            y: Labels (B, H, W) long.
+            y: Labels (B, H, W) long; for a categorical latent also a set of M masks per image
+                (B, M, H, W), padded with the ignore index (``train.rater: all``): every term is
+                then the mean over the (image, mask) pairs, as if each image were repeated once
+                per mask.
             step: Training step (for the KL warm-up).
 
         Returns:
@@ -91,6 +94,16 @@ class Objective(nn.Module):
             ``nll_4/2/1`` (per scale, of that prediction), and for latent objectives ``kl``,
             ``nll_y_hat``, and ``nll_cvae`` / ``nll_gsnn`` where computed.
         """
+        if y.dim() == 4:
+            if out.code_logits is None:
+                raise ValueError(
+                    f"a set of masks per image {tuple(y.shape)} needs a categorical latent's "
+                    "code_logits; repeat the images instead (segcvae.engine.data.expand_raters)"
+                )
+            m = y.shape[1]  # y_hat against every mask: the pairs' mean per labelled pixel
+            pairs = [t.repeat_interleave(m, dim=0) for t in out.y_hat]
+            baseline = multiscale_nll(pairs, y.flatten(0, 1), self.scale_weights)
+            return self._categorical(out, y, step, baseline)
         baseline = multiscale_nll(out.y_hat, y, self.scale_weights)
         if self.kind == "cnn" and out.logits_prior is None:
             return {"loss": baseline["nll"], **baseline}
@@ -141,45 +154,64 @@ class Objective(nn.Module):
         match r (``kl_recognition``). The decoders then share each image by responsibility, which
         breaks the symmetry between codes at once; with the recognition net's own q they start
         out identical and can stay so. The KL warm-up does not apply to the exact form.
+
+        With a set of masks per image (y (B, M, H, W)) every term is computed per (image, mask)
+        pair from the one decoding of the codes and averaged over the real pairs (padding masks,
+        all ignore index, count for nothing): the prior then learns the mean of the M exact
+        posteriors, p(c | x) averaged over the image's plausible masks, in every step.
         """
         assert out.code_logits is not None and out.prior is not None
         npix = y.shape[-1] * y.shape[-2]
         if len(self.scale_weights) != len(out.code_logits):
             raise ValueError(f"{len(out.code_logits)} scales but {len(self.scale_weights)} weights")
-        per_scale = multiscale_nll_per_sample(out.code_logits, y)  # each (B, Z)
+        sets = y if y.dim() == 4 else y.unsqueeze(1)  # (B, M, H, W), M = 1 for one mask each
+        num_classes = out.code_logits[-1].shape[-3]
+        labelled = ((sets >= 0) & (sets < num_classes)).flatten(2).sum(2).float()  # (B, M)
+        pair_w = (labelled > 0).float()
+        pair_w = pair_w / pair_w.sum().clamp_min(1.0)  # (B, M): mean over the real pairs
+        # each (B, M, Z): mask m's multi-scale NLL under every code (the codes decoded once)
+        per_scale = multiscale_nll_per_sample(out.code_logits, sets)
         nll_codes = sum(w * t for w, t in zip(self.scale_weights, per_scale, strict=True))
+
+        def mean_pairs(t: Tensor) -> Tensor:  # (B, M) -> the mean over real (image, mask) pairs
+            return (pair_w * t).sum()
+
         terms: dict[str, Tensor] = {"nll_y_hat": baseline["nll"].detach()}
         loss = self.y_hat_weight * baseline["nll"]
-        main_weights = out.prior.probs
+        prior = out.prior.probs.unsqueeze(1)  # (B, 1, Z)
+        main_weights = prior
         if self.kind in ("cvae", "hybrid"):
             if out.posterior is None:
                 raise ValueError(f"objective {self.kind!r} needs the posterior: call model(x, y)")
-            q = out.posterior.probs  # (B, Z)
+            q = out.posterior.probs.reshape(nll_codes.shape)  # (B, M, Z)
             if self.code_posterior == "exact":
                 # The ELBO's best q is the exact posterior r(c) = p(c | x) p(y | x, c) / p(y | x),
                 # which a categorical latent can compute; with q = r the ELBO is log p(y | x) itself.
-                labelled = ((y >= 0) & (y < out.code_logits[-1].shape[-3])).flatten(1).sum(1)
-                labelled = labelled.clamp_min(1).float()  # (B,)
-                log_prior = out.prior.logits.log_softmax(-1).float()  # (B, Z)
-                log_joint = log_prior - nll_codes * labelled[:, None]  # log p(c, y | x), nats
-                r = log_joint.softmax(-1).detach()  # (B, Z)
-                cvae_loss = -(log_joint.logsumexp(-1) / labelled).mean()
-                kl = (r * (r.clamp_min(1e-12).log() - log_prior)).sum(1).mean() / npix
+                log_prior = out.prior.logits.log_softmax(-1).float().unsqueeze(1)  # (B, 1, Z)
+                energy = nll_codes * labelled.clamp_min(1.0).unsqueeze(-1)
+                log_joint = log_prior - energy  # log p(c, y | x), nats: (B, M, Z)
+                r = log_joint.softmax(-1).detach()
+                cvae_loss = -mean_pairs(log_joint.logsumexp(-1) / labelled.clamp_min(1.0))
+                kl = mean_pairs((r * (r.clamp_min(1e-12).log() - log_prior)).sum(-1)) / npix
                 # recognition_net q learns r (so it stays a usable proposal), nothing else
-                distill = (r * (r.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(1)
-                cvae_loss = cvae_loss + distill.mean() / npix
-                terms["kl_recognition"] = (distill.mean() / npix).detach()
+                distill = mean_pairs(
+                    (r * (r.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(-1)
+                )
+                cvae_loss = cvae_loss + distill / npix
+                terms["kl_recognition"] = (distill / npix).detach()
                 weights = r
             else:
+                if y.dim() == 4:
+                    raise ValueError("a set of masks per image needs loss.code_posterior=exact")
                 kl = kl_mean(out.posterior, out.prior, self.free_bits) / npix
-                cvae_loss = (q * nll_codes).sum(1).mean() + self.kl_weight(step) * kl
+                cvae_loss = mean_pairs((q * nll_codes).sum(-1)) + self.kl_weight(step) * kl
                 weights = q
-            nll_cvae = (weights * nll_codes).sum(1).mean()
+            nll_cvae = mean_pairs((weights * nll_codes).sum(-1))
             terms.update(kl=kl.detach(), kl_weight=kl.new_tensor(self.kl_weight(step)))
             terms["nll_cvae"] = nll_cvae.detach()
             main_weights = weights
         if self.kind in ("gsnn", "hybrid"):
-            nll_gsnn = (out.prior.probs * nll_codes).sum(1).mean()
+            nll_gsnn = mean_pairs((prior * nll_codes).sum(-1))
             terms["nll_gsnn"] = nll_gsnn.detach()
         if self.kind == "cvae":
             loss = loss + cvae_loss
@@ -188,8 +220,8 @@ class Objective(nn.Module):
         else:
             loss = loss + self.alpha * cvae_loss + (1.0 - self.alpha) * nll_gsnn
         for s, t in zip(("4", "2", "1"), per_scale, strict=True):
-            terms[f"nll_{s}"] = (main_weights * t).sum(1).mean().detach()
-        terms["nll"] = (main_weights * nll_codes).sum(1).mean().detach()
+            terms[f"nll_{s}"] = mean_pairs((main_weights * t).sum(-1)).detach()
+        terms["nll"] = mean_pairs((main_weights * nll_codes).sum(-1)).detach()
         terms["loss"] = loss
         return terms
 

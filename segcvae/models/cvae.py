@@ -165,6 +165,13 @@ class SegCVAE(TwoStageModel):
         return SegContext(y_hat=f.y_hat, features=features, context=context, prior=prior)
 
     @property
+    def scores_target_sets(self) -> bool:
+        """Whether ``forward`` takes a set of masks per image, y (B, M, H, W) (``train.rater:
+        all``): a categorical latent decodes its codes once, whatever the target, so scoring M
+        masks costs M losses, not M passes of the network."""
+        return self.categorical
+
+    @property
     def categorical(self) -> bool:
         """Whether z is one of ``latent_channels`` codes (exact sums replace sampling)."""
         return self.latent == "categorical"
@@ -215,11 +222,16 @@ class SegCVAE(TwoStageModel):
 
         Args:
             x: Images (B, C, H, W).
-            y: Labels (B, H, W) long, or None.
+            y: Labels (B, H, W) long, or None; a categorical latent also takes a set of masks per
+                image (B, M, H, W) (padded with the ignore index), see :attr:`scores_target_sets`.
         """
         ctx = self.encode(x)
         if self.categorical:
             return self._forward_categorical(ctx, y)
+        if y is not None and y.dim() != 3:
+            raise ValueError(
+                f"y must be (B, H, W) labels for a {self.latent} latent, got {tuple(y.shape)}"
+            )
         z_prior = ctx.prior.rsample()  # (B, Z, h, w)
         posterior = None
         zs = [z_prior]
@@ -242,16 +254,26 @@ class SegCVAE(TwoStageModel):
         """Decode every code once; both paths are exact expectations over those logits.
 
         ``logits_prior`` / ``logits_posterior`` hold the logits of one code drawn from p / q (for
-        display); the objectives use ``code_logits`` weighted by the probabilities instead.
+        display); the objectives use ``code_logits`` weighted by the probabilities instead. With
+        a set of masks y (B, M, H, W) the posterior has batch shape (B, M), one q per mask (the
+        displayed posterior logits are those of the first mask's draw).
         """
         codes = self.all_codes(ctx)  # (B, Z, Z, 1, 1)
         code_logits = self.generate(ctx, codes)  # each (B, Z, K, h, w)
         posterior = None
         if y is not None and self.recognition_net is not None:
-            posterior = self.posterior(ctx, y)
+            if y.dim() == 4:  # one q(c | x, y_m) per mask: the features repeated M times
+                b, m = y.shape[:2]
+                features = ctx.features.repeat_interleave(m, dim=0)
+                q = self.recognition_net(features, y.flatten(0, 1))
+                posterior = OneHotCategorical(logits=q.logits.unflatten(0, (b, m)))
+            else:
+                posterior = self.posterior(ctx, y)
 
         def pick(dist: Distribution) -> list[Tensor]:
-            idx = dist.sample().argmax(-1)  # (B,)
+            idx = dist.sample().argmax(-1)  # (B,) or (B, M)
+            if idx.dim() == 2:
+                idx = idx[:, 0]
             rows = torch.arange(idx.shape[0], device=idx.device)
             return [scale[rows, idx] for scale in code_logits]
 

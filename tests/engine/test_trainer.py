@@ -252,18 +252,34 @@ class _Record:
         return self.objective(out, y, step)
 
 
-@pytest.mark.parametrize("rater", ["random", "all"])
-def test_the_step_trains_on_the_drawn_raters(tmp_path: Path, rater: str) -> None:
+@pytest.mark.parametrize(
+    "rater, latent, shape",
+    [
+        ("random", "categorical", (4, 32, 32)),  # one drawn mask per image
+        ("auto", "spatial", (4, 32, 32)),  # the default: random where "all" repeats images
+        ("auto", "categorical", (4, 3, 32, 32)),  # and "all" where it costs one pass
+        ("all", "spatial", (12, 32, 32)),  # every mask, the images repeated
+        ("all", "categorical", (4, 3, 32, 32)),  # every mask, scored in one pass: a set per image
+    ],
+)
+def test_the_step_trains_on_the_drawn_raters(
+    tmp_path: Path, rater: str, latent: str, shape: tuple[int, ...]
+) -> None:
     from segcvae.engine.data import training_pairs
 
-    trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}")
+    trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}", f"model.latent={latent}")
     trainer.objective = _Record(trainer.objective)
     batch = next(iter(trainer.loader))  # shapes: 3 plausible masks per item
-    trainer._train_step(batch)
+    terms = trainer._train_step(batch)
     (y,) = trainer.objective.targets
-    expected = training_pairs(batch, rater, trainer.cfg.train.seed, 0)[1]
+    sets = latent == "categorical"
+    expected = training_pairs(batch, rater, trainer.cfg.train.seed, 0, target_sets=sets)[1]
+    if rater == "auto":
+        same = training_pairs(batch, "all" if sets else "random", trainer.cfg.train.seed, 0, sets)
+        assert torch.equal(expected, same[1])
     assert torch.equal(y, expected)
-    assert y.shape[0] == (12 if rater == "all" else 4)
+    assert tuple(y.shape) == shape
+    assert terms is not None and torch.isfinite(terms["loss"])
 
 
 # ---------------------------------------------------------------- the loop's steps, one at a time

@@ -88,3 +88,58 @@ def test_cvae_objective_needs_the_posterior(batch):
 def test_wrong_scale_weights():
     with pytest.raises(ValueError, match="scale_weights"):
         multiscale_nll([torch.zeros(1, 2, 4, 4)], torch.zeros(1, 4, 4, dtype=torch.long), [1, 1])
+
+
+# ------------------------------------------------ a set of masks per image (train.rater: all)
+def _sets(y: torch.Tensor, m: int) -> torch.Tensor:
+    """(B, H, W) -> (B, m, H, W): the labels and m - 1 variants (one class swapped per mask)."""
+    out = [y]
+    for i in range(1, m):
+        v = y.clone()
+        v[(y == i % 3)] = (i + 1) % 3
+        out.append(v)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("objective", ["cvae", "gsnn", "hybrid"])
+def test_a_set_of_masks_scores_as_the_images_repeated_once_per_mask(batch, objective):
+    x, y = batch
+    sets = _sets(y, 3)  # (2, 3, 32, 32)
+    torch.manual_seed(0)
+    model = create_model(tiny_config(objective, "categorical"), 3).eval()  # BN: fixed statistics
+    loss_fn = Objective(objective)
+    one_pass = loss_fn(model(x, sets), sets)
+    grads = torch.autograd.grad(one_pass["loss"], list(model.parameters()), allow_unused=True)
+    repeated = loss_fn(model(x.repeat_interleave(3, dim=0), sets.flatten(0, 1)), sets.flatten(0, 1))
+    expected = torch.autograd.grad(repeated["loss"], list(model.parameters()), allow_unused=True)
+    for key, value in repeated.items():
+        assert torch.allclose(one_pass[key], value, rtol=1e-4, atol=1e-6), key
+    for g, e in zip(grads, expected, strict=True):
+        assert (g is None) == (e is None)
+        if g is not None:
+            assert torch.allclose(g, e, rtol=1e-3, atol=1e-6)
+
+
+def test_a_set_of_one_mask_is_the_mask_and_padding_masks_count_for_nothing(batch):
+    x, y = batch
+    torch.manual_seed(0)
+    model = create_model(tiny_config("cvae", "categorical"), 3).eval()
+    loss_fn = Objective("cvae")
+    plain = loss_fn(model(x, y), y)
+    as_set = loss_fn(model(x, y[:, None]), y[:, None])
+    padded = torch.cat([y[:, None], torch.full_like(y[:, None], 255)], dim=1)  # a padded rater
+    with_padding = loss_fn(model(x, padded), padded)
+    for key, value in plain.items():
+        assert torch.allclose(as_set[key], value, rtol=1e-5, atol=1e-7), key
+        assert torch.allclose(with_padding[key], value, rtol=1e-5, atol=1e-7), key
+
+
+def test_a_set_of_masks_needs_a_categorical_latent(batch):
+    x, y = batch
+    model = create_model(tiny_config("cvae", "spatial"), 3)
+    assert not model.scores_target_sets
+    with pytest.raises(ValueError, match="labels for a spatial latent"):
+        model(x, _sets(y, 2))
+    out = model(x, y)
+    with pytest.raises(ValueError, match="categorical latent's code_logits"):
+        Objective("cvae")(out, _sets(y, 2))
