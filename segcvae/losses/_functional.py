@@ -53,7 +53,9 @@ def multiscale_nll(
 
     Args:
         logits: Logits at strides 4, 2, 1, each (B, K, H/s, W/s) or (B, S, K, H/s, W/s).
-        y: Labels (B, H, W).
+        y: Labels (B, H, W); or a set of masks per image (B, M, H, W), scored as the mean over
+            the (image, mask) pairs: the cross-entropy is linear in the target, so the M targets
+            are summed per image and the logits are not repeated.
         weights: One weight per scale.
 
     Returns:
@@ -65,7 +67,11 @@ def multiscale_nll(
     terms: dict[str, Tensor] = {}
     total = logits[-1].new_zeros((), dtype=torch.float32)
     for lg, w in zip(logits, weights, strict=True):
-        t, v = soft_targets(y, k, lg.shape[-2:])
+        if y.dim() == 4:
+            t, v = soft_targets(y.flatten(0, 1), k, lg.shape[-2:])
+            t, v = t.unflatten(0, y.shape[:2]).sum(1), v.unflatten(0, y.shape[:2]).sum(1)
+        else:
+            t, v = soft_targets(y, k, lg.shape[-2:])
         nll = soft_cross_entropy(lg, t, v)
         terms[f"nll_{y.shape[-1] // lg.shape[-1]}"] = nll.detach()
         total = total + w * nll
@@ -79,25 +85,25 @@ def multiscale_nll_per_sample(logits: list[Tensor], y: Tensor) -> list[Tensor]:
     Entry ``[b, s]`` is the mean cross-entropy per labelled pixel of image b under sample s, so
     ``sum_i weights[i] * out[i][b, s]`` is what :func:`multiscale_nll` gives for that one image
     and sample. With a set of M masks per image, y (B, M, H, W), each entry is (B, M, S): every
-    mask under every sample, the log-softmax of the logits computed once.
+    mask under every sample, as one batched product per scale (the log-softmax computed once).
 
     Args:
         logits: Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s).
         y: Labels (B, H, W), or (B, M, H, W).
     """
     k = logits[-1].shape[-3]
-    sets = y if y.dim() == 4 else y.unsqueeze(1)
     out = []
     for lg in logits:
         log_p = lg.float().log_softmax(dim=-3)  # (B, S, K, h, w)
-        per_mask = []
-        for i in range(sets.shape[1]):
-            t, v = soft_targets(sets[:, i], k, lg.shape[-2:])  # (B, K, h, w), (B, h, w)
-            ce = -(t.unsqueeze(1) * log_p).sum(dim=-3)  # (B, S, h, w)
-            per_mask.append(
-                ce.flatten(2).sum(-1) / v.flatten(1).sum(-1, keepdim=True).clamp_min(1e-6)
-            )
-        out.append(torch.stack(per_mask, dim=1) if y.dim() == 4 else per_mask[0])
+        if y.dim() == 4:  # all M masks against all S samples in one batched product
+            b, m = y.shape[:2]
+            t, v = soft_targets(y.flatten(0, 1), k, lg.shape[-2:])  # (B*M, K, h, w), (B*M, h, w)
+            ce = -torch.einsum("bmq,bsq->bms", t.reshape(b, m, -1), log_p.flatten(2))
+            out.append(ce / v.reshape(b, m, 1, -1).sum(-1).clamp_min(1e-6))
+            continue
+        t, v = soft_targets(y, k, lg.shape[-2:])  # (B, K, h, w), (B, h, w)
+        ce = -(t.unsqueeze(1) * log_p).sum(dim=-3)  # (B, S, h, w)
+        out.append(ce.flatten(2).sum(-1) / v.flatten(1).sum(-1, keepdim=True).clamp_min(1e-6))
     return out
 
 

@@ -100,9 +100,7 @@ class Objective(nn.Module):
                     f"a set of masks per image {tuple(y.shape)} needs a categorical latent's "
                     "code_logits; repeat the images instead (segcvae.engine.data.expand_raters)"
                 )
-            m = y.shape[1]  # y_hat against every mask: the pairs' mean per labelled pixel
-            pairs = [t.repeat_interleave(m, dim=0) for t in out.y_hat]
-            baseline = multiscale_nll(pairs, y.flatten(0, 1), self.scale_weights)
+            baseline = multiscale_nll(out.y_hat, y, self.scale_weights)  # the pairs' mean
             return self._categorical(out, y, step, baseline)
         baseline = multiscale_nll(out.y_hat, y, self.scale_weights)
         if self.kind == "cnn" and out.logits_prior is None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tests.tools.conftest import REPO
 
@@ -101,3 +102,17 @@ def test_shapes_errors_split_wrong_pixels_by_where_they_are() -> None:
     # the same picture turned by a quarter: the bar runs along y
     (turned,) = shapes_errors.hypothesis_errors(hyp.T[None], masks.transpose(0, 2, 1), occluder.T)
     assert turned == row
+
+
+def test_the_ideal_code_probabilities_are_the_mean_posterior_over_the_plausible_masks() -> None:
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[0, :, :2] = 1  # two plausible masks, each decoded sharply by one of three codes
+    masks[1, :, :3] = 1
+    logits = torch.full((3, 2, 4, 4), -20.0)
+    for code, m in ((0, masks[0]), (1, masks[1])):
+        logits[code].scatter_(0, m[None], 20.0)
+    logits[2] = 0.0  # an undecided code: 1/2 for every pixel
+    prior = torch.tensor([0.6, 0.1, 0.3], dtype=torch.float64)
+    ideal = shapes_errors.ideal_code_probs(logits.double().log_softmax(1), prior, masks)
+    # each mask's posterior sits on the code that decodes it: the mean gives each 1/2, whatever p
+    assert torch.allclose(ideal, torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64), atol=1e-6)
