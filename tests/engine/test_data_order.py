@@ -149,3 +149,19 @@ def test_training_pairs_random_and_all() -> None:
     assert torch.equal(x, batch["image"]) and y[1, 0, 0] == 10
     one = {"image": batch["image"], "mask": batch["mask"]}  # no "masks": the mask itself
     assert training_pairs(one, "all", 0, 0)[1] is batch["mask"]
+
+
+def test_training_pairs_for_a_model_that_scores_sets() -> None:
+    batch = _rater_batch([3, 1, 2])
+    for rater in ("all", "auto"):  # the padded masks as they are: (B, R, H, W)
+        x, y = training_pairs(batch, rater, 0, 0, target_sets=True)
+        assert x is batch["image"] and y is batch["masks"]
+    # "auto" without sets is "random"
+    assert torch.equal(
+        training_pairs(batch, "auto", 0, 3)[1], training_pairs(batch, "random", 0, 3)[1]
+    )
+    # one mask per item: the plain (B, H, W) target, whatever the choice
+    single = _rater_batch([1, 1])
+    for rater in ("all", "auto", "random"):
+        y = training_pairs(single, rater, 0, 0, target_sets=True)[1]
+        assert y.shape == (2, 2, 2) and torch.equal(y, single["masks"][:, 0])
