@@ -23,7 +23,8 @@ import statistics
 from pathlib import Path
 
 # Sohn et al.'s objectives, their variants (refine_cnn: the two-stage CNN, the control of
-# refine_hybrid; categorical_cvae: the shapes default's latent design), then the other model families
+# refine_hybrid; categorical_cvae: the shapes default's latent design; categorical_cvae_random: the
+# same trained on one rater per step, train.rater=random), then the other model families
 # (runs named <prefix>_<name>).
 OBJECTIVES = (
     "cnn",
@@ -33,6 +34,7 @@ OBJECTIVES = (
     "hybrid",
     "refine_hybrid",
     "categorical_cvae",
+    "categorical_cvae_random",
     "prob_unet",
     "ssn",
 )
@@ -40,6 +42,7 @@ ESTIMATORS = {  # the others: IS, S=50
     "cnn": "exact",
     "refine_cnn": "exact",
     "categorical_cvae": "exact",
+    "categorical_cvae_random": "exact",
     "gsnn": "MC, S=50",
     "ssn": "MC, S=50",
 }
