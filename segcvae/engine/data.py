@@ -383,9 +383,9 @@ def training_pairs(
             ``num_masks`` / ``id``.
         rater: "random": one rater per item, :func:`select_targets`; "all": every rater,
             :func:`expand_raters` (the batch grows to the number of masks), or, with
-            ``target_sets``, the padded masks as they are (when some item has more than one);
-            "auto": "all" with ``target_sets``, else "random". One-mask data gives
-            ``(image, mask)`` whatever the choice.
+            ``target_sets``, the padded masks as they are; "auto": "all" with ``target_sets``,
+            else "random". Without ``masks`` the batch gives ``(image, mask)`` whatever the
+            choice.
         seed: ``train.seed``.
         step: The training step.
         target_sets: The model scores a set of masks per image in one pass (a categorical
@@ -405,8 +405,8 @@ def training_pairs(
         num_masks = torch.full((masks.shape[0],), masks.shape[1], dtype=torch.long)
     if rater == "auto":
         rater = "all" if target_sets else "random"
-    if rater == "all" and target_sets and masks.shape[1] > 1:
-        return x, masks  # (B, R, H, W); one-mask batches take the (B, H, W) path below
+    if rater == "all" and target_sets:
+        return x, masks  # (B, R, H, W), padded with the ignore index
     if rater == "all":
         return expand_raters(x, masks, num_masks)
     if rater != "random":

@@ -294,6 +294,8 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.objective = build_objective(cfg).to(self.device)
+        # a model that scores a set of masks per image in one pass gets them all (train.rater)
+        self.target_sets = bool(getattr(self.model, "scores_target_sets", False))
         self.optimizer = build_optimizer(self.model, tc)
         self.scheduler = build_scheduler(self.optimizer, tc.lr_decay, tc.lr_schedule, tc.steps)
         self.amp_dtype, self.amp_enabled = self._amp(tc.amp)
@@ -528,9 +530,8 @@ class Trainer:
     def _train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
         """One optimisation step; returns the detached loss terms, or None when it was skipped."""
         tc = self.cfg.train
-        sets = bool(getattr(unwrap(self.model), "scores_target_sets", False))
         # one rater per item, or all (for a model that scores sets: every item's masks at once)
-        x, y = training_pairs(batch, tc.rater, tc.seed, self.step, target_sets=sets)
+        x, y = training_pairs(batch, tc.rater, tc.seed, self.step, target_sets=self.target_sets)
         x = x.to(self.device, non_blocking=True)  # (B, 3, H, W)
         y = y.to(self.device, non_blocking=True)  # (B, H, W), or (B, R, H, W) target sets
         if self.channels_last:

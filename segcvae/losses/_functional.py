@@ -92,18 +92,15 @@ def multiscale_nll_per_sample(logits: list[Tensor], y: Tensor) -> list[Tensor]:
         y: Labels (B, H, W), or (B, M, H, W).
     """
     k = logits[-1].shape[-3]
+    sets = y if y.dim() == 4 else y.unsqueeze(1)  # (B, M, H, W)
+    b, m = sets.shape[:2]
     out = []
-    for lg in logits:
+    for lg in logits:  # all M masks against all S samples in one batched product per scale
         log_p = lg.float().log_softmax(dim=-3)  # (B, S, K, h, w)
-        if y.dim() == 4:  # all M masks against all S samples in one batched product
-            b, m = y.shape[:2]
-            t, v = soft_targets(y.flatten(0, 1), k, lg.shape[-2:])  # (B*M, K, h, w), (B*M, h, w)
-            ce = -torch.einsum("bmq,bsq->bms", t.reshape(b, m, -1), log_p.flatten(2))
-            out.append(ce / v.reshape(b, m, 1, -1).sum(-1).clamp_min(1e-6))
-            continue
-        t, v = soft_targets(y, k, lg.shape[-2:])  # (B, K, h, w), (B, h, w)
-        ce = -(t.unsqueeze(1) * log_p).sum(dim=-3)  # (B, S, h, w)
-        out.append(ce.flatten(2).sum(-1) / v.flatten(1).sum(-1, keepdim=True).clamp_min(1e-6))
+        t, v = soft_targets(sets.flatten(0, 1), k, lg.shape[-2:])  # (B*M, K, h, w), (B*M, h, w)
+        ce = -torch.einsum("bmq,bsq->bms", t.reshape(b, m, -1), log_p.flatten(2))
+        ce = ce / v.reshape(b, m, 1, -1).sum(-1).clamp_min(1e-6)  # (B, M, S)
+        out.append(ce if y.dim() == 4 else ce[:, 0])
     return out
 
 

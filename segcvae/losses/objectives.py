@@ -94,15 +94,12 @@ class Objective(nn.Module):
             ``nll_4/2/1`` (per scale, of that prediction), and for latent objectives ``kl``,
             ``nll_y_hat``, and ``nll_cvae`` / ``nll_gsnn`` where computed.
         """
-        if y.dim() == 4:
-            if out.code_logits is None:
-                raise ValueError(
-                    f"a set of masks per image {tuple(y.shape)} needs a categorical latent's "
-                    "code_logits; repeat the images instead (segcvae.engine.data.expand_raters)"
-                )
-            baseline = multiscale_nll(out.y_hat, y, self.scale_weights)  # the pairs' mean
-            return self._categorical(out, y, step, baseline)
-        baseline = multiscale_nll(out.y_hat, y, self.scale_weights)
+        if y.dim() == 4 and out.code_logits is None:
+            raise ValueError(
+                f"a set of masks per image {tuple(y.shape)} needs a categorical latent's "
+                "code_logits; repeat the images instead (segcvae.engine.data.expand_raters)"
+            )
+        baseline = multiscale_nll(out.y_hat, y, self.scale_weights)  # sets: the pairs' mean
         if self.kind == "cnn" and out.logits_prior is None:
             return {"loss": baseline["nll"], **baseline}
         if self.kind == "cnn":  # a deterministic second stage (RefinedCNN): its NLL plus y_hat's

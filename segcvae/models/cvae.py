@@ -201,9 +201,19 @@ class SegCVAE(TwoStageModel):
         return logits
 
     def posterior(self, ctx: SegContext, y: Tensor) -> Distribution:
-        """q(z | x, y) for labels y (B, H, W)."""
+        """q(z | x, y) for labels y (B, H, W), batch shape (B,); for a categorical latent also for
+        a set of masks per image (B, M, H, W): one q(c | x, y_m) per mask, batch shape (B, M)."""
         if self.recognition_net is None:
             raise RuntimeError("this model has no recognition_net (it was built for gsnn)")
+        if y.dim() == 4:  # the features repeated once per mask
+            if not self.categorical:
+                raise ValueError(
+                    f"a set of masks per image needs a categorical latent, not {self.latent}"
+                )
+            b, m = y.shape[:2]
+            features = ctx.features.repeat_interleave(m, dim=0)
+            q = self.recognition_net(features, y.flatten(0, 1))
+            return OneHotCategorical(logits=q.logits.unflatten(0, (b, m)))
         return self.recognition_net(ctx.features, y)
 
     def generate(self, ctx: SegContext, z: Tensor, full_only: bool = False) -> list[Tensor]:
@@ -262,13 +272,7 @@ class SegCVAE(TwoStageModel):
         code_logits = self.generate(ctx, codes)  # each (B, Z, K, h, w)
         posterior = None
         if y is not None and self.recognition_net is not None:
-            if y.dim() == 4:  # one q(c | x, y_m) per mask: the features repeated M times
-                b, m = y.shape[:2]
-                features = ctx.features.repeat_interleave(m, dim=0)
-                q = self.recognition_net(features, y.flatten(0, 1))
-                posterior = OneHotCategorical(logits=q.logits.unflatten(0, (b, m)))
-            else:
-                posterior = self.posterior(ctx, y)
+            posterior = self.posterior(ctx, y)
 
         def pick(dist: Distribution) -> list[Tensor]:
             idx = dist.sample().argmax(-1)  # (B,) or (B, M)

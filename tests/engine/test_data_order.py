@@ -160,8 +160,8 @@ def test_training_pairs_for_a_model_that_scores_sets() -> None:
     assert torch.equal(
         training_pairs(batch, "auto", 0, 3)[1], training_pairs(batch, "random", 0, 3)[1]
     )
-    # one mask per item: the plain (B, H, W) target, whatever the choice
+    # one mask per item: a set of one (the objective scores it as the mask itself)
     single = _rater_batch([1, 1])
-    for rater in ("all", "auto", "random"):
+    for rater in ("all", "auto"):
         y = training_pairs(single, rater, 0, 0, target_sets=True)[1]
-        assert y.shape == (2, 2, 2) and torch.equal(y, single["masks"][:, 0])
+        assert y.shape == (2, 1, 2, 2) and torch.equal(y[:, 0], single["masks"][:, 0])
