@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import segcvae  # noqa: E402
 from segcvae.data.shapes import ShapesDataset  # noqa: E402
+from segcvae.metrics import ged, hm_iou, pairwise_iou  # noqa: E402
+from segcvae.models.latent import systematic_draws  # noqa: E402
 
 
 def hypothesis_errors(hyps: np.ndarray, masks: np.ndarray, occluder: np.ndarray) -> list[dict]:
@@ -89,9 +91,6 @@ def ideal_code_probs(
 
 def code_rows(predictor, item, samples: int) -> dict[str, float]:
     """Prior vs ideal code probabilities for one shapes item (a categorical latent only)."""
-    from segcvae.metrics import ged, hm_iou, pairwise_iou
-    from segcvae.models.latent import systematic_draws
-
     model = predictor.model
     num_classes = model.num_classes
     with torch.inference_mode():
