@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from segcvae.inference import BACKGROUND, PredictionResult  # re-exported: segcvae.api's result
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,39 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     ImageLike = np.ndarray | str | os.PathLike | PILImage
-
-BACKGROUND = 0  # class index counted as "not foreground" (class 0 is background in every dataset)
-
-
-@dataclass
-class PredictionResult:
-    """One image's prediction at its original size (H, W).
-
-    Attributes:
-        mask: (H, W) uint8 class indices of the deterministic prediction (z = E[z | x]).
-        probs: (K, H, W) float32 class probabilities of the deterministic prediction.
-        hypotheses: (S, H, W) uint8 label maps of S samples from the prior (S = ``samples``).
-        entropy: (H, W) float32 entropy of the mean sampled prediction, in nats (total
-            uncertainty; the deterministic prediction's entropy when ``samples=0``).
-        mutual_information: (H, W) float32 entropy minus the mean entropy of the samples, in nats
-            (how much the hypotheses disagree; zeros when ``samples=0``).
-        foreground_frequency: (H, W) float32 in [0, 1], for each pixel the fraction of the S
-            hypotheses that are not background (class 0); ``mask != 0`` when ``samples=0``.
-        class_names: The K class names, index order.
-    """
-
-    mask: np.ndarray
-    probs: np.ndarray
-    hypotheses: np.ndarray
-    entropy: np.ndarray
-    mutual_information: np.ndarray
-    foreground_frequency: np.ndarray
-    class_names: list[str]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(H, W) of the image."""
-        return int(self.mask.shape[0]), int(self.mask.shape[1])
 
 
 def to_rgb(image: ImageLike) -> np.ndarray:

@@ -35,6 +35,7 @@ Acceptance targets are stated in docs/RESULTS.md, not here: this tool only measu
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -48,32 +49,12 @@ import torch
 
 from segcvae.config import Config, ConfigError
 from segcvae.inference import decode_samples_chunked
-from segcvae.losses import build_objective
 from segcvae.metrics import conditional_log_likelihood
-from segcvae.models import create_model
+from segcvae.models import build_objective, create_model
+from segcvae.registry import family_names, get_family
 
-# Model families measured when the config knows them: name -> config overrides (on the defaults).
-FAMILIES: dict[str, list[str]] = {
-    "cnn": ["loss.objective=cnn"],
-    "sohn": [],  # the default job's model
-    "sohn_spatial_hybrid": [
-        "loss.objective=hybrid",
-        "model.latent=spatial",
-        "model.generation=quarter",
-        "model.hidden_channels=64",
-    ],
-    "prob_unet": ["model.arch=prob_unet"],
-    "ssn": ["model.arch=ssn"],
-    # the LFW refinement experiment's models (configs/lfw_cpu64_refine_*.yaml): a second U-Net
-    # stage after y_hat, with a spatial z (hybrid) and without a latent (cnn)
-    "refine_hybrid": [
-        "loss.objective=hybrid",
-        "model.latent=spatial",
-        "model.generation=refine",
-    ],
-    "refine_cnn": ["loss.objective=cnn", "model.generation=refine"],
-}
-OBJECTIVES = ("cnn", "gsnn", "cvae", "hybrid")
+# Sohn et al.'s objectives of the default model, timed for training beside the CNN.
+OBJECTIVES = ("gsnn", "cvae", "hybrid")
 SETTINGS = ((8, 128), (1, 128), (8, 256))  # (batch, image size)
 
 
@@ -144,10 +125,22 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     return peak
 
 
+def benchmark_families() -> dict[str, list[str]]:
+    """Every registered family (at the defaults, ``model.arch=<name>``) and the variants the
+    families name (``ModelFamily.benchmark_variants``): row name -> config overrides."""
+    rows: dict[str, list[str]] = {}
+    for name in family_names():
+        rows[name] = [f"model.arch={name}"]
+        for variant, overrides in get_family(name).benchmark_variants.items():
+            rows[variant] = [f"model.arch={name}", *overrides]
+    return rows
+
+
 def family_config(name: str, encoder: str, image_size: int) -> Config | None:
-    """The defaults with the family's overrides, or None when this version lacks the family."""
+    """The defaults with a benchmark row's overrides (:func:`benchmark_families`), or None when the
+    config cannot express it."""
     try:
-        cfg = Config.from_yaml(None, FAMILIES[name])
+        cfg = Config.from_yaml(None, benchmark_families()[name])
     except ConfigError:
         return None
     cfg.model.encoder_name = encoder
@@ -256,34 +249,31 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
 def training_rows(
     encoder: str, batch: int, size: int, device: torch.device, repeats: int, classes: int = 4
 ) -> dict[str, Any]:
-    """Training-step time of each objective of the default model and of the other families,
-    interleaved with the CNN's."""
+    """Training-step time of the CNN, of each objective of the default model (``sohn``: gsnn,
+    cvae = the default job's, hybrid) and of every other family, interleaved with the CNN's; peak
+    training memory of the CNN and of the default model."""
     x, y = _inputs(batch, size, classes, device)
-    fns = {}
-    for objective in OBJECTIVES:
-        cfg = family_config("sohn", encoder, size)
+    configs: dict[str, Config] = {}
+    for name in family_names():
+        cfg = family_config(name, encoder, size)
         assert cfg is not None
-        cfg.loss.objective = objective
-        fns[objective], _ = train_step_fn(cfg, classes, x, y)
-    for family in ("prob_unet", "ssn"):
-        cfg = family_config(family, encoder, size)
-        if cfg is not None:
-            fns[family], _ = train_step_fn(cfg, classes, x, y)
+        if name == "sohn":
+            for objective in OBJECTIVES:
+                configs[objective] = copy.deepcopy(cfg)
+                configs[objective].loss.objective = objective
+        else:
+            configs[name] = cfg
+    fns = {name: train_step_fn(cfg, classes, x, y)[0] for name, cfg in configs.items()}
     t = interleaved_times(fns, device, repeats)
     r: dict[str, Any] = {f"train_step_{o}_s": statistics.median(t[o]) for o in fns}
     for o in [k for k in fns if k != "cnn"]:
         stats = ratio_stats(t[o], t["cnn"])
         r[f"train_step_{o}_vs_cnn"] = stats["ratio"]
         r[f"train_step_{o}_vs_cnn_spread"] = [stats["min"], stats["max"]]
-    mem = {}
-    for o in ("cnn", "hybrid"):
-        cfg = family_config("sohn", encoder, size)
-        assert cfg is not None
-        cfg.loss.objective = o
-        mem[o] = train_memory_bytes(cfg, classes, x, y)
+    mem = {o: train_memory_bytes(configs[o], classes, x, y) for o in ("cnn", "cvae")}
     r["peak_mem_train_cnn_mb"] = mem["cnn"] / 2**20
-    r["peak_mem_train_hybrid_mb"] = mem["hybrid"] / 2**20
-    r["peak_mem_train_hybrid_vs_cnn"] = mem["hybrid"] / mem["cnn"]
+    r["peak_mem_train_cvae_mb"] = mem["cvae"] / 2**20
+    r["peak_mem_train_cvae_vs_cnn"] = mem["cvae"] / mem["cnn"]
     return r
 
 
@@ -409,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = cores available)")
     p.add_argument("--encoder", default="resnet18")
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds per ratio")
+    known = list(benchmark_families())
     p.add_argument(
-        "--families", default=",".join(FAMILIES), help="comma-separated: " + ", ".join(FAMILIES)
+        "--families", default=",".join(known), help="comma-separated: " + ", ".join(known)
     )
     p.add_argument(
         "--settings",
@@ -448,9 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_busy_before": busy,
     }
     families = [f for f in args.families.split(",") if f]
-    unknown = sorted(set(families) - set(FAMILIES))
+    unknown = sorted(set(families) - set(known))
     if unknown:
-        p.error(f"unknown families {unknown}; valid: {', '.join(FAMILIES)}")
+        p.error(f"unknown families {unknown}; valid: {', '.join(known)}")
     settings = list(SETTINGS) if args.settings == "all" else parse_settings(args.settings)
     rows = sampling_rows(families, settings, args.encoder, device, args.repeats, args.chunk)
     results["sampling"] = rows

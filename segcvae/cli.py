@@ -83,8 +83,9 @@ def _errors() -> tuple[type[BaseException], ...]:
     from segcvae.config import ConfigError
     from segcvae.data import DataError
     from segcvae.engine.checkpoint import CheckpointError
+    from segcvae.engine.run_dir import RunFolderError
 
-    return (ConfigError, DataError, CheckpointError) + _PATH_ERRORS
+    return (ConfigError, DataError, CheckpointError, RunFolderError) + _PATH_ERRORS
 
 
 # Paths given on the command line or in the config that do not exist or cannot be written.
@@ -192,7 +193,8 @@ def train_main(argv: Sequence[str] | None = None, prog: str = "segcvae train") -
         except (ConfigError, FileExistsError) as e:
             return _fail(str(e), USAGE_ERROR)
     from segcvae.engine.checkpoint import load_checkpoint
-    from segcvae.engine.trainer import DivergenceError, check_run_dir, train
+    from segcvae.engine.run import train
+    from segcvae.engine.trainer import DivergenceError, check_run_dir
 
     try:
         check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
@@ -279,7 +281,13 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from segcvae.engine.data import eval_loader, open_dataset
     from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.evaluation import evaluate, format_markdown, save_sample_grid
+    from segcvae.engine.evaluation import (
+        eval_settings,
+        evaluate,
+        format_markdown,
+        save_sample_grid,
+    )
+    from segcvae.models import family_of
 
     try:
         for path, flag in ((args.json, "--json"), (args.grid, "--grid")):
@@ -305,28 +313,35 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
             f"{dataset.num_classes}",
             USAGE_ERROR,
         )
-    samples = cfg.eval.samples if args.samples is None else args.samples
-    hypotheses = cfg.eval.hypotheses if args.hypotheses is None else args.hypotheses
-    loader = eval_loader(dataset, args.batch_size or cfg.eval.batch_size, cfg.data.num_workers)
+    settings = eval_settings(
+        cfg.eval,
+        split=args.split,
+        samples=args.samples,
+        hypotheses=args.hypotheses,
+        batch_size=args.batch_size,
+        omission=args.omission,
+        max_images=args.max_images,  # the whole split unless asked (eval.max_images: validation)
+        num_vis=None if args.grid else 0,
+    )
+    samples, hypotheses = settings.samples, settings.hypotheses
+    loader = eval_loader(dataset, settings.batch_size, cfg.data.num_workers)
     result = evaluate(
         model,
         loader,
         int(meta["num_classes"]),
-        cfg.data.ignore_index,
-        samples=samples,
-        hypotheses=hypotheses,
-        max_images=args.max_images,
-        num_vis=cfg.eval.num_vis if args.grid else 0,
+        settings,
+        ignore_index=cfg.data.ignore_index,
         seed=cfg.train.seed,
         progress=not args.quiet and sys.stderr.isatty(),
-        extra_ged_hypotheses=cfg.eval.extra_ged_hypotheses,
-        sample_chunk=cfg.eval.sample_chunk,
     )
+    model_name = family_of(cfg).describe(cfg)
     report = {
         "checkpoint": str(args.ckpt),
         "step": int(ckpt["step"]),
-        "objective": cfg.loss.objective,
         "arch": cfg.model.arch,
+        "model": model_name,
+        **({"objective": cfg.loss.objective} if cfg.model.arch == "sohn" else {}),
+        "nll_estimator": model.likelihood_methods[0] if samples > 0 else None,
         "dataset": cfg.data.name,
         "split": args.split,
         "omission": bool(args.omission),
@@ -354,11 +369,11 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
             f"evaluated, but could not write {e.filename or ''}: {e.strerror or e}", RUN_ERROR
         )
     print(
-        f"{args.ckpt} (step {report['step']}, {cfg.loss.objective}) on {cfg.data.name}/{args.split}"
+        f"{args.ckpt} (step {report['step']}, {model_name}) on {cfg.data.name}/{args.split}"
         + (" with block omission" if args.omission else "")
     )
     print(format_markdown(result.metrics, list(meta["class_names"])))
-    from segcvae.engine.trainer import warn_unscored_classes
+    from segcvae.engine.validation import warn_unscored_classes
 
     warn_unscored_classes(result.metrics, list(meta["class_names"]), args.split)
     for path in written:

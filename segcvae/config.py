@@ -6,10 +6,12 @@ section or key, or a value of the wrong type, raises :class:`ConfigError` naming
 the valid ones; so does a value out of its range (``train.lr=-1``, an ``image_size`` the encoder
 cannot take), checked by each section's ``validate`` when the config loads, before any data is read.
 
-Composition (one level): a YAML may name the file it extends with a top-level ``_base_: other.yaml``
-(relative to the YAML's folder) and state only what differs; its sections are merged key by key
-over the base's. A base that itself has a ``_base_`` is an error, so every experiment is at most
-two files deep.
+Composition (mmseg's ``_base_``, one level): a YAML may name the files it extends with a top-level
+``_base_: [a.yaml, b.yaml]`` (or one file; paths relative to the YAML's folder) and state only what
+it is about. Small named bases say one thing each (a dataset, a model size, a schedule:
+``configs/_base_/``); they are merged in order, may not contradict each other, and the YAML's own
+sections are merged key by key over them. A base that itself has a ``_base_`` is an error, so
+every experiment is at most two files deep.
 
 Example:
     >>> cfg = Config.from_yaml("configs/lfw_hybrid.yaml", ["train.steps=100"])
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import types
@@ -28,6 +31,10 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+from segcvae.registry import family_names
+
+log = logging.getLogger("segcvae")
 
 
 class ConfigError(ValueError):
@@ -45,6 +52,26 @@ def _require(ok: bool, key: str, expected: str, value: Any) -> None:
 
 def _finite(value: float) -> bool:
     return math.isfinite(value)
+
+
+#: Validation metrics ``train.select`` may choose ``best.pt`` by: name -> better when "max" / "min".
+SELECT_METRICS: dict[str, str] = {
+    "mean_iou": "max",
+    "pixel_accuracy": "max",
+    "mean_iou_majority": "max",
+    "mean_iou_raters": "max",
+    "ged": "min",
+    "hm_iou": "max",
+    "soft_dice": "max",
+    "ncc": "max",
+    "ece": "min",
+    "nll": "min",
+    "nll_mc": "min",
+}
+#: The metrics of :data:`SELECT_METRICS` computed from hypotheses (``eval.hypotheses`` > 0) and
+#: from the likelihood (``eval.samples`` > 0).
+HYPOTHESIS_METRICS = ("ged", "hm_iou", "soft_dice", "ncc", "ece")
+LIKELIHOOD_METRICS = ("nll", "nll_mc")
 
 
 @dataclass
@@ -208,9 +235,10 @@ class ModelConfig:
     # latent=categorical: how n hypotheses draw their codes: systematic (each code floor or ceil of
     # n p(c|x) times: an unbiased, low-variance sample set) or independent (n iid draws)
     code_sampling: Literal["systematic", "independent"] = "systematic"
-    # Model family (segcvae.models.ARCHS). sohn: Sohn et al.'s CVAE, or the BaselineCNN with
-    # loss.objective=cnn; prob_unet and ssn have one objective each and ignore loss.objective.
-    arch: Literal["sohn", "prob_unet", "ssn"] = "sohn"
+    # Model family (segcvae.registry: cnn, refine_cnn, sohn, prob_unet, ssn, or one registered by
+    # a user). sohn: Sohn et al.'s CVAE, trained with loss.objective (cvae, gsnn, hybrid); every
+    # other family has its own objective and ignores loss.objective.
+    arch: str = "sohn"
     # prob_unet (Kohl et al. 2018): also reads encoder_* (the prior and posterior nets are copies of
     # the U-Net's encoder), decoder_channels, hidden_channels (fcomb width), logvar_min/max, and
     # loss.beta / kl_warmup_steps / free_bits for the KL term.
@@ -224,6 +252,8 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
         _require(bool(self.encoder_name), "model.encoder_name", "an smp encoder name", "")
+        names = family_names()
+        _require(self.arch in names, "model.arch", f"one of {', '.join(names)}", self.arch)
         _require(
             3 <= self.encoder_depth <= 5, "model.encoder_depth", "3, 4 or 5", self.encoder_depth
         )
@@ -256,6 +286,8 @@ class ModelConfig:
 class LossConfig:
     """Training objective (see ``segcvae.losses``)."""
 
+    # model.arch=sohn: cvae, gsnn or hybrid. cnn (with model.arch=sohn) is the old spelling of
+    # model.arch=cnn (or refine_cnn with model.generation=refine) and is read as such
     objective: Literal["cnn", "cvae", "gsnn", "hybrid"] = "cvae"
     alpha: float = 0.5  # hybrid: alpha * cvae + (1 - alpha) * gsnn
     scale_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # 1/4, 1/2, 1
@@ -308,6 +340,9 @@ class TrainConfig:
     # a categorical latent scores all of an image's masks in one pass instead); auto = all for a
     # categorical latent (where it costs one pass), random for every other model
     rater: Literal["auto", "random", "all"] = "auto"
+    # the validation metric that chooses best.pt (SELECT_METRICS: mean_iou, ged, nll, ...); a
+    # distribution metric (ged) for stochastic models on multi-rater data
+    select: str = "mean_iou"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -322,6 +357,12 @@ class TrainConfig:
             v = getattr(self, key)
             _require(v >= 0, f"train.{key}", "an integer >= 0 (0 = off)", v)
         _require(self.max_bad_steps >= 1, "train.max_bad_steps", ">= 1", self.max_bad_steps)
+        _require(
+            self.select in SELECT_METRICS,
+            "train.select",
+            f"a validation metric, one of {', '.join(SELECT_METRICS)}",
+            self.select,
+        )
         _require(
             re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
             "train.device",
@@ -383,6 +424,7 @@ class Config:
             ConfigError: ``"<source>: <section>.<key>: expected ..., got ..."``.
         """
         cfg = cls._build(raw, source)
+        _read_legacy_keys(cfg, source)
         try:
             cfg.validate()
         except ConfigError as e:
@@ -423,6 +465,21 @@ class Config:
         """
         for section in (self.data, self.model, self.loss, self.train, self.eval):
             section.validate()
+        select = self.train.select
+        if select in HYPOTHESIS_METRICS:
+            _require(
+                self.eval.hypotheses > 0,
+                "eval.hypotheses",
+                f"> 0 (train.select={select} is computed from hypotheses)",
+                self.eval.hypotheses,
+            )
+        if select in LIKELIHOOD_METRICS:
+            _require(
+                self.eval.samples > 0,
+                "eval.samples",
+                f"> 0 (train.select={select} is a likelihood)",
+                self.eval.samples,
+            )
         stride = 2**self.model.encoder_depth
         _require(
             self.data.image_size % stride == 0,
@@ -439,8 +496,8 @@ class Config:
     ) -> Config:
         """Read a YAML file (or the defaults when ``path`` is None) and apply dotted overrides.
 
-        A top-level ``_base_: other.yaml`` (relative to the file's folder) names the one file this
-        one extends; its sections are merged key by key under this file's.
+        A top-level ``_base_`` (a file, or a list of files, relative to the file's folder) names
+        the bases this file extends; their sections are merged key by key under this file's.
         """
         raw: dict[str, Any] = {}
         source = "defaults"
@@ -448,25 +505,12 @@ class Config:
             path = Path(path)
             raw = _read_yaml(path)
             source = str(path)
-            base_name = raw.pop(BASE_KEY, None)
-            if base_name is not None:
-                if not isinstance(base_name, str) or not base_name:
-                    raise ConfigError(
-                        f"{path}: {BASE_KEY}: expected a file name, got {base_name!r}"
-                    )
-                base_path = path.parent / base_name
-                if not base_path.is_file():
-                    raise ConfigError(f"{path}: {BASE_KEY}: base config not found: {base_path}")
-                base = _read_yaml(base_path)
-                if BASE_KEY in base:
-                    raise ConfigError(
-                        f"{path}: {BASE_KEY}: {base_path} has a {BASE_KEY} of its own; a config "
-                        "extends one base at most (copy what you need from the second one)"
-                    )
-                cls._build(base, str(base_path))  # an unknown key in the base names the base
-                cls._build(raw, str(path))  # ... and one in this file names this file
+            names = raw.pop(BASE_KEY, None)
+            if names is not None:
+                base, base_paths = _read_bases(path, names)
+                cls._build(raw, str(path))  # an unknown key in this file names this file
                 raw = _merge(base, raw)
-                source = f"{path} (base {base_path.name})"
+                source = f"{path} (bases {', '.join(p.name for p in base_paths)})"
         if overrides:
             source = "command line" if path is None else f"{source} + command line"
         raw = apply_overrides(raw, overrides or [])
@@ -480,6 +524,25 @@ class Config:
         """Write the resolved config."""
         with open(path, "w") as fh:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+
+
+def _read_legacy_keys(cfg: Config, source: str) -> None:
+    """Read settings written before the family registry as what they mean now (with a warning).
+
+    ``model.arch=sohn`` with ``loss.objective=cnn`` was the baseline CNN (or, with
+    ``model.generation=refine``, the two-stage CNN): now ``model.arch=cnn`` (``refine_cnn``).
+    Checkpoints written before keep loading.
+    """
+    if cfg.model.arch == "sohn" and cfg.loss.objective == "cnn":
+        arch = "refine_cnn" if cfg.model.generation == "refine" else "cnn"
+        log.warning(
+            "%s: loss.objective=cnn with model.arch=sohn is read as model.arch=%s (the CNN is a "
+            "family of its own now; write model.arch: %s)",
+            source,
+            arch,
+            arch,
+        )
+        cfg.model.arch = arch
 
 
 def check_encoder_name(name: str) -> None:
@@ -523,6 +586,50 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def _read_bases(path: Path, names: Any) -> tuple[dict[str, Any], list[Path]]:
+    """The bases a config names (``_base_``: a file or a list of files relative to its folder),
+    merged in order.
+
+    A base has no base of its own, and two bases may not set the same key to different values
+    (each says one thing: a dataset, a model size, a schedule); the config itself overrides any.
+
+    Returns:
+        The merged sections and the base paths.
+    """
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(
+            f"{path}: {BASE_KEY}: expected a file name or a list of file names, got {names!r}"
+        )
+    merged: dict[str, Any] = {}
+    origin: dict[tuple[str, str], Path] = {}
+    paths = []
+    for name in names:
+        base_path = path.parent / name
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: {BASE_KEY}: base config not found: {base_path}")
+        base = _read_yaml(base_path)
+        if BASE_KEY in base:
+            raise ConfigError(
+                f"{path}: {BASE_KEY}: {base_path} has a {BASE_KEY} of its own; a base is one "
+                "level deep (name both files in this config's list instead)"
+            )
+        Config._build(base, str(base_path))  # an unknown key in the base names the base
+        for section, values in base.items():
+            for key, value in (values or {}).items():
+                first = origin.setdefault((section, key), base_path)
+                if first != base_path and merged[section][key] != value:
+                    raise ConfigError(
+                        f"{path}: {BASE_KEY}: {section}.{key} is set by both {first} "
+                        f"({merged[section][key]!r}) and {base_path} ({value!r}); set it in one "
+                        "base, or in this config"
+                    )
+        merged = _merge(merged, base)
+        paths.append(base_path)
+    return merged, paths
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -624,6 +731,7 @@ def _name(tp: Any) -> str:
 
 
 __all__ = [
+    "SELECT_METRICS",
     "Config",
     "ConfigError",
     "DataConfig",

@@ -12,27 +12,25 @@ net's area pooling with dynamic sizes):
 The sampler takes its noise as an input rather than drawing it inside the graph: ONNX's random
 operators cannot be seeded portably and differ from torch's generator, so with an input the
 exported model is deterministic given the noise, can be checked against PyTorch number for number,
-and the caller chooses S and the seed at run time (S is a dynamic axis). The noise is the
-standard-normal ``eps`` of the reparameterisation: each hypothesis is
-``generate(prior.mean + prior.stddev * eps)`` (a low-rank Gaussian uses ``loc + W eps_r + sqrt(D)
-eps_d`` with ``eps = [eps_r, eps_d]``). Its shape depends on the family and the image size and is
-stored in the files' metadata (``noise_shape``, e.g. ``S,B,4,H/16,W/16``; see
-:func:`noise_shape`). A family without a latent (the baseline CNN) takes ``noise`` (S, B, 1) and
-uses only its length S.
+and the caller chooses S and the seed at run time (S is a dynamic axis). What the noise means is
+the family's noise contract (``noise_shape(H, W)``, ``decode_noise(ctx, eps)``, see
+:class:`segcvae.models.ModelFamily`): the standard-normal ``eps`` of the reparameterisation, each
+hypothesis ``generate(prior.mean + prior.stddev * eps)`` for a Gaussian latent, the Gumbel-max code
+of ``Phi(eps)`` for a categorical one, ``loc + W eps_r + sqrt(D) eps_d`` for SSN's low-rank
+Gaussian; a family without a latent (the CNN) takes ``noise`` (S, B, 1) and uses only its length S.
+Its shape is stored in the files' metadata (``noise_shape``, e.g. ``S,B,32,H/16,W/16``; see
+:func:`noise_shape`).
 
 Normalisation (the checkpoint's ``data.mean`` / ``data.std``) is inside the graphs; resizing is
 the caller's: H and W must be multiples of 32 (``data.image_size`` is what the model was trained
 at). Batch, H, W and S are dynamic. The wrappers only call ``encode`` / ``decode_mean`` /
-``decode_samples`` (the model-family interface); ``decode_samples`` is given a context whose
-distribution draws from the noise input instead of the RNG.
+``decode_noise`` (the model-family interface).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -43,14 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import (
-    Distribution,
-    LowRankMultivariateNormal,
-    MultivariateNormal,
-    OneHotCategorical,
-)
-
-from segcvae.models.latent import low_rank_draws
+from torch.distributions import Distribution
 
 MULTIPLE = 32  # image sides must be multiples of this (the encoder's total stride)
 PROBE_SIZES = ((32, 32), (64, 32), (32, 64), (64, 64))
@@ -58,83 +49,6 @@ PROBE_SIZES = ((32, 32), (64, 32), (32, 64), (64, 64))
 
 class ExportError(RuntimeError):
     """The model cannot be exported (unsupported layout or missing package); says which and why."""
-
-
-class NoiseDraw:
-    """A distribution whose ``sample`` / ``rsample`` return the reparameterised draw of given noise.
-
-    Args:
-        dist: The distribution from the model's context (batch shape (B,)).
-        eps: Standard-normal noise (S, B, *layout) with ``layout`` from :func:`noise_layout`.
-    """
-
-    def __init__(self, dist: Distribution, eps: Tensor) -> None:
-        self.dist = dist
-        self.eps = eps
-
-    def sample(self, sample_shape: Sequence[int] = ()) -> Tensor:
-        """(S, B, *event): the S draws (``sample_shape`` is taken from the noise)."""
-        return reparameterise(self.dist, self.eps)
-
-    rsample = sample
-
-    def __getattr__(self, name: str) -> Any:  # mean, stddev, event_shape, ... of the original
-        return getattr(self.dist, name)
-
-
-def noise_layout(dist: Distribution) -> tuple[int, ...]:
-    """Shape of one image's noise for one hypothesis (without the S and B axes)."""
-    if isinstance(dist, LowRankMultivariateNormal):
-        return (int(dist.cov_factor.shape[-1]) + int(dist.event_shape[0]),)
-    if isinstance(dist, MultivariateNormal):
-        raise ExportError(
-            "a full-covariance MultivariateNormal in the model's context is not supported by the "
-            "export (expected a diagonal or low-rank Gaussian)"
-        )
-    try:
-        dist.mean, dist.stddev  # noqa: B018 - a location-scale distribution has both
-    except NotImplementedError as e:
-        raise ExportError(
-            f"cannot reparameterise {type(dist).__name__} for export (no mean / stddev)"
-        ) from e
-    return tuple(int(d) for d in dist.event_shape)
-
-
-def reparameterise(dist: Distribution, eps: Tensor) -> Tensor:
-    """Draws (S, B, *event) of ``dist`` from standard-normal ``eps`` (S, B, *noise_layout)."""
-    if isinstance(dist, OneHotCategorical):
-        # Gumbel-max with the noise mapped to uniforms by the normal CDF: one code per draw
-        u = (0.5 * (1.0 + torch.erf(eps / math.sqrt(2.0)))).clamp(1e-6, 1.0 - 1e-6)
-        idx = (dist.logits + (-torch.log(-torch.log(u)))).argmax(-1, keepdim=True)  # (S, B, 1)
-        codes = torch.arange(dist.logits.shape[-1], device=eps.device)
-        return (idx == codes).to(dist.logits.dtype)  # (S, B, Z) one-hot
-    if isinstance(dist, LowRankMultivariateNormal):
-        rank = dist.cov_factor.shape[-1]
-        eps_r, eps_d = eps[..., :rank].transpose(0, 1), eps[..., rank:].transpose(0, 1)
-        return low_rank_draws(dist, eps_r, eps_d).transpose(0, 1)  # (S, B, D)
-    return dist.mean + dist.stddev * eps
-
-
-def context_distributions(ctx: Any) -> list[str]:
-    """Names of the context's fields that hold a distribution (what the hypotheses are drawn from)."""
-    if not dataclasses.is_dataclass(ctx):
-        return []
-    return [
-        f.name for f in dataclasses.fields(ctx) if isinstance(getattr(ctx, f.name), Distribution)
-    ]
-
-
-def with_noise(ctx: Any, noise: Tensor) -> Any:
-    """A copy of ``ctx`` whose one distribution draws from ``noise`` (unchanged if it has none)."""
-    names = context_distributions(ctx)
-    if not names:
-        return ctx
-    if len(names) > 1:
-        raise ExportError(
-            f"the model's context holds {len(names)} distributions ({', '.join(names)}); the "
-            "export supports one"
-        )
-    return dataclasses.replace(ctx, **{names[0]: NoiseDraw(getattr(ctx, names[0]), noise)})
 
 
 class _Normalised(nn.Module):
@@ -165,7 +79,7 @@ class DeterministicModule(_Normalised):
 
 
 class SamplerModule(_Normalised):
-    """``(image in [0, 1], noise) -> samples``: ``decode_samples`` drawing from the given noise.
+    """``(image in [0, 1], noise) -> samples``: the family's ``decode_noise``.
 
     Args: as :class:`DeterministicModule`.
     """
@@ -173,13 +87,12 @@ class SamplerModule(_Normalised):
     def forward(self, image: Tensor, noise: Tensor) -> Tensor:
         """Args:
             image: (B, 3, H, W) RGB in [0, 1], H and W multiples of 32.
-            noise: (S, B, *layout) standard normal (:func:`noise_shape`).
+            noise: (S, B, *model.noise_shape(H, W)) standard normal.
 
         Returns:
             Logits of the S hypotheses (B, S, K, H, W).
         """
-        ctx = self.encode(image)
-        return self.model.decode_samples(with_noise(ctx, noise), noise.shape[0])
+        return self.model.decode_noise(self.encode(image), noise)
 
 
 def _no_capacitance(cov_factor: Tensor, cov_diag: Tensor) -> Tensor:
@@ -238,26 +151,26 @@ def _formula(a: Fraction, b: Fraction, c: Fraction, e: Fraction) -> str:
     return "+".join(parts)
 
 
-@torch.no_grad()
 def noise_formula(model: nn.Module) -> list[str]:
-    """The noise layout as formulas of the image size, e.g. ``["4", "H/16", "W/16"]``.
+    """The family's noise shape (``model.noise_shape(H, W)``) as formulas of the image size, e.g.
+    ``["4", "H/16", "W/16"]``, for the ONNX files' metadata and their dynamic axes.
 
-    Found by encoding blank images of four sizes; ``[]`` for a model without a latent.
+    ``noise_shape`` is a function of (H, W) whose axes are constant or linear in H, W or H*W;
+    evaluating it at four sizes gives the formula (no model runs).
     """
-    values: dict[tuple[int, int], tuple[int, ...]] = {}
-    device = next(model.parameters()).device
-    with _no_validation():
-        for h, w in PROBE_SIZES:
-            ctx = model.encode(torch.zeros(1, 3, h, w, device=device))
-            names = context_distributions(ctx)
-            if not names:
-                return []
-            with_noise(ctx, torch.zeros(1))  # raises for more than one distribution
-            values[(h, w)] = noise_layout(getattr(ctx, names[0]))
+    values = {size: tuple(int(d) for d in model.noise_shape(*size)) for size in PROBE_SIZES}
     ndim = {len(v) for v in values.values()}
     if len(ndim) != 1:
         raise ExportError("the model's noise has a different number of axes at different sizes")
-    return [_formula(*_fit({s: v[i] for s, v in values.items()})) for i in range(ndim.pop())]
+    formula = [_formula(*_fit({s: v[i] for s, v in values.items()})) for i in range(ndim.pop())]
+    for h, w in ((96, 160), (128, 128)):  # a formula that does not hold elsewhere is not linear
+        got = tuple(int(_evaluate(f, h, w)) for f in formula)
+        if got != tuple(model.noise_shape(h, w)):
+            raise ExportError(
+                f"noise_shape({h}, {w}) = {tuple(model.noise_shape(h, w))} is not a linear "
+                f"function of H, W, H*W (the fit {formula} gives {got})"
+            )
+    return formula
 
 
 _TERM = re.compile(r"^(?:(\d+)\*)?(H\*W|H|W)(?:/(\d+))?$")
@@ -322,7 +235,6 @@ def _metadata(cfg: Any, meta: dict[str, Any], formula: list[str], kind: str) -> 
     return {
         "segcvae_version": __version__,
         "graph": kind,
-        "objective": str(cfg.loss.objective),
         "class_names": json.dumps(list(meta["class_names"])),
         "palette": json.dumps([list(c) for c in meta["palette"]]),
         "image_size": str(cfg.data.image_size),
@@ -331,6 +243,7 @@ def _metadata(cfg: Any, meta: dict[str, Any], formula: list[str], kind: str) -> 
         "std": json.dumps(list(cfg.data.std)),
         "noise_shape": ",".join(["S", "B", *(formula or ["1"])]),
         "noise": "standard normal; a Gaussian prior draws mean + stddev * noise, a categorical one the Gumbel-max code of Phi(noise)",
+        "family": str(cfg.model.arch),
     }
 
 
@@ -346,7 +259,7 @@ def export_onnx(
 
     Args:
         model: A segcvae model in eval mode (CPU).
-        cfg: Its config (normalisation, image size, objective for the metadata).
+        cfg: Its config (normalisation, image size, family for the metadata).
         meta: The checkpoint's ``meta`` (class names, palette).
         out: Path of the deterministic graph; the sampler goes beside it as ``<stem>_sampler.onnx``.
         example: Example images (B >= 2, 3, H, W) in [0, 1] with H, W >= 64 multiples of 32 (sizes
@@ -502,11 +415,8 @@ __all__ = [
     "DeterministicModule",
     "ExportError",
     "SamplerModule",
-    "NoiseDraw",
     "check_onnx",
     "export_onnx",
     "noise_formula",
     "noise_shape",
-    "reparameterise",
-    "with_noise",
 ]

@@ -1,9 +1,46 @@
-"""Prediction modes and uncertainty maps for any segcvae model."""
+"""Prediction modes and uncertainty maps for any segcvae model, and the per-image result that
+``segcvae.api.Predictor``, ``tools/predict.py`` and the demo page share."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+BACKGROUND = 0  # class index counted as "not foreground" (class 0 is background in every dataset)
+
+
+@dataclass
+class PredictionResult:
+    """One image's prediction at its original size (H, W).
+
+    Attributes:
+        mask: (H, W) uint8 class indices of the deterministic prediction (z = E[z | x]).
+        probs: (K, H, W) float32 class probabilities of the deterministic prediction.
+        hypotheses: (S, H, W) uint8 label maps of S samples from the prior (S = ``samples``).
+        entropy: (H, W) float32 entropy of the mean sampled prediction, in nats (total
+            uncertainty; the deterministic prediction's entropy when ``samples=0``).
+        mutual_information: (H, W) float32 entropy minus the mean entropy of the samples, in nats
+            (how much the hypotheses disagree; zeros when ``samples=0``).
+        foreground_frequency: (H, W) float32 in [0, 1], for each pixel the fraction of the S
+            hypotheses that are not background (class 0); ``mask != 0`` when ``samples=0``.
+        class_names: The K class names, index order.
+    """
+
+    mask: np.ndarray
+    probs: np.ndarray
+    hypotheses: np.ndarray
+    entropy: np.ndarray
+    mutual_information: np.ndarray
+    foreground_frequency: np.ndarray
+    class_names: list[str]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return int(self.mask.shape[0]), int(self.mask.shape[1])
 
 
 @torch.no_grad()

@@ -1,7 +1,10 @@
 """The dataclasses the models' ``forward`` return and the objectives in ``segcvae.losses`` read.
 
 They live outside ``segcvae.models`` so that the losses depend on what a model computed, not on the
-model classes (``segcvae.losses`` imports nothing from ``segcvae.models``).
+model classes (``segcvae.losses`` imports nothing from ``segcvae.models``). One dataclass per kind
+of output: a deterministic prediction (:class:`CNNOutput`), a prediction with a latent z
+(:class:`SegOutput`: Sohn et al.'s CVAE with a Gaussian or categorical z, the Probabilistic
+U-Net) and a Gaussian over the logits themselves (:class:`SSNOutput`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,33 @@ from torch.distributions import Distribution
 
 
 @dataclass
-class SegOutput:
-    """What one forward pass of Sohn et al.'s models computed. Lists hold the scales 1/4, 1/2, 1.
+class CNNOutput:
+    """What one forward pass of a deterministic model computed. Lists hold the scales 1/4, 1/2, 1.
 
     Attributes:
-        y_hat: Baseline logits, each (B, K, H/s, W/s).
-        prior: p(z | x, y_hat), event shape (Z, h, w); None for the baseline CNN.
+        y_hat: The baseline CNN's logits, each (B, K, H/s, W/s).
+        refined: A second stage's logits, each (B, K, H/s, W/s) (``RefinedCNN``), or None when
+            y_hat is the prediction.
+    """
+
+    y_hat: list[Tensor]
+    refined: list[Tensor] | None = None
+
+    @property
+    def logits(self) -> Tensor:
+        """The full-resolution prediction (B, K, H, W)."""
+        return (self.refined if self.refined is not None else self.y_hat)[-1]
+
+
+@dataclass
+class SegOutput:
+    """What one forward pass of a latent-variable model computed. Lists hold the prediction scales
+    (1/4, 1/2, 1 for Sohn et al.'s models; only 1 for the Probabilistic U-Net).
+
+    Attributes:
+        y_hat: Baseline logits, each (B, K, H/s, W/s); empty for a family without a baseline
+            prediction (the Probabilistic U-Net).
+        prior: p(z | x, y_hat), event shape (Z, h, w) or (Z,).
         posterior: q(z | x, y); None without ``y`` or without a recognition net.
         z_prior: One sample of the prior (B, Z, h, w).
         z_posterior: One sample of the posterior (B, Z, h, w).
@@ -41,27 +65,9 @@ class SegOutput:
     def logits(self) -> Tensor:
         """The best single full-resolution prediction available: (B, K, H, W)."""
         for path in (self.logits_posterior, self.logits_prior, self.y_hat):
-            if path is not None:
+            if path:
                 return path[-1]
         raise ValueError("SegOutput holds no logits")  # pragma: no cover
-
-
-@dataclass
-class ProbUNetOutput:
-    """What one forward pass of the Probabilistic U-Net computed.
-
-    Attributes:
-        logits: fcomb logits (B, K, H, W) for ``z``: z ~ q(z | x, y) when ``y`` was given, else
-            z ~ p(z | x).
-        prior: p(z | x), batch shape (B,), event shape (Z,).
-        posterior: q(z | x, y), same shapes; None without ``y``.
-        z: The sample the logits were computed from (B, Z).
-    """
-
-    logits: Tensor
-    prior: Distribution
-    posterior: Distribution | None
-    z: Tensor
 
 
 @dataclass

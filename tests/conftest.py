@@ -36,9 +36,14 @@ TINY_MODEL = [
 
 
 def tiny_config(objective: str = "hybrid", latent: str = "spatial") -> Config:
-    """A config whose model builds and runs in milliseconds on 32x32 images (:data:`TINY_MODEL`)."""
+    """A config whose model builds and runs in milliseconds on 32x32 images (:data:`TINY_MODEL`).
+
+    ``objective="cnn"`` gives the CNN family (``model.arch=cnn``); the others Sohn et al.'s CVAE.
+    """
     cfg = Config.from_dict(apply_overrides({}, TINY_MODEL), "tests.conftest.TINY_MODEL")
     cfg.loss.objective = objective
+    if objective == "cnn":
+        cfg.model.arch = "cnn"
     cfg.loss.kl_warmup_steps = 0  # the KL (and so the prior) gets a gradient from the first step
     cfg.model.latent = latent
     return cfg

@@ -9,6 +9,7 @@ from segcvae.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from segcvae.engine.checkpointer import Checkpointer
 from segcvae.engine.data import (
     ItemSeededTransform,
     ResumableSampler,
@@ -25,25 +26,33 @@ from segcvae.engine.distributed import (
     init_distributed,
     resolve_device,
 )
+from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
 from segcvae.engine.evaluation import (
     EvalResult,
     VisBatch,
+    eval_settings,
     evaluate,
     format_markdown,
     format_table,
     save_sample_grid,
 )
 from segcvae.engine.logger import RunLogger
-from segcvae.engine.trainer import (
-    NonFiniteLossError,
-    Trainer,
-    build_optimizer,
-    build_scheduler,
-    train,
-)
+from segcvae.engine.optim import build_optimizer, build_scheduler
+from segcvae.engine.run import train
+from segcvae.engine.run_dir import RunExistsError, RunFolderError, check_run_dir
+from segcvae.engine.trainer import Trainer
+from segcvae.engine.validation import ValidationHook
 
 __all__ = [
     "CheckpointError",
+    "Checkpointer",
+    "DivergenceError",
+    "DivergenceGuard",
+    "RunExistsError",
+    "RunFolderError",
+    "ValidationHook",
+    "check_run_dir",
+    "eval_settings",
     "DistInfo",
     "EvalResult",
     "ItemSeededTransform",

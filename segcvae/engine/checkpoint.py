@@ -6,11 +6,12 @@ A checkpoint is plain data (tensors, numbers, strings, lists, dicts), so
 * a **training** checkpoint (``last.pt``) holds everything needed to continue the run exactly::
 
     {"format": 1, "kind": "training", "model": state_dict, "optimizer": ..., "scheduler": ...,
-     "scaler": ... | None, "step": int, "best_metric": float | None, "rng": {...},
-     "config": cfg.to_dict(), "meta": {"num_classes", "class_names", "palette"}}
+     "scaler": ... | None, "step": int, "best_metric": float | None, "select": "mean_iou",
+     "rng": {...}, "config": cfg.to_dict(), "meta": {"num_classes", "class_names", "palette"}}
 
 * an **inference** checkpoint (``best.pt``) holds only what evaluation, prediction and export need:
-  ``format``, ``kind="inference"``, ``model``, ``step``, ``best_metric``, ``config`` and ``meta``.
+  ``format``, ``kind="inference"``, ``model``, ``step``, ``best_metric`` and ``select`` (the
+  validation metric and value that chose it), ``config`` and ``meta``.
   The Adam moments are twice the size of the weights, so this is about a third of ``last.pt``;
   to continue training, resume from ``last.pt``.
 
@@ -133,6 +134,7 @@ def save_checkpoint(
     best_metric: float | None = None,
     rng: dict[str, Any] | None = None,
     inference_only: bool = False,
+    select: str = "mean_iou",
 ) -> None:
     """Write a self-describing checkpoint atomically.
 
@@ -145,10 +147,11 @@ def save_checkpoint(
         optimizer: Optional optimizer to resume.
         scheduler: Optional LR scheduler to resume.
         scaler: Optional ``torch.amp.GradScaler`` to resume.
-        best_metric: Best validation mean IoU so far.
+        best_metric: Best validation value of the ``select`` metric so far.
         rng: RNG states; defaults to :func:`capture_rng_state`.
         inference_only: Write an inference checkpoint: no optimizer, scheduler, scaler or RNG
             state (the arguments are ignored).
+        select: The validation metric ``best_metric`` is a value of (``train.select``).
 
     Raises:
         CheckpointError: If the model holds non-finite values (nothing is written then).
@@ -161,6 +164,7 @@ def save_checkpoint(
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "step": int(step),
         "best_metric": None if best_metric is None or math.isnan(best_metric) else best_metric,
+        "select": select,
         "config": config,
         "meta": _plain(meta),
     }

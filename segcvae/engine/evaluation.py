@@ -7,6 +7,7 @@ model gives the same numbers and evaluating does not disturb the training RNG.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from segcvae.config import EvalConfig
 from segcvae.data.raters import majority_vote
 from segcvae.inference import decode_samples_chunked, uncertainty
 from segcvae.metrics import (
@@ -68,21 +70,27 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def eval_settings(ev: EvalConfig, **changes: Any) -> EvalConfig:
+    """``cfg.eval`` with the given settings changed, those that are None left as they are: the one
+    mapping from a config (and command-line flags) to :func:`evaluate`'s settings.
+
+    Example:
+        ``eval_settings(cfg.eval, samples=args.samples, max_images=0)``
+    """
+    return dataclasses.replace(ev, **{k: v for k, v in changes.items() if v is not None})
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
     num_classes: int,
+    settings: EvalConfig | None = None,
+    *,
     ignore_index: int = 255,
-    samples: int = 50,
-    hypotheses: int = 16,
-    max_images: int = 0,
-    num_vis: int = 0,
     seed: int = 0,
     progress: bool = False,
-    extra_ged_hypotheses: int = 0,
     masks_are_modes: bool | None = None,
-    sample_chunk: int = 16,
 ) -> EvalResult:
     """Evaluate a model on a loader of ``{"image", "mask", "masks", "num_masks"}`` batches.
 
@@ -95,18 +103,19 @@ def evaluate(
         loader: Evaluation batches; ``image`` (B, 3, H, W), ``mask`` (B, H, W) the reference
             mask, optionally ``masks`` (B, R, H, W) and ``num_masks`` (B,).
         num_classes: K.
-        ignore_index: Label value left out of every metric.
-        samples: S for the likelihood estimates; 0 skips ``nll`` / ``nll_mc``.
-        hypotheses: Sampled hypotheses per image for the multi-hypothesis metrics and the sample
-            grid; 0 skips them.
-        max_images: Stop after this many images (0 = all).
-        num_vis: Keep this many images for a sample grid.
-        seed: Seed of the evaluation RNG.
+        settings: ``cfg.eval`` (or :func:`eval_settings` of it); None = the defaults of
+            :class:`~segcvae.config.EvalConfig`. Read: ``samples`` (S for the likelihood
+            estimates; 0 skips ``nll`` / ``nll_mc``), ``hypotheses`` (per image, for the
+            multi-hypothesis metrics and the sample grid; 0 skips them), ``max_images`` (stop
+            after this many images; 0 = all), ``num_vis`` (images kept for a sample grid),
+            ``extra_ged_hypotheses`` (n > 0 also reports ``ged_<n>`` from n more hypotheses,
+            decoded ``sample_chunk`` at a time). The loader's settings (``batch_size``,
+            ``omission``, ``split``) are the caller's.
+        ignore_index: Label value left out of every metric (``data.ignore_index``).
+        seed: Seed of the evaluation RNG (``train.seed``).
         progress: Show a progress bar.
-        extra_ged_hypotheses: n > 0 also reports ``ged_<n>`` from n more hypotheses (costly).
         masks_are_modes: report ``mode_purity`` / ``mode_coverage`` (the masks are the complete
             set of plausible answers); None = the dataset's ``masks_are_modes`` attribute.
-        sample_chunk: The extra hypotheses are decoded this many at a time (bounds memory).
 
     Returns:
         :class:`EvalResult` with, against the reference mask, ``pixel_accuracy``, ``mean_iou``,
@@ -123,6 +132,13 @@ def evaluate(
         is left out (``ncc`` of a deterministic model, whose uncertainty map is flat;
         ``rater_pairwise_iou`` of one-rater data).
     """
+    ev = settings if settings is not None else EvalConfig()
+    samples, hypotheses, max_images = ev.samples, ev.hypotheses, ev.max_images
+    num_vis, extra_ged_hypotheses, sample_chunk = (
+        ev.num_vis,
+        ev.extra_ged_hypotheses,
+        ev.sample_chunk,
+    )
     model = unwrap(model)
     device = next(model.parameters()).device
     was_training = model.training

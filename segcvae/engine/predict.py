@@ -1,8 +1,9 @@
 """Prediction on image files: which files to read, and the pictures written for each.
 
 The prediction itself is :class:`segcvae.api.Predictor` (one implementation for the Python API,
-``tools/predict.py``, the demo page and the ONNX check); this module only expands the inputs and
-writes the outputs.
+``tools/predict.py``, the demo page and the ONNX check), whose per-image result is
+:class:`segcvae.inference.PredictionResult`; this module only expands the inputs and writes the
+outputs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from segcvae import viz
-from segcvae.api import PredictionResult
 from segcvae.data.folder import IMAGE_EXTENSIONS
+from segcvae.inference import PredictionResult
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:

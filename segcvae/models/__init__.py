@@ -1,26 +1,26 @@
-"""Models: the baseline CNN, Sohn et al.'s CVAE, the Probabilistic U-Net and SSN.
+"""Models: the model families behind one interface, and the networks they are made of.
 
-Every family has the same interface: ``encode(x) -> ctx`` once per image, then
-``decode_mean(ctx)`` (B, K, H, W) and ``decode_samples(ctx, n)`` (B, n, K, H, W); ``predict(x)``,
-``sample(x, n)``; ``forward(x, y=None)`` returns an output dataclass of ``segcvae.outputs`` for the
-family's objective; and for ``segcvae.metrics.conditional_log_likelihood`` a tuple
-``likelihood_methods`` and ``likelihood_samples(ctx, y, n, method, chunk_size)``.
+Families (``model.arch``, listed by :mod:`segcvae.registry`): ``cnn`` (:class:`BaselineCNN`),
+``refine_cnn`` (:class:`RefinedCNN`), ``sohn`` (Sohn et al.'s :class:`SegCVAE`), ``prob_unet``
+(:class:`ProbUNet`) and ``ssn`` (:class:`SSN`). Each is a :class:`ModelFamily`: built from the
+config by :func:`create_model`, trained with :func:`build_objective`, used through ``encode(x)``
+once, then ``decode_mean(ctx)`` / ``decode_samples(ctx, n)`` / ``decode_noise(ctx, eps)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
-from segcvae.config import Config
-from segcvae.models.baseline import BaselineCNN, BaselineFeatures
+from segcvae.config import Config, ConfigError
+from segcvae.models.base import DeterministicModel, ModelFamily
+from segcvae.models.baseline import BaselineCNN, BaselineFeatures, unet_kwargs
 from segcvae.models.cvae import SegContext, SegCVAE
 from segcvae.models.generation import GenerationNet
 from segcvae.models.latent import (
     GaussianNet,
     bounded_logvar,
     diagonal_gaussian,
+    gumbel_max_codes,
     systematic_draws,
 )
 from segcvae.models.prior import PriorNet
@@ -28,111 +28,52 @@ from segcvae.models.prob_unet import AxisAlignedGaussianNet, FComb, ProbUNet, Pr
 from segcvae.models.recognition import RecognitionNet
 from segcvae.models.refine import RefineContext, RefinedCNN, RefineNet
 from segcvae.models.ssn import SSN, SSNContext
-from segcvae.outputs import ProbUNetOutput, SegOutput, SSNOutput
-
-OBJECTIVES_WITH_RECOGNITION = ("cvae", "hybrid")
-
-
-def _common(cfg: Config) -> dict:
-    m = cfg.model
-    return dict(
-        encoder_name=m.encoder_name,
-        encoder_depth=m.encoder_depth,
-        encoder_weights=m.encoder_weights,
-        decoder_channels=m.decoder_channels,
-    )
+from segcvae.outputs import CNNOutput, SegOutput, SSNOutput
+from segcvae.registry import family_names, get_family, register_family
 
 
-def build_sohn(cfg: Config, num_classes: int) -> nn.Module:
-    """Sohn et al.: ``loss.objective`` ``cnn`` gives a :class:`BaselineCNN` (a :class:`RefinedCNN`
-    with ``model.generation=refine``); ``gsnn`` a
-    :class:`SegCVAE` without recognition net; ``cvae`` and ``hybrid`` a :class:`SegCVAE` with one."""
-    m = cfg.model
-    objective = cfg.loss.objective
-    if objective == "cnn" and m.generation == "refine":
-        return RefinedCNN(num_classes, **_common(cfg), refine_channels=m.refine_channels)
-    if objective == "cnn":
-        return BaselineCNN(num_classes, **_common(cfg))
-    if objective not in ("gsnn", *OBJECTIVES_WITH_RECOGNITION):
-        raise KeyError(f"unknown loss.objective {objective!r}; valid: cnn, cvae, gsnn, hybrid")
-    return SegCVAE(
-        num_classes,
-        **_common(cfg),
-        latent=m.latent,
-        latent_channels=m.latent_channels,
-        latent_stride=m.latent_stride,
-        hidden_channels=m.hidden_channels,
-        recognition=objective in OBJECTIVES_WITH_RECOGNITION,
-        logvar_min=m.logvar_min,
-        logvar_max=m.logvar_max,
-        generation=m.generation,
-        refine_channels=m.refine_channels,
-        code_sampling=m.code_sampling,
-    )
+def family_of(cfg: Config) -> type[ModelFamily]:
+    """The family class ``cfg.model.arch`` names.
+
+    Raises:
+        ConfigError: an unknown ``model.arch`` (the message lists the families).
+    """
+    try:
+        return get_family(cfg.model.arch)
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
 
 
-def build_prob_unet(cfg: Config, num_classes: int) -> nn.Module:
-    """The Probabilistic U-Net (``model.prob_unet_*``, ``hidden_channels``, log-variance bounds)."""
-    m = cfg.model
-    return ProbUNet(
-        num_classes,
-        **_common(cfg),
-        latent_dim=m.prob_unet_latent_dim,
-        hidden_channels=m.hidden_channels,
-        fcomb_layers=m.prob_unet_fcomb_layers,
-        logvar_min=m.logvar_min,
-        logvar_max=m.logvar_max,
-    )
-
-
-def build_ssn(cfg: Config, num_classes: int) -> nn.Module:
-    """A Stochastic Segmentation Network (``model.ssn_*``, log-variance bounds of the diagonal)."""
-    m = cfg.model
-    return SSN(
-        num_classes,
-        **_common(cfg),
-        rank=m.ssn_rank,
-        mc_samples=m.ssn_mc_samples,
-        epsilon=m.ssn_epsilon,
-        logvar_min=m.logvar_min,
-        logvar_max=m.logvar_max,
-    )
-
-
-#: ``model.arch`` -> builder ``(cfg, num_classes) -> model``.
-ARCHS: dict[str, Callable[[Config, int], nn.Module]] = {
-    "sohn": build_sohn,
-    "prob_unet": build_prob_unet,
-    "ssn": build_ssn,
-}
-
-
-def create_model(cfg: Config, num_classes: int) -> nn.Module:
-    """Build the model an experiment needs: the family ``model.arch`` names (see :data:`ARCHS`).
+def create_model(cfg: Config, num_classes: int) -> ModelFamily:
+    """Build the model of an experiment: the family ``model.arch`` names, from ``cfg``.
 
     Args:
-        cfg: The experiment config (reads ``cfg.model`` and, for Sohn's family, ``cfg.loss.objective``).
+        cfg: The experiment config.
         num_classes: K, from the dataset.
     """
-    arch = cfg.model.arch
-    if arch not in ARCHS:
-        raise KeyError(f"unknown model.arch {arch!r}; valid: {', '.join(ARCHS)}")
-    return ARCHS[arch](cfg, num_classes)
+    return family_of(cfg).from_config(cfg, num_classes)
+
+
+def build_objective(cfg: Config) -> nn.Module:
+    """The training objective of the family ``model.arch`` names, with its ``cfg.loss`` settings:
+    ``objective(model(x, y), y, step) -> {"loss": ..., ...}``."""
+    return family_of(cfg).build_objective(cfg)
 
 
 __all__ = [
-    "ARCHS",
     "SSN",
     "AxisAlignedGaussianNet",
     "BaselineCNN",
     "BaselineFeatures",
+    "CNNOutput",
+    "DeterministicModel",
     "FComb",
     "GaussianNet",
     "GenerationNet",
+    "ModelFamily",
     "PriorNet",
     "ProbUNet",
     "ProbUNetContext",
-    "ProbUNetOutput",
     "RecognitionNet",
     "RefineContext",
     "RefineNet",
@@ -143,7 +84,14 @@ __all__ = [
     "SegContext",
     "SegOutput",
     "bounded_logvar",
+    "build_objective",
     "create_model",
     "diagonal_gaussian",
+    "family_names",
+    "family_of",
+    "get_family",
+    "gumbel_max_codes",
+    "register_family",
     "systematic_draws",
+    "unet_kwargs",
 ]

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import segmentation_models_pytorch as smp
 from segmentation_models_pytorch.base import SegmentationHead
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import Tensor, nn
 
+from segcvae.losses import DeterministicObjective
 from segcvae.models.base import DeterministicModel
-from segcvae.outputs import SegOutput
+from segcvae.outputs import CNNOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segcvae.config import Config
 
 SCALES = (4, 2, 1)  # output strides of the three prediction heads
 
@@ -31,8 +36,19 @@ class BaselineFeatures:
     y_hat: list[Tensor]
 
 
+def unet_kwargs(cfg: Config) -> dict[str, Any]:
+    """The U-Net arguments every family reads from ``cfg.model``: encoder and decoder."""
+    m = cfg.model
+    return dict(
+        encoder_name=m.encoder_name,
+        encoder_depth=m.encoder_depth,
+        encoder_weights=m.encoder_weights,
+        decoder_channels=list(m.decoder_channels),
+    )
+
+
 class BaselineCNN(DeterministicModel):
-    """The paper's baseline CNN: x -> y_hat, with multi-scale heads.
+    """The paper's baseline CNN: x -> y_hat, with multi-scale heads (``model.arch: cnn``).
 
     Args:
         classes: Number of classes K.
@@ -45,9 +61,12 @@ class BaselineCNN(DeterministicModel):
             (the Probabilistic U-Net, SSN) pass False; :meth:`features` then returns no y_hat.
     """
 
+    name = "cnn"
+
     def __init__(
         self,
         classes: int,
+        *,
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
@@ -84,6 +103,18 @@ class BaselineCNN(DeterministicModel):
         if not heads:
             self.heads = nn.ModuleList()
 
+    @classmethod
+    def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
+        """``model.encoder_*`` and ``model.decoder_channels``."""
+        return unet_kwargs(cfg)
+
+    @classmethod
+    def build_objective(cls, cfg: Config) -> DeterministicObjective:
+        """The multi-scale NLL of y_hat (``loss.scale_weights``)."""
+        return DeterministicObjective(
+            scale_weights=cfg.loss.scale_weights, y_hat_weight=cfg.loss.y_hat_weight
+        )
+
     @property
     def decoder_channels_quarter(self) -> int:
         """Channels of the decoder feature at stride 4 (input of the generation net)."""
@@ -114,9 +145,9 @@ class BaselineCNN(DeterministicModel):
         y_hat = [head(f) for head, f in zip(self.heads, dec, strict=False)]  # (B, K, H/s, W/s)
         return BaselineFeatures(encoder=enc, decoder=dec, y_hat=y_hat)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> SegOutput:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> CNNOutput:
         """Predict y_hat at three scales; ``y`` is accepted for a uniform interface and unused."""
-        return SegOutput(y_hat=self.features(x).y_hat)
+        return CNNOutput(y_hat=self.features(x).y_hat)
 
     def encode(self, x: Tensor) -> BaselineFeatures:
         """Everything computed from the image (the same two-stage interface as SegCVAE)."""

@@ -5,21 +5,29 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, OneHotCategorical
 
-from segcvae.models.base import TwoStageModel
-from segcvae.models.baseline import BaselineCNN
+from segcvae.config import ConfigError
+from segcvae.losses import CategoricalObjective, GaussianObjective, SohnObjective
+from segcvae.models.base import ModelFamily
+from segcvae.models.baseline import BaselineCNN, unet_kwargs
 from segcvae.models.generation import GenerationNet
-from segcvae.models.latent import systematic_draws
-from segcvae.models.pixel_mlp import is_tracing
+from segcvae.models.latent import gumbel_max_codes, systematic_draws
 from segcvae.models.prior import PriorNet
 from segcvae.models.recognition import RecognitionNet
 from segcvae.models.refine import RefineContext, RefineNet
 from segcvae.outputs import SegOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segcvae.config import Config
+
+#: Sohn et al.'s objectives that train recognition_net q(z | x, y).
+OBJECTIVES_WITH_RECOGNITION = ("cvae", "hybrid")
 
 
 @dataclass
@@ -45,8 +53,9 @@ class SegContext:
     code_logits: Tensor | None = None
 
 
-class SegCVAE(TwoStageModel):
-    """Conditional VAE for segmentation with a recurrent connection from y_hat to the prior.
+class SegCVAE(ModelFamily):
+    """Conditional VAE for segmentation with a recurrent connection from y_hat to the prior
+    (``model.arch: sohn``; ``loss.objective`` cvae, gsnn or hybrid).
 
     Args:
         classes: Number of classes K.
@@ -75,9 +84,27 @@ class SegCVAE(TwoStageModel):
             ``"independent"`` (n independent draws from p(c | x)).
     """
 
+    name = "sohn"
+    benchmark_variants = {
+        # the paper's latent: a spatial Gaussian z at stride 16, entering at stride 4
+        "sohn_spatial_hybrid": [
+            "loss.objective=hybrid",
+            "model.latent=spatial",
+            "model.generation=quarter",
+            "model.hidden_channels=64",
+        ],
+        # the LFW refinement experiment's model: a second U-Net stage after y_hat, spatial z
+        "refine_hybrid": [
+            "loss.objective=hybrid",
+            "model.latent=spatial",
+            "model.generation=refine",
+        ],
+    }
+
     def __init__(
         self,
         classes: int,
+        *,
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
@@ -106,7 +133,12 @@ class SegCVAE(TwoStageModel):
         self.latent = latent
         self.latent_channels = latent_channels
         self.baseline = BaselineCNN(
-            classes, encoder_name, encoder_depth, encoder_weights, decoder_channels, in_channels
+            classes,
+            encoder_name=encoder_name,
+            encoder_depth=encoder_depth,
+            encoder_weights=encoder_weights,
+            decoder_channels=decoder_channels,
+            in_channels=in_channels,
         )
         self.latent_index = int(math.log2(latent_stride))
         enc_channels = self.baseline.encoder.out_channels
@@ -137,12 +169,62 @@ class SegCVAE(TwoStageModel):
         self.generation_net: GenerationNet | RefineNet
         if generation == "refine":
             self.generation_net = RefineNet(
-                context_channels, latent_channels, classes, refine_channels
+                context_channels, latent_channels, classes, width=refine_channels
             )
         else:
             self.generation_net = GenerationNet(
                 context_channels, latent_channels, classes, hidden_channels, inject=generation
             )
+
+    @classmethod
+    def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
+        """The U-Net's keys, the latent's (``model.latent*``, ``generation``, ``code_sampling``,
+        ``hidden_channels``, ``refine_channels``, log-variance bounds) and, from
+        ``loss.objective``, whether to build recognition_net (cvae and hybrid need it)."""
+        m = cfg.model
+        objective = cfg.loss.objective
+        if objective not in ("gsnn", *OBJECTIVES_WITH_RECOGNITION):
+            raise ConfigError(
+                f"loss.objective: model.arch=sohn trains with cvae, gsnn or hybrid, got "
+                f"{objective!r} (a CNN is model.arch=cnn)"
+            )
+        return dict(
+            **unet_kwargs(cfg),
+            latent=m.latent,
+            latent_channels=m.latent_channels,
+            latent_stride=m.latent_stride,
+            hidden_channels=m.hidden_channels,
+            recognition=objective in OBJECTIVES_WITH_RECOGNITION,
+            logvar_min=m.logvar_min,
+            logvar_max=m.logvar_max,
+            generation=m.generation,
+            refine_channels=m.refine_channels,
+            code_sampling=m.code_sampling,
+        )
+
+    @classmethod
+    def build_objective(cls, cfg: Config) -> SohnObjective:
+        """``loss.objective`` for the latent kind: :class:`CategoricalObjective` for a categorical
+        latent, :class:`GaussianObjective` otherwise."""
+        loss = cfg.loss
+        settings = dict(
+            alpha=loss.alpha,
+            scale_weights=loss.scale_weights,
+            y_hat_weight=loss.y_hat_weight,
+            beta=loss.beta,
+            kl_warmup_steps=loss.kl_warmup_steps,
+            free_bits=loss.free_bits,
+        )
+        if cfg.model.latent == "categorical":
+            return CategoricalObjective(
+                loss.objective, code_posterior=loss.code_posterior, **settings
+            )
+        return GaussianObjective(loss.objective, **settings)
+
+    @classmethod
+    def describe(cls, cfg: Config) -> str:
+        """The objective's name (cvae, gsnn, hybrid): what the logs call Sohn et al.'s models."""
+        return cfg.loss.objective
 
     @property
     def likelihood_methods(self) -> tuple[str, ...]:
@@ -309,25 +391,44 @@ class SegCVAE(TwoStageModel):
         A categorical latent has only Z distinct hypotheses: when n >= Z (or the codes are decoded
         already) every code is decoded once and the n draws pick from them, so 16 or 100
         hypotheses cost what the mean prediction costs. Its codes are drawn as ``code_sampling``
-        says (systematic by default); an exported graph (or any prior that is not a
-        ``OneHotCategorical``, such as the export's noise stand-in) draws from ``prior.sample``.
+        says (systematic by default).
         """
         if not self.categorical:
             z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z, h, w)
             return self.generate(ctx, z, full_only=True)[-1]
-        from_noise = is_tracing() or not isinstance(ctx.prior, OneHotCategorical)
-        if from_noise or self.code_sampling == "independent":
+        if self.code_sampling == "independent":
             z = ctx.prior.sample((n,)).transpose(0, 1)  # (B, n, Z) one-hot
         else:
             z = F.one_hot(systematic_draws(ctx.prior.probs, n), self.latent_channels)
             z = z.to(ctx.prior.probs.dtype)  # (B, n, Z) one-hot
-        few = n < self.latent_channels and ctx.code_logits is None
-        if few or is_tracing():  # decode only the drawn codes (an exported graph: always)
+        if n < self.latent_channels and ctx.code_logits is None:  # decode only the drawn codes
             return self.generate(ctx, self._as_z(z), full_only=True)[-1]
         idx = z.argmax(-1)  # (B, n)
         codes = self.decode_codes(ctx)  # (B, Z, K, H, W)
         rows = torch.arange(codes.shape[0], device=codes.device)[:, None]
         return codes[rows, idx]  # (B, n, K, H, W)
+
+    def noise_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """(Z,) for a categorical latent (one Gumbel-max draw per hypothesis), (Z, 1, 1) for a
+        global one, (Z, H / latent_stride, W / latent_stride) for a spatial one."""
+        z = self.latent_channels
+        if self.latent != "spatial":
+            return (z,) if self.categorical else (z, 1, 1)
+        stride = 2**self.latent_index
+        return (z, height // stride, width // stride)
+
+    def decode_noise(self, ctx: SegContext, eps: Tensor) -> Tensor:
+        """Hypotheses from standard-normal noise eps (S, B, *noise_shape): logits (B, S, K, H, W).
+
+        A Gaussian z is ``prior.mean + prior.stddev * eps``; a categorical one is the Gumbel-max
+        code of ``Phi(eps)`` (:func:`~segcvae.models.latent.gumbel_max_codes`), and only the drawn
+        codes are decoded.
+        """
+        if self.categorical:
+            z = gumbel_max_codes(ctx.prior.logits, eps)  # (S, B, Z) one-hot
+            return self.generate(ctx, self._as_z(z.transpose(0, 1)), full_only=True)[-1]
+        z = ctx.prior.mean + ctx.prior.stddev * eps  # (S, B, Z, h, w)
+        return self.generate(ctx, z.transpose(0, 1), full_only=True)[-1]
 
     def likelihood_samples(
         self, ctx: SegContext, y: Tensor, n: int, method: str, chunk_size: int = 25

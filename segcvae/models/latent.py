@@ -81,6 +81,24 @@ def systematic_draws(probs: Tensor, n: int) -> Tensor:
     return idx.gather(1, order)
 
 
+def gumbel_max_codes(logits: Tensor, eps: Tensor) -> Tensor:
+    """One-hot codes drawn from categorical ``logits`` by the Gumbel-max trick, with standard-normal
+    noise mapped to uniforms by the normal CDF (so one noise input serves every family's export).
+
+    Args:
+        logits: (B, Z) unnormalised log-probabilities.
+        eps: (S, B, Z) standard-normal noise.
+
+    Returns:
+        (S, B, Z) one-hot codes, ``argmax(logits + Gumbel(Phi(eps)))``: distributed as
+        ``OneHotCategorical(logits=logits)``.
+    """
+    u = (0.5 * (1.0 + torch.erf(eps / math.sqrt(2.0)))).clamp(1e-6, 1.0 - 1e-6)
+    idx = (logits + (-torch.log(-torch.log(u)))).argmax(-1, keepdim=True)  # (S, B, 1)
+    codes = torch.arange(logits.shape[-1], device=eps.device)
+    return (idx == codes).to(logits.dtype)
+
+
 class GaussianNet(nn.Module):
     """Image features plus a label map -> diagonal Gaussian over z.
 

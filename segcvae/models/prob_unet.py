@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import segmentation_models_pytorch as smp
 import torch
@@ -18,11 +19,15 @@ from torch import Tensor, nn
 from torch.distributions import Independent
 
 from segcvae.labels import one_hot
-from segcvae.models.base import TwoStageModel
-from segcvae.models.baseline import BaselineCNN
+from segcvae.losses import GaussianObjective
+from segcvae.models.base import ModelFamily
+from segcvae.models.baseline import BaselineCNN, unet_kwargs
 from segcvae.models.latent import bounded_logvar, diagonal_gaussian
 from segcvae.models.pixel_mlp import sample_mlp
-from segcvae.outputs import ProbUNetOutput
+from segcvae.outputs import SegOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segcvae.config import Config
 
 
 class AxisAlignedGaussianNet(nn.Module):
@@ -145,8 +150,9 @@ class ProbUNetContext:
     prior: Independent
 
 
-class ProbUNet(TwoStageModel):
-    """Probabilistic U-Net: U-Net features, prior_net p(z|x), recognition_net q(z|x,y), fcomb.
+class ProbUNet(ModelFamily):
+    """Probabilistic U-Net: U-Net features, prior_net p(z|x), recognition_net q(z|x,y), fcomb
+    (``model.arch: prob_unet``).
 
     The U-Net is :class:`BaselineCNN` (an smp encoder and U-Net decoder) without its heads; fcomb
     reads the decoder's full-resolution feature map.
@@ -167,16 +173,18 @@ class ProbUNet(TwoStageModel):
 
     #: Estimators of log p(y | x), best first: importance sampling with the posterior, Monte Carlo.
     likelihood_methods: tuple[str, ...] = ("is", "mc")
+    name = "prob_unet"
 
     def __init__(
         self,
         classes: int,
+        *,
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 64, 32, 32),
         latent_dim: int = 6,
-        hidden_channels: int = 64,
+        hidden_channels: int = 32,
         fcomb_layers: int = 3,
         logvar_min: float = -10.0,
         logvar_max: float = 4.0,
@@ -184,13 +192,14 @@ class ProbUNet(TwoStageModel):
     ) -> None:
         super().__init__()
         self.num_classes = classes
+        self.latent_dim = latent_dim
         self.unet = BaselineCNN(
             classes,
-            encoder_name,
-            encoder_depth,
-            encoder_weights,
-            decoder_channels,
-            in_channels,
+            encoder_name=encoder_name,
+            encoder_depth=encoder_depth,
+            encoder_weights=encoder_weights,
+            decoder_channels=decoder_channels,
+            in_channels=in_channels,
             heads=False,
         )
         gaussian = dict(
@@ -205,6 +214,34 @@ class ProbUNet(TwoStageModel):
         self.recognition_net = AxisAlignedGaussianNet(in_channels + classes, **gaussian)
         self.fcomb = FComb(
             self.unet.decoder_channels[-1], latent_dim, classes, hidden_channels, fcomb_layers
+        )
+
+    @classmethod
+    def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
+        """The U-Net's keys, ``model.prob_unet_*``, ``hidden_channels`` (fcomb's width) and the
+        log-variance bounds."""
+        m = cfg.model
+        return dict(
+            **unet_kwargs(cfg),
+            latent_dim=m.prob_unet_latent_dim,
+            hidden_channels=m.hidden_channels,
+            fcomb_layers=m.prob_unet_fcomb_layers,
+            logvar_min=m.logvar_min,
+            logvar_max=m.logvar_max,
+        )
+
+    @classmethod
+    def build_objective(cls, cfg: Config) -> GaussianObjective:
+        """The paper's loss: cross-entropy with z ~ q(z | x, y) plus beta * KL(q || p), i.e. the
+        cvae objective of a Gaussian latent at one scale (``loss.beta``, ``kl_warmup_steps``,
+        ``free_bits``); ``loss.objective`` and ``scale_weights`` do not apply."""
+        loss = cfg.loss
+        return GaussianObjective(
+            "cvae",
+            scale_weights=[1.0],
+            beta=loss.beta,
+            kl_warmup_steps=loss.kl_warmup_steps,
+            free_bits=loss.free_bits,
         )
 
     def encode(self, x: Tensor) -> ProbUNetContext:
@@ -227,8 +264,9 @@ class ProbUNet(TwoStageModel):
         """Logits (B, S, K, H, W) for z (B, S, Z): reruns fcomb only."""
         return self.fcomb(ctx.context, z)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> ProbUNetOutput:
-        """One training pass: z ~ q(z | x, y) with labels, z ~ p(z | x) without.
+    def forward(self, x: Tensor, y: Tensor | None = None) -> SegOutput:
+        """One training pass: z ~ q(z | x, y) with labels (the posterior path), z ~ p(z | x)
+        without (the prior path); one full-resolution scale, no baseline prediction.
 
         Args:
             x: Images (B, C, H, W).
@@ -237,8 +275,12 @@ class ProbUNet(TwoStageModel):
         ctx = self.encode(x)
         posterior = self.posterior(ctx, y) if y is not None else None
         z = (posterior if posterior is not None else ctx.prior).rsample()  # (B, Z)
-        logits = self.generate(ctx, z.unsqueeze(1))[:, 0]  # (B, K, H, W)
-        return ProbUNetOutput(logits=logits, prior=ctx.prior, posterior=posterior, z=z)
+        logits = [self.generate(ctx, z.unsqueeze(1))[:, 0]]  # [(B, K, H, W)]
+        if posterior is None:
+            return SegOutput(y_hat=[], prior=ctx.prior, z_prior=z, logits_prior=logits)
+        return SegOutput(
+            y_hat=[], prior=ctx.prior, posterior=posterior, z_posterior=z, logits_posterior=logits
+        )
 
     def decode_mean(self, ctx: ProbUNetContext) -> Tensor:
         """Deterministic logits with z = E[z | x]: (B, K, H, W)."""
@@ -247,6 +289,15 @@ class ProbUNet(TwoStageModel):
     def decode_samples(self, ctx: ProbUNetContext, n: int) -> Tensor:
         """n hypotheses from the prior: (B, n, K, H, W)."""
         return self.generate(ctx, ctx.prior.sample((n,)).transpose(0, 1))
+
+    def noise_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """(Z,): one global z per hypothesis."""
+        return (self.latent_dim,)
+
+    def decode_noise(self, ctx: ProbUNetContext, eps: Tensor) -> Tensor:
+        """Logits (B, S, K, H, W) with z = prior.mean + prior.stddev * eps, eps (S, B, Z)."""
+        z = ctx.prior.mean + ctx.prior.stddev * eps  # (S, B, Z)
+        return self.generate(ctx, z.transpose(0, 1))
 
     def likelihood_samples(
         self, ctx: ProbUNetContext, y: Tensor, n: int, method: str, chunk_size: int = 25

@@ -16,14 +16,19 @@ second stage from a gain of the latent (``loss.objective=cnn model.generation=re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segcvae.losses import DeterministicObjective
 from segcvae.models.base import DeterministicModel
-from segcvae.models.baseline import BaselineCNN
-from segcvae.outputs import SegOutput
+from segcvae.models.baseline import BaselineCNN, unet_kwargs
+from segcvae.outputs import CNNOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segcvae.config import Config
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -61,7 +66,7 @@ class RefineNet(nn.Module):
     """
 
     def __init__(
-        self, feature_channels: int, latent_channels: int, classes: int, width: int = 16
+        self, feature_channels: int, latent_channels: int, classes: int, *, width: int = 16
     ) -> None:
         super().__init__()
         if width < 1:
@@ -160,7 +165,8 @@ class RefinedContext:
 
 class RefinedCNN(DeterministicModel):
     """The baseline CNN followed by :class:`RefineNet` without a latent: a deterministic two-stage
-    CNN, the control of the refinement experiment (``loss.objective=cnn model.generation=refine``).
+    CNN (``model.arch: refine_cnn``), the control of the refinement experiment: the same second
+    stage as ``model.arch: sohn`` with ``model.generation: refine``, without z.
 
     Its objective is the refined prediction's multi-scale NLL plus ``loss.y_hat_weight`` times
     y_hat's, as for the latent models; ``decode_mean`` is the refined prediction.
@@ -175,9 +181,12 @@ class RefinedCNN(DeterministicModel):
         in_channels: Image channels.
     """
 
+    name = "refine_cnn"
+
     def __init__(
         self,
         classes: int,
+        *,
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
@@ -188,10 +197,27 @@ class RefinedCNN(DeterministicModel):
         super().__init__()
         self.num_classes = classes
         self.baseline = BaselineCNN(
-            classes, encoder_name, encoder_depth, encoder_weights, decoder_channels, in_channels
+            classes,
+            encoder_name=encoder_name,
+            encoder_depth=encoder_depth,
+            encoder_weights=encoder_weights,
+            decoder_channels=decoder_channels,
+            in_channels=in_channels,
         )
         feature_channels = self.baseline.heads[-1][0].in_channels
-        self.generation_net = RefineNet(feature_channels, 0, classes, refine_channels)
+        self.generation_net = RefineNet(feature_channels, 0, classes, width=refine_channels)
+
+    @classmethod
+    def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
+        """The U-Net's keys and ``model.refine_channels``."""
+        return {**unet_kwargs(cfg), "refine_channels": cfg.model.refine_channels}
+
+    @classmethod
+    def build_objective(cls, cfg: Config) -> DeterministicObjective:
+        """The refined NLL plus ``loss.y_hat_weight`` times y_hat's."""
+        return DeterministicObjective(
+            scale_weights=cfg.loss.scale_weights, y_hat_weight=cfg.loss.y_hat_weight
+        )
 
     def encode(self, x: Tensor) -> RefinedContext:
         """Both stages, once per image: x (B, C, H, W)."""
@@ -200,10 +226,10 @@ class RefinedCNN(DeterministicModel):
         logits = [o[:, 0] for o in self.generation_net(refine, None, f.y_hat)]
         return RefinedContext(y_hat=f.y_hat, logits=logits)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> SegOutput:
-        """y_hat and the refined logits (as ``logits_prior``); ``y`` is unused."""
+    def forward(self, x: Tensor, y: Tensor | None = None) -> CNNOutput:
+        """y_hat and the refined logits; ``y`` is unused."""
         ctx = self.encode(x)
-        return SegOutput(y_hat=ctx.y_hat, logits_prior=ctx.logits)
+        return CNNOutput(y_hat=ctx.y_hat, refined=ctx.logits)
 
     def decode_mean(self, ctx: RefinedContext) -> Tensor:
         """The refined full-resolution logits (B, K, H, W)."""

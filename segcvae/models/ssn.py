@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
-from segcvae.models.base import TwoStageModel
-from segcvae.models.baseline import BaselineCNN
+from segcvae.losses import MonteCarloObjective
+from segcvae.models.base import ModelFamily
+from segcvae.models.baseline import BaselineCNN, unet_kwargs
 from segcvae.models.latent import bounded_logvar, low_rank_draws
 from segcvae.outputs import SSNOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segcvae.config import Config
 
 
 @dataclass
@@ -44,9 +49,6 @@ class SSNContext:
         ``rsample``'s order, so a seed gives the same samples), computed by
         :func:`~segcvae.models.latent.low_rank_draws` without copying the factor per sample."""
         d = self.distribution
-        if not isinstance(d, LowRankMultivariateNormal):  # the export's noise draw stands in
-            draw = d.rsample if reparameterised else d.sample
-            return draw((n,)).transpose(0, 1).unflatten(-1, self.shape)
         with torch.set_grad_enabled(reparameterised and torch.is_grad_enabled()):
             eps_w = d.loc.new_empty(n, *d.cov_factor.shape[:-2], d.cov_factor.shape[-1]).normal_()
             eps_d = d.loc.new_empty(n, *d.loc.shape).normal_()  # (n, B, E)
@@ -54,8 +56,8 @@ class SSNContext:
         return out.unflatten(-1, self.shape)
 
 
-class SSN(TwoStageModel):
-    """Stochastic Segmentation Network on :class:`BaselineCNN` features.
+class SSN(ModelFamily):
+    """Stochastic Segmentation Network on :class:`BaselineCNN` features (``model.arch: ssn``).
 
     Args:
         classes: K.
@@ -73,14 +75,16 @@ class SSN(TwoStageModel):
 
     #: Estimators of log p(y | x): Monte Carlo over logit samples (there is no latent to propose).
     likelihood_methods: tuple[str, ...] = ("mc",)
+    name = "ssn"
 
     def __init__(
         self,
         classes: int,
+        *,
         encoder_name: str = "resnet18",
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
-        decoder_channels: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16),
+        decoder_channels: tuple[int, ...] | list[int] = (128, 64, 64, 32, 32),
         rank: int = 10,
         mc_samples: int = 20,
         epsilon: float = 1e-5,
@@ -101,17 +105,35 @@ class SSN(TwoStageModel):
         self.logvar_max = logvar_max
         self.unet = BaselineCNN(
             classes,
-            encoder_name,
-            encoder_depth,
-            encoder_weights,
-            decoder_channels,
-            in_channels,
+            encoder_name=encoder_name,
+            encoder_depth=encoder_depth,
+            encoder_weights=encoder_weights,
+            decoder_channels=decoder_channels,
+            in_channels=in_channels,
             heads=False,
         )
         d = self.unet.decoder_channels[-1]
         self.mean_head = nn.Conv2d(d, classes, 1)
         self.log_diagonal_head = nn.Conv2d(d, classes, 1)
         self.factor_head = nn.Conv2d(d, classes * rank, 1)
+
+    @classmethod
+    def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
+        """The U-Net's keys, ``model.ssn_*`` and the diagonal's log-variance bounds."""
+        m = cfg.model
+        return dict(
+            **unet_kwargs(cfg),
+            rank=m.ssn_rank,
+            mc_samples=m.ssn_mc_samples,
+            epsilon=m.ssn_epsilon,
+            logvar_min=m.logvar_min,
+            logvar_max=m.logvar_max,
+        )
+
+    @classmethod
+    def build_objective(cls, cfg: Config) -> MonteCarloObjective:
+        """The Monte Carlo NLL over ``model.ssn_mc_samples`` logit samples (no ``loss.*`` keys)."""
+        return MonteCarloObjective()
 
     def encode(self, x: Tensor) -> SSNContext:
         """The Gaussian over the logits of every pixel and class.
@@ -148,6 +170,16 @@ class SSN(TwoStageModel):
     def decode_samples(self, ctx: SSNContext, n: int) -> Tensor:
         """n logit samples (B, n, K, H, W), drawn directly (no network rerun)."""
         return ctx.sample(n)
+
+    def noise_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """(R + K H W,): the factor's R weights, then one value per logit."""
+        return (self.rank + self.num_classes * height * width,)
+
+    def decode_noise(self, ctx: SSNContext, eps: Tensor) -> Tensor:
+        """Logit draws ``mu + P eps[:R] + sqrt(D) eps[R:]`` (B, S, K, H, W), eps (S, B, R + KHW)."""
+        eps = eps.transpose(0, 1)  # (B, S, R + E)
+        draws = low_rank_draws(ctx.distribution, eps[..., : self.rank], eps[..., self.rank :])
+        return draws.unflatten(-1, ctx.shape)
 
     def likelihood_samples(
         self, ctx: SSNContext, y: Tensor, n: int, method: str, chunk_size: int = 25

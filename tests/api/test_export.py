@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.distributions import LowRankMultivariateNormal
 
 import segcvae
 from segcvae.cli import export_main
@@ -23,7 +22,6 @@ from segcvae.export import (
     noise_formula,
     noise_shape,
     onnx_inputs,
-    reparameterise,
 )
 from segcvae.models import create_model
 from tests.api.conftest import write_tiny_checkpoint
@@ -42,8 +40,10 @@ def test_noise_formula_and_shape() -> None:
     assert noise_shape(noise_formula(spatial), 5, 2, 64, 96) == (5, 2, 4, 4, 6)
     glob = create_model(tiny_config("gsnn", latent="global"), 3).eval()
     assert noise_formula(glob) == ["4", "1", "1"]
-    assert noise_formula(create_model(tiny_config("cnn"), 3).eval()) == []
+    assert noise_formula(create_model(tiny_config("cnn"), 3).eval()) == ["1"]
     assert noise_shape([], 3, 2, 32, 32) == (3, 2, 1)
+    cat = create_model(tiny_config("cvae", latent="categorical"), 3).eval()
+    assert noise_formula(cat) == ["4"]
     assert _evaluate("8+3*H*W", 32, 64) == 8 + 3 * 32 * 64
     assert _evaluate("H/4+W/8", 32, 64) == 16
 
@@ -69,16 +69,42 @@ def test_sampler_wrapper_draws_what_the_model_draws(real_image: Path) -> None:
     torch.testing.assert_close(mean, model.predict(normalised), atol=1e-5, rtol=1e-5)
 
 
-def test_low_rank_noise_matches_rsample() -> None:
-    """The SSN-style low-rank Gaussian: [eps_r, eps_d] noise gives ``rsample``'s draws."""
-    g = torch.Generator().manual_seed(0)
-    loc, factor = torch.randn(2, 6, generator=g), torch.randn(2, 6, 3, generator=g)
-    dist = LowRankMultivariateNormal(loc, factor, torch.rand(2, 6, generator=g) + 0.1)
-    torch.manual_seed(1)
-    expected = dist.rsample((4,))
-    torch.manual_seed(1)
-    eps = torch.cat([torch.randn(4, 2, 3), torch.randn(4, 2, 6)], dim=-1)
-    torch.testing.assert_close(reparameterise(dist, eps), expected)
+@pytest.mark.parametrize("arch", ["ssn", "prob_unet"])
+def test_noise_contract_reproduces_decode_samples(arch: str) -> None:
+    """decode_noise fed the standard normals decode_samples draws gives decode_samples' hypotheses
+    (SSN: the low-rank draw [eps_r, eps_d]; the Prob. U-Net: mean + stddev * eps)."""
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    cfg.model.arch = arch
+    model = create_model(cfg, 3).eval()
+    x = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        ctx = model.encode(x)
+        torch.manual_seed(1)
+        expected = model.decode_samples(ctx, 4)
+        torch.manual_seed(1)
+        if arch == "ssn":  # decode_samples draws the factor's noise first, then the diagonal's
+            eps = torch.cat(
+                [torch.randn(4, 2, cfg.model.ssn_rank), torch.randn(4, 2, 3 * 32 * 64)], -1
+            )
+        else:
+            eps = torch.randn(4, 2, *model.noise_shape(32, 64))
+        got = model.decode_noise(ctx, eps)
+    assert eps.shape == (4, 2, *model.noise_shape(32, 64))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_categorical_noise_draws_codes_by_the_prior() -> None:
+    """A categorical latent's noise is the Gumbel-max code of Phi(eps): codes drawn as p(c | x)."""
+    from segcvae.models import gumbel_max_codes
+
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1, 1e-9]]))
+    codes = gumbel_max_codes(
+        logits, torch.randn(20000, 1, 4, generator=torch.Generator().manual_seed(0))
+    )
+    assert codes.shape == (20000, 1, 4) and bool((codes.sum(-1) == 1).all())
+    freq = codes.mean(dim=(0, 1))
+    torch.testing.assert_close(freq, torch.tensor([0.6, 0.3, 0.1, 0.0]), atol=0.015, rtol=0)
 
 
 def test_onnx_input_is_the_predictor_input(tiny_ckpt: Path, real_image_wide: Path) -> None:
@@ -134,11 +160,11 @@ def test_export_command_checks_onnxruntime_against_pytorch(
 @pytest.mark.parametrize(
     ("objective", "latent", "arch", "generation"),
     [
-        ("cnn", "spatial", "sohn", "quarter"),
+        ("hybrid", "spatial", "cnn", "quarter"),
         ("gsnn", "global", "sohn", "quarter"),
         ("cvae", "categorical", "sohn", "full"),
         ("hybrid", "spatial", "sohn", "refine"),
-        ("cnn", "spatial", "sohn", "refine"),  # RefinedCNN, the refinement stage without z
+        ("hybrid", "spatial", "refine_cnn", "quarter"),  # the refinement stage without z
         ("hybrid", "spatial", "prob_unet", "quarter"),
         ("hybrid", "spatial", "ssn", "quarter"),
     ],

@@ -134,7 +134,16 @@ def test_inference_checkpoint_holds_only_what_inference_needs(tmp_path: Path) ->
     assert (
         best["kind"] == "inference" and load_checkpoint(tmp_path / "last.pt")["kind"] == "training"
     )
-    assert set(best) == {"format", "kind", "model", "step", "best_metric", "config", "meta"}
+    assert set(best) == {
+        "format",
+        "kind",
+        "model",
+        "step",
+        "best_metric",
+        "select",
+        "config",
+        "meta",
+    }
     assert (tmp_path / "best.pt").stat().st_size < (tmp_path / "last.pt").stat().st_size
 
 

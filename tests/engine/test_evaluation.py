@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from segcvae.config import EvalConfig
 from segcvae.engine.data import collate
 from segcvae.engine.evaluation import evaluate, format_markdown, format_table
 from segcvae.metrics import conditional_log_likelihood, rater_pairwise_iou
@@ -38,7 +39,7 @@ def _loader(n: int = 6, with_masks: bool = True) -> DataLoader:
 def test_metrics_and_likelihoods(objective: str) -> None:
     torch.manual_seed(0)
     model = create_model(tiny_config(objective), 3)
-    res = evaluate(model, _loader(), 3, samples=4, hypotheses=3, num_vis=2)
+    res = evaluate(model, _loader(), 3, EvalConfig(samples=4, hypotheses=3, num_vis=2))
     m = res.metrics
     assert m["images"] == 6 and 0 <= m["pixel_accuracy"] <= 1 and len(m["per_class_iou"]) == 3
     assert {"nll", "nll_mc", "ged", "hm_iou"} <= set(m)
@@ -61,7 +62,9 @@ def test_metrics_and_likelihoods(objective: str) -> None:
 
 def test_max_images_and_no_masks() -> None:
     model = create_model(tiny_config("hybrid"), 3)
-    m = evaluate(model, _loader(with_masks=False), 3, samples=0, hypotheses=2, max_images=5).metrics
+    m = evaluate(
+        model, _loader(with_masks=False), 3, EvalConfig(samples=0, hypotheses=2, max_images=5)
+    ).metrics
     assert m["images"] == 5 and "nll" not in m
     # without "masks" the one rater is "mask": GED is defined, inter-rater agreement is not
     assert "ged" in m and "diversity" in m and "rater_pairwise_iou" not in m
@@ -73,9 +76,9 @@ def test_evaluation_is_repeatable_and_leaves_the_rng_alone() -> None:
     torch.manual_seed(123)
     expected = torch.rand(1)
     torch.manual_seed(123)
-    a = evaluate(model, _loader(), 3, samples=3, hypotheses=2, seed=5).metrics
+    a = evaluate(model, _loader(), 3, EvalConfig(samples=3, hypotheses=2), seed=5).metrics
     assert torch.equal(torch.rand(1), expected)
-    b = evaluate(model, _loader(), 3, samples=3, hypotheses=2, seed=5).metrics
+    b = evaluate(model, _loader(), 3, EvalConfig(samples=3, hypotheses=2), seed=5).metrics
     assert a == b
 
 
@@ -129,7 +132,9 @@ def test_oracle_hypotheses_score_perfectly_with_padded_rater_counts() -> None:
     items = _rater_items(n_raters)
     model = _Oracle([it["masks"] for it in items], 2)
     loader = DataLoader(items, batch_size=3, collate_fn=collate)  # pads to 3 raters
-    m = evaluate(model, loader, 2, samples=0, hypotheses=6, masks_are_modes=True).metrics
+    m = evaluate(
+        model, loader, 2, EvalConfig(samples=0, hypotheses=6), masks_are_modes=True
+    ).metrics
     assert m["ged"] == pytest.approx(0.0, abs=1e-9)  # hypotheses = raters, equally often
     assert m["hm_iou"] == pytest.approx(1.0)
     assert m["mode_purity"] == 1.0 and m["mode_coverage"] == 1.0
@@ -143,11 +148,15 @@ def test_oracle_hypotheses_score_perfectly_with_padded_rater_counts() -> None:
     assert m["pixel_accuracy"] == 1.0 and m["pixel_accuracy_raters"] < 1.0
     assert (
         "ged_5" not in m
-        and "mode_purity" not in evaluate(model, loader, 2, samples=0, hypotheses=6).metrics
+        and "mode_purity"
+        not in evaluate(model, loader, 2, EvalConfig(samples=0, hypotheses=6)).metrics
     )
     # one decoding call (the oracle cycles through the raters anew in each call)
     extra = evaluate(
-        model, loader, 2, samples=0, hypotheses=2, extra_ged_hypotheses=24, sample_chunk=24
+        model,
+        loader,
+        2,
+        EvalConfig(samples=0, hypotheses=2, extra_ged_hypotheses=24, sample_chunk=24),
     ).metrics
     assert extra["ged_24"] == pytest.approx(0.0, abs=1e-9)  # 24 hypotheses: every rater 24/R times
 
@@ -165,7 +174,10 @@ def test_nll_is_the_mean_over_real_raters_only() -> None:
         it["masks"] = torch.nn.functional.interpolate(it["masks"][None].float(), 32)[0].long()
         it["mask"] = it["masks"][0]
     m = evaluate(
-        model, DataLoader(items, batch_size=2, collate_fn=collate), 2, samples=1, hypotheses=0
+        model,
+        DataLoader(items, batch_size=2, collate_fn=collate),
+        2,
+        EvalConfig(samples=1, hypotheses=0),
     ).metrics
     per_image = [
         float(
@@ -200,7 +212,9 @@ def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
     cfg = tiny_config("hybrid")
     shapes = ShapesDataset("val", 4, image_size=32, transform=build_transforms(cfg.data, "val"))
     model = create_model(cfg, shapes.num_classes)
-    m = evaluate(model, eval_loader(Subset(shapes, [0, 1, 2]), 2, 0), 4, samples=0, hypotheses=3)
+    m = evaluate(
+        model, eval_loader(Subset(shapes, [0, 1, 2]), 2, 0), 4, EvalConfig(samples=0, hypotheses=3)
+    )
     assert 0.0 <= m.metrics["mode_purity"] <= 1.0 and m.metrics["mode_coverage"] in (
         0.0,
         1.0 / 3,

@@ -175,7 +175,7 @@ def test_exploded_weights_are_never_saved(tmp_path: Path) -> None:
         next(trainer.model.parameters()).fill_(1e9)
     trainer.step = 6
     with pytest.raises(DivergenceError, match=r"holds a value of 1e\+09 .* from step 4"):
-        trainer._check_health()
+        trainer.guard.check_health(trainer.model, trainer.step, final=False)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
 
 
@@ -191,14 +191,16 @@ def test_kl_per_image_is_logged_and_an_unused_latent_is_reported(tmp_path: Path,
     trainer.fit()
     record = trainer.logger.train_records()[-1]["train"]
     assert record["kl_per_image"] == pytest.approx(record["kl"] * 32 * 32, rel=1e-5)
+    from segcvae.engine.validation import warn_if_latent_unused
+
     with caplog.at_level("WARNING", logger="segcvae"):
-        trainer._warn_if_latent_unused({"kl_per_image": 0.01}, {"diversity": 0.99})
+        warn_if_latent_unused(trainer.cfg, 2, {"kl_per_image": 0.01}, {"diversity": 0.99})
     assert "0.01 nats per image" in caplog.text and "behaves like a CNN" in caplog.text
     assert "loss.kl_warmup_steps" in caplog.text and "loss.free_bits" in caplog.text
     assert "mean pairwise IoU 0.990" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="segcvae"):
-        trainer._warn_if_latent_unused({"kl_per_image": 5.0}, {})
+        warn_if_latent_unused(trainer.cfg, 2, {"kl_per_image": 5.0}, {})
     assert caplog.text == ""
 
 
@@ -270,7 +272,7 @@ def test_the_step_trains_on_the_drawn_raters(
     trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}", f"model.latent={latent}")
     trainer.objective = _Record(trainer.objective)
     batch = next(iter(trainer.loader))  # shapes: 3 plausible masks per item
-    terms = trainer._train_step(batch)
+    terms = trainer.run_step(batch)
     (y,) = trainer.objective.targets
     sets = latent == "categorical"
     expected = training_pairs(batch, rater, trainer.cfg.train.seed, 0, target_sets=sets)[1]
@@ -286,7 +288,7 @@ def test_the_step_trains_on_the_drawn_raters(
 def test_the_train_step_updates_the_weights_and_returns_scalar_terms(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    terms = trainer._train_step(next(iter(trainer.loader)))
+    terms = trainer.run_step(next(iter(trainer.loader)))
     assert terms is not None and "loss" in terms and all(v.numel() == 1 for v in terms.values())
     after = trainer.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -294,7 +296,7 @@ def test_the_train_step_updates_the_weights_and_returns_scalar_terms(tmp_path: P
 
 
 def test_the_loss_window_means_count_only_steps_with_terms() -> None:
-    from segcvae.engine.trainer import LossWindow
+    from segcvae.engine.meters import LossWindow
 
     w = LossWindow()
     w.add({"loss": torch.tensor(1.0)}, 0.5)
@@ -308,44 +310,46 @@ def test_the_training_log_step_writes_the_window_and_starts_a_new_one(tmp_path: 
     import json
 
     trainer = _trainer(tmp_path)
+    trainer.before_train(resume=False)
     trainer.step = 2
-    trainer._record({"loss": torch.tensor(4.0)}, 1.0)
-    trainer._record({"loss": torch.tensor(2.0)}, 1.0)
-    trainer._log_train()
+    for loss in (4.0, 2.0):
+        trainer.train_log.add({"loss": torch.tensor(loss)}, 1.0)
+    trainer.train_log.write(trainer.step, 1e-3, trainer.logger)
     trainer.logger.close()
     (record,) = [
         json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()
     ]
     assert record["step"] == 2 and record["train"] == {"loss": 3.0}
-    assert trainer.window.n == 0 and trainer.since_eval.n == 2  # the evaluation window goes on
+    log = trainer.train_log
+    assert log.window.n == 0 and log.since_eval.n == 2  # the evaluation window goes on
 
 
 def test_the_evaluation_step_logs_metrics_and_keeps_the_best(tmp_path: Path) -> None:
     import json
 
     trainer = _trainer(tmp_path)
-    (tmp_path / "samples").mkdir(parents=True)
+    trainer.before_train(resume=False)
     trainer.step = 1
-    trainer._record({"loss": torch.tensor(1.5)}, 1.0)
+    trainer.train_log.add({"loss": torch.tensor(1.5)}, 1.0)
     trainer._evaluate()
     trainer.logger.close()
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert record["step"] == 1 and record["train"] == {"loss": 1.5} and "mean_iou" in record["val"]
-    assert trainer.since_eval.n == 0 and trainer.last_val == record["val"]
-    assert (tmp_path / "best.pt").is_file() == (trainer.best_metric > -float("inf"))
+    assert trainer.train_log.since_eval.n == 0 and trainer.last_val == record["val"]
+    assert (tmp_path / "best.pt").is_file() == (trainer.checkpointer.best is not None)
     assert not (tmp_path / "last.pt").exists()  # checkpointing is its own step
 
 
 def test_after_step_runs_what_is_due(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, "train.steps=10", "train.checkpoint_every=3", "train.eval_every=5")
-    (tmp_path / "samples").mkdir(parents=True)
     calls: list[tuple[str, int]] = []
-    trainer._log_train = lambda bar=None: calls.append(("log", trainer.step))
+    trainer.before_train(resume=False)
+    trainer.train_log.write = lambda step, lr, logger, bar=None: calls.append(("log", step))
     trainer._evaluate = lambda bar=None: calls.append(("eval", trainer.step))
     trainer._save_last = lambda: calls.append(("save", trainer.step))
     for step in range(1, 11):
         trainer.step = step
-        trainer._after_step(None)
+        trainer.after_step(None)
     # log_every=2 (TINY); evaluations at 5 and 10 (the last step) also save
     assert [s for name, s in calls if name == "log"] == [2, 4, 6, 8, 10]
     assert [s for name, s in calls if name == "eval"] == [5, 10]

@@ -6,8 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segcvae.losses import Objective, build_objective, kl_mean, multiscale_nll, soft_targets
-from segcvae.models import create_model, diagonal_gaussian
+from segcvae.losses import (
+    CategoricalObjective,
+    DeterministicObjective,
+    GaussianObjective,
+    kl_mean,
+    multiscale_nll,
+    soft_cross_entropy,
+    soft_targets,
+)
+from segcvae.models import build_objective, create_model, diagonal_gaussian
+from segcvae.outputs import CNNOutput
 from tests.conftest import tiny_config
 
 
@@ -49,8 +58,8 @@ def test_hybrid_endpoints_equal_cvae_and_gsnn(batch, alpha, same_as):
     x, y = batch
     torch.manual_seed(0)
     out = create_model(tiny_config("hybrid"), 3)(x, y)
-    hybrid = Objective("hybrid", alpha=alpha)(out, y)["loss"]
-    other = Objective(same_as)(out, y)["loss"]
+    hybrid = GaussianObjective("hybrid", alpha=alpha)(out, y)["loss"]
+    other = GaussianObjective(same_as)(out, y)["loss"]
     assert torch.equal(hybrid, other)
 
 
@@ -58,15 +67,15 @@ def test_hybrid_is_the_alpha_mix(batch):
     x, y = batch
     out = create_model(tiny_config("hybrid"), 3)(x, y)
     cvae, gsnn = (
-        Objective("cvae", y_hat_weight=0)(out, y),
-        Objective("gsnn", y_hat_weight=0)(out, y),
+        GaussianObjective("cvae", y_hat_weight=0)(out, y),
+        GaussianObjective("gsnn", y_hat_weight=0)(out, y),
     )
-    hybrid = Objective("hybrid", alpha=0.3, y_hat_weight=0)(out, y)
+    hybrid = GaussianObjective("hybrid", alpha=0.3, y_hat_weight=0)(out, y)
     assert torch.allclose(hybrid["loss"], 0.3 * cvae["loss"] + 0.7 * gsnn["loss"])
 
 
 def test_kl_warmup_is_linear():
-    obj = Objective("cvae", beta=2.0, kl_warmup_steps=100)
+    obj = GaussianObjective("cvae", beta=2.0, kl_warmup_steps=100)
     assert [obj.kl_weight(s) for s in (0, 50, 100, 500)] == [0.0, 1.0, 2.0, 2.0]
 
 
@@ -82,7 +91,57 @@ def test_cvae_objective_needs_the_posterior(batch):
     x, y = batch
     out = create_model(tiny_config("cvae"), 3)(x)  # no y: no posterior
     with pytest.raises(ValueError, match="posterior"):
-        Objective("cvae")(out, y)
+        GaussianObjective("cvae")(out, y)
+
+
+def test_each_family_picks_the_objective_of_its_latent_kind():
+    kinds = {
+        "cnn": DeterministicObjective,
+        "refine_cnn": DeterministicObjective,
+        "prob_unet": GaussianObjective,
+    }
+    for arch, cls in kinds.items():
+        cfg = tiny_config("hybrid")
+        cfg.model.arch = arch
+        assert type(build_objective(cfg)) is cls, arch
+    assert type(build_objective(tiny_config("hybrid", "spatial"))) is GaussianObjective
+    assert type(build_objective(tiny_config("cvae", "categorical"))) is CategoricalObjective
+    with pytest.raises(KeyError, match="unknown objective"):
+        GaussianObjective("cnn")
+
+
+def test_deterministic_objective_with_a_second_stage(batch):
+    """The refined CNN's loss: its prediction's NLL plus y_hat_weight times y_hat's."""
+    _, y = batch
+    g = torch.Generator().manual_seed(0)
+    scales = [(8, 8), (16, 16), (32, 32)]
+    y_hat = [torch.randn(2, 3, *s, generator=g) for s in scales]
+    refined = [torch.randn(2, 3, *s, generator=g) for s in scales]
+    w = [1.0, 0.5, 2.0]
+    plain = DeterministicObjective(scale_weights=w)(CNNOutput(y_hat), y)
+    assert torch.equal(plain["loss"], multiscale_nll(y_hat, y, w)["nll"])
+    two = DeterministicObjective(scale_weights=w, y_hat_weight=0.25)(CNNOutput(y_hat, refined), y)
+    expected = multiscale_nll(refined, y, w)["nll"] + 0.25 * multiscale_nll(y_hat, y, w)["nll"]
+    assert torch.allclose(two["loss"], expected)
+    assert torch.equal(two["nll"], multiscale_nll(refined, y, w)["nll"])
+    assert CNNOutput(y_hat, refined).logits is refined[-1]
+
+
+def test_gaussian_objective_without_a_baseline_is_the_prob_unet_elbo(batch):
+    """No y_hat (the Probabilistic U-Net): cross-entropy with z ~ q + beta * KL / (H W)."""
+    x, y = batch
+    cfg = tiny_config("hybrid")
+    cfg.model.arch = "prob_unet"
+    cfg.loss.beta = 3.0
+    torch.manual_seed(0)
+    out = create_model(cfg, 3)(x, y)
+    terms = build_objective(cfg)(out, y, step=10**6)
+    t, v = soft_targets(y, 3, (32, 32))
+    expected = (
+        soft_cross_entropy(out.logits, t, v) + 3.0 * kl_mean(out.posterior, out.prior) / 32**2
+    )
+    assert torch.allclose(terms["loss"], expected)
+    assert "nll_y_hat" not in terms and terms["kl"] > 0
 
 
 def test_wrong_scale_weights():
@@ -107,7 +166,7 @@ def test_a_set_of_masks_scores_as_the_images_repeated_once_per_mask(batch, objec
     sets = _sets(y, 3)  # (2, 3, 32, 32)
     torch.manual_seed(0)
     model = create_model(tiny_config(objective, "categorical"), 3).eval()  # BN: fixed statistics
-    loss_fn = Objective(objective)
+    loss_fn = CategoricalObjective(objective)
     one_pass = loss_fn(model(x, sets), sets)
     grads = torch.autograd.grad(one_pass["loss"], list(model.parameters()), allow_unused=True)
     repeated = loss_fn(model(x.repeat_interleave(3, dim=0), sets.flatten(0, 1)), sets.flatten(0, 1))
@@ -124,7 +183,7 @@ def test_a_set_of_one_mask_is_the_mask_and_padding_masks_count_for_nothing(batch
     x, y = batch
     torch.manual_seed(0)
     model = create_model(tiny_config("cvae", "categorical"), 3).eval()
-    loss_fn = Objective("cvae")
+    loss_fn = CategoricalObjective("cvae")
     plain = loss_fn(model(x, y), y)
     as_set = loss_fn(model(x, y[:, None]), y[:, None])
     padded = torch.cat([y[:, None], torch.full_like(y[:, None], 255)], dim=1)  # a padded rater
@@ -141,5 +200,7 @@ def test_a_set_of_masks_needs_a_categorical_latent(batch):
     with pytest.raises(ValueError, match="labels for a spatial latent"):
         model(x, _sets(y, 2))
     out = model(x, y)
-    with pytest.raises(ValueError, match="categorical latent's code_logits"):
-        Objective("cvae")(out, _sets(y, 2))
+    with pytest.raises(ValueError, match="one mask per image"):
+        GaussianObjective("cvae")(out, _sets(y, 2))
+    with pytest.raises(ValueError, match="code_logits"):
+        CategoricalObjective("cvae")(out, y)

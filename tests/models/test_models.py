@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segcvae.losses import build_objective
-from segcvae.models import BaselineCNN, SegCVAE, create_model, systematic_draws
+from segcvae.models import BaselineCNN, SegCVAE, build_objective, create_model, systematic_draws
 from tests.conftest import tiny_config
 
 
@@ -18,11 +17,14 @@ class BaseModelTester:
     latent = "spatial"
     generation = "quarter"
 
-    def model(self, seed: int = 0):
-        torch.manual_seed(seed)
+    def config(self):
         cfg = tiny_config(self.objective, self.latent)
         cfg.model.generation = self.generation
-        return create_model(cfg, num_classes=3)
+        return cfg
+
+    def model(self, seed: int = 0):
+        torch.manual_seed(seed)
+        return create_model(self.config(), num_classes=3)
 
     def test_shapes_at_every_scale(self, batch):
         x, y = batch
@@ -30,7 +32,8 @@ class BaseModelTester:
         for s, logits in zip((4, 2, 1), out.y_hat, strict=True):
             assert logits.shape == (2, 3, 32 // s, 32 // s)
         assert out.logits.shape == (2, 3, 32, 32)
-        for path in (out.logits_prior, out.logits_posterior):
+        paths = ("logits_prior", "logits_posterior", "refined")
+        for path in (getattr(out, p, None) for p in paths):
             if path is not None:
                 assert [tuple(t.shape) for t in path] == [
                     (2, 3, 8, 8),
@@ -41,7 +44,7 @@ class BaseModelTester:
     def test_loss_backward_reaches_every_network(self, batch):
         x, y = batch
         model = self.model()
-        terms = build_objective(tiny_config(self.objective))(model(x, y), y)
+        terms = build_objective(self.config())(model(x, y), y)
         assert torch.isfinite(terms["loss"])
         terms["loss"].backward()
         nets = {"baseline": model}
@@ -187,7 +190,9 @@ def test_wrong_encoder_name_lists_valid_names():
 
 
 def test_unknown_objective():
-    with pytest.raises(KeyError, match="hybrid"):
+    from segcvae.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cvae, gsnn or hybrid"):
         create_model(tiny_config("vae"), 3)
 
 

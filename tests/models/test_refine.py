@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segcvae.losses import build_objective
 from segcvae.losses._functional import multiscale_nll
 from segcvae.metrics import conditional_log_likelihood
-from segcvae.models import RefinedCNN, RefineNet, SegCVAE, create_model
+from segcvae.models import RefinedCNN, RefineNet, SegCVAE, build_objective, create_model
 from tests.conftest import tiny_config
 
 
@@ -64,7 +63,22 @@ def _model(objective: str, latent: str = "spatial"):
     cfg = tiny_config(objective, latent)
     cfg.model.generation = "refine"
     cfg.model.refine_channels = 4
+    if objective == "cnn":
+        cfg.model.arch = "refine_cnn"
     return cfg, create_model(cfg, num_classes=3)
+
+
+def test_the_old_spelling_of_the_control_is_read_as_refine_cnn() -> None:
+    """model.arch=sohn with loss.objective=cnn and model.generation=refine (configs and
+    checkpoints written before the family registry) is model.arch=refine_cnn."""
+    from segcvae.config import Config
+
+    cfg = Config.from_dict(
+        {"model": {"generation": "refine"}, "loss": {"objective": "cnn"}}, "an old checkpoint"
+    )
+    assert cfg.model.arch == "refine_cnn"
+    cfg = Config.from_dict({"loss": {"objective": "cnn"}}, "an old checkpoint")
+    assert cfg.model.arch == "cnn"
 
 
 def test_config_builds_the_control_and_the_latent_model() -> None:
@@ -83,7 +97,7 @@ def test_control_objective_is_refined_nll_plus_weighted_y_hat_nll(batch) -> None
     cfg, model = _model("cnn")
     out = model(x, y)
     terms = build_objective(cfg)(out, y)
-    refined = multiscale_nll(out.logits_prior, y, cfg.loss.scale_weights)["nll"]
+    refined = multiscale_nll(out.refined, y, cfg.loss.scale_weights)["nll"]
     y_hat = multiscale_nll(out.y_hat, y, cfg.loss.scale_weights)["nll"]
     assert torch.allclose(terms["loss"], refined + cfg.loss.y_hat_weight * y_hat)
     assert torch.allclose(terms["nll"], refined) and torch.allclose(terms["nll_y_hat"], y_hat)
@@ -95,7 +109,7 @@ def test_control_predicts_its_refined_logits_and_scores_them_exactly(batch) -> N
     model.eval()
     with torch.no_grad():
         pred = model.predict(x)
-        assert torch.equal(pred, model(x).logits_prior[-1])
+        assert torch.equal(pred, model(x).refined[-1])
         assert not torch.allclose(pred, model.baseline(x).y_hat[-1])  # not y_hat
         assert torch.equal(model.sample(x, 4)[:, 3], pred)
         ll = conditional_log_likelihood(model, x, y, n_samples=5, method="mc")

@@ -241,7 +241,7 @@ def test_predict_samples_must_be_positive(tmp_path: Path, capsys) -> None:
 
 # ------------------------------------------------------------------------ mistakes vs bugs
 def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch) -> None:
-    import segcvae.engine.trainer as trainer
+    import segcvae.engine.run as trainer
 
     def broken(*args, **kwargs):
         raise ValueError("a bug deep inside")
