@@ -66,6 +66,7 @@ from segcvae.engine.data import (
     ItemSeededTransform,
     SeededAugmentation,
     check_labels,
+    check_splits,
     eval_loader,
     open_dataset,
     train_loader,
@@ -258,6 +259,7 @@ class Trainer:
         train_set = open_dataset(cfg.data, "train", train_tf)
         if dist_info.is_main:
             check_labels(train_set, cfg.data)
+            check_splits(cfg.data, cfg.eval.split)
         self.meta = dataset_meta(train_set)
         self.num_classes = self.meta["num_classes"]
         self.train_set = SeededAugmentation(train_set, train_tf, tc.seed)
