@@ -388,7 +388,9 @@ def predict_parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
         description="Segment image files. Writes <stem>_mask.png (class indices with a palette, at "
         "the input's size), <stem>_overlay.png, <stem>_samples.png (hypotheses), "
         "<stem>_uncertainty.png (entropy) and <stem>_foreground.png (8-bit grayscale: the fraction "
-        "of hypotheses that are not background, x255).",
+        "of hypotheses that are not background, x255). A NIfTI input (.nii, .nii.gz; a 3D volume "
+        "slice by slice along data.nifti_axis) also gets <stem>_mask.nii.gz, "
+        "<stem>_foreground.nii.gz and <stem>_uncertainty.nii.gz on its voxel grid.",
     )
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument(
@@ -422,8 +424,9 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
         return _fail("--batch-size must be >= 1", USAGE_ERROR)
     from segcvae.api import Predictor
     from segcvae.data import DataError, read_image
+    from segcvae.data.nifti import is_nifti
     from segcvae.engine.checkpoint import load_checkpoint
-    from segcvae.engine.predict import expand_inputs, write_prediction
+    from segcvae.engine.predict import expand_inputs, input_stem, predict_nifti, write_prediction
 
     try:
         _check_output_folder(args.out, "--out")
@@ -453,9 +456,23 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
             log.info("%s -> %s", path, ", ".join(p.name for p in written))
         batch.clear()
 
+    def unique_stem(path: Path) -> str:
+        stem = input_stem(path)
+        if stem in used:  # same name from different folders: keep both
+            used[stem] += 1
+            return f"{stem}_{used[stem]}"
+        used[stem] = 0
+        return stem
+
     with predictor.seeded(args.seed):  # one seed for the whole call
         for path in paths:
             try:
+                if is_nifti(path):  # slice by slice, also written back as NIfTI
+                    written = predict_nifti(
+                        predictor, path, args.out, unique_stem(path), args.samples
+                    )
+                    log.info("%s -> %s", path, ", ".join(p.name for p in written[-3:]))
+                    continue
                 image = read_image(path)
             except (DataError, OSError) as e:  # a DataError names the file
                 print(
@@ -464,13 +481,7 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
                 )
                 failed.append(str(path))
                 continue
-            stem = path.stem
-            if stem in used:  # same name from different folders: keep both
-                used[stem] += 1
-                stem = f"{stem}_{used[stem]}"
-            else:
-                used[stem] = 0
-            batch.append((path, stem, image))
+            batch.append((path, unique_stem(path), image))
             if len(batch) == args.batch_size:
                 flush()
         flush()

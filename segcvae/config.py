@@ -132,6 +132,18 @@ class DataConfig:
     folder_layout: Literal["pairs", "per_image", "per_rater"] = "pairs"
     folder_image_pattern: str = "image.*"  # per_image: glob of the image file in an item folder
     folder_mask_pattern: str = "*seg*"  # per_image: glob of the rater mask files
+    # --- data as it is published (issues 25, 26; datasets/folder/README.md)
+    # one sub-folder of root per split, e.g. {train: training, test: testing}, each in the layout
+    # above; a split not named is carved from train by folder_val_ratio / folder_test_ratio
+    folder_split_dirs: dict[str, str] | None = None
+    mask_resize: bool = False  # resize a mask of another size than its image to it (nearest)
+    # NIfTI (.nii, .nii.gz; pip install -e ".[medical]"): 3D volumes are sliced along this axis
+    # (0, 1, 2 = x, y, z), one item per slice; all slices, or those where a rater marked foreground
+    nifti_axis: int = 2
+    nifti_slices: Literal["all", "foreground"] = "all"
+    # per file: percentile = clip to the 0.5 / 99.5 percentiles, scale to [0, 1]; minmax = scale
+    # min..max to [0, 1]; none = already 8-bit (0..255); then x255 -> uint8 (segcvae/data/nifti.py)
+    nifti_intensity: Literal["percentile", "minmax", "none"] = "percentile"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -200,6 +212,27 @@ class DataConfig:
                 "data.binary_threshold for binary masks) with data.name=folder",
                 None,
             )
+        if self.folder_split_dirs is not None:
+            dirs = self.folder_split_dirs
+            _require(
+                "train" in dirs
+                and set(dirs) <= {"train", "val", "test"}
+                and all(isinstance(d, str) and d for d in dirs.values()),
+                "data.folder_split_dirs",
+                "a mapping of train (required), val, test to sub-folders of data.root, e.g. "
+                "{train: training, test: testing}",
+                dirs,
+            )
+            _require(
+                not self.folder_splits,
+                "data.folder_splits",
+                '"" with data.folder_split_dirs (split folders and split list files exclude '
+                "each other)",
+                self.folder_splits,
+            )
+        _require(
+            self.nifti_axis in (0, 1, 2), "data.nifti_axis", "0, 1 or 2 (x, y, z)", self.nifti_axis
+        )
         for key in ("shapes_train_size", "shapes_val_size", "shapes_test_size"):
             v = getattr(self, key)
             _require(v >= 1, f"data.{key}", "an integer >= 1", v)
@@ -695,6 +728,17 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(
             errors[0] if len(errors) == 1 else f"{where}: expected {_name(tp)}, got {value!r}"
         )
+    if origin is dict:
+        key_tp, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{where}: expected a mapping of {_name(key_tp)} to {_name(value_tp)} "
+                f"({{key: value, ...}}), got {value!r}"
+            )
+        return {
+            _check_type(k, key_tp, f"{where} (key {k!r})"): _check_type(v, value_tp, f"{where}.{k}")
+            for k, v in value.items()
+        }
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)

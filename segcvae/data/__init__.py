@@ -15,7 +15,7 @@ from segcvae.config import ConfigError, DataConfig
 from segcvae.data.base import Sample, SegmentationDataset
 from segcvae.data.cub import CUBDataset
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
-from segcvae.data.folder import FolderDataset
+from segcvae.data.folder import FolderDataset, check_split_files
 from segcvae.data.lfw import LFWPartsDataset
 from segcvae.data.qubiq import QUBIQDataset
 from segcvae.data.raters import majority_vote
@@ -74,6 +74,11 @@ def _folder(cfg: DataConfig, split: str, transform: Transform | None) -> Segment
         image_pattern=cfg.folder_image_pattern,
         mask_pattern=cfg.folder_mask_pattern,
         binary_threshold=cfg.binary_threshold,
+        split_dirs=cfg.folder_split_dirs,
+        mask_resize=cfg.mask_resize,
+        nifti_axis=cfg.nifti_axis,
+        nifti_slices=cfg.nifti_slices,
+        nifti_intensity=cfg.nifti_intensity,
     )
 
 
@@ -156,6 +161,7 @@ __all__ = [
     "ShapesDataset",
     "build_dataset",
     "build_transforms",
+    "check_split_files",
     "colours_to_index",
     "majority_vote",
     "read_image",

@@ -98,8 +98,10 @@ class SegmentationDataset(Dataset):
 
     Bad items: with ``on_bad_sample="error"`` a :class:`DataError` naming the file propagates; with
     ``"skip"`` the item is replaced by the next readable one, and every skip is logged (warning)
-    with the running count, kept in ``num_skipped`` (per process: each DataLoader worker counts its
-    own).
+    with the number of distinct items skipped so far, :attr:`num_skipped`. After
+    :meth:`share_skips` (the training and evaluation loaders call it before starting workers) the
+    record of bad items lives in shared memory: DataLoader workers, in every epoch, skip an item
+    any of them found bad without reading it again, and the count covers them all.
 
     Augmentation randomness follows torch's seeding, as the DataLoader's own does: the transform
     is reseeded from ``torch.initial_seed()`` in the main process and from the per-worker seed in
@@ -134,8 +136,8 @@ class SegmentationDataset(Dataset):
         self.transform = transform
         self.on_bad_sample = on_bad_sample
         self.ignore_index = ignore_index
-        self.num_skipped = 0
-        self._bad: dict[int, str] = {}
+        self._bad: dict[int, str] = {}  # index -> why, for the items this process found bad
+        self._skipped: torch.Tensor | None = None  # (N,) bool in shared memory, see share_skips
         self._transform_seed: int | None = None
 
     @property
@@ -145,6 +147,26 @@ class SegmentationDataset(Dataset):
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    @property
+    def num_skipped(self) -> int:
+        """Distinct items skipped so far: by this process, or by every process after
+        :meth:`share_skips`."""
+        if self._skipped is not None:
+            return int(self._skipped.sum())
+        return len(self._bad)
+
+    def share_skips(self) -> None:
+        """Keep the record of skipped items in shared memory from now on.
+
+        Call it in the main process before a DataLoader starts its workers: they inherit the
+        record, mark the bad items they find in it and skip those found by the others.
+        """
+        if self._skipped is not None:
+            return
+        flags = torch.zeros(len(self), dtype=torch.bool)
+        flags[list(self._bad)] = True
+        self._skipped = flags.share_memory_()
 
     def load(self, index: int) -> Sample:
         """Read item ``index`` without transforms; raise DataError for a bad item."""
@@ -157,7 +179,7 @@ class SegmentationDataset(Dataset):
         index %= n
         for step in range(n):
             j = (index + step) % n
-            if j in self._bad:
+            if j in self._bad or (self._skipped is not None and bool(self._skipped[j])):
                 continue
             try:
                 sample = self.load(j)
@@ -165,13 +187,16 @@ class SegmentationDataset(Dataset):
                 if self.on_bad_sample == "error":
                     raise
                 self._bad[j] = str(e)
-                self.num_skipped += 1
+                if self._skipped is not None:
+                    self._skipped[j] = True
                 logger.warning(
-                    "skipping bad sample %d of %s split (%s); %d skipped so far in this process",
+                    "skipping bad item %d of the %s split (%s); %d skipped so far (distinct "
+                    "items, of %d)",
                     j,
                     self.split,
                     e,
                     self.num_skipped,
+                    n,
                 )
                 continue
             return self._finish(sample)

@@ -19,6 +19,25 @@ class DataError(ValueError):
 
 _JPEG_EXTS = {".jpg", ".jpeg", ".jpe", ".jfif"}
 
+# Extensions of more than one dot that name one format: the stem of ``case01.nii.gz`` is ``case01``.
+MULTI_DOT_EXTENSIONS = (".nii.gz",)
+NIFTI_EXTENSIONS = (".nii", ".nii.gz")
+
+
+def file_extension(path: str | Path) -> str:
+    """The lower-case extension of a file name, ``.nii.gz`` counted as one (``.png``, ``.nii.gz``)."""
+    name = Path(path).name.lower()
+    for ext in MULTI_DOT_EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return ext
+    return Path(name).suffix
+
+
+def file_stem(path: str | Path) -> str:
+    """The file name without :func:`file_extension` (``case01.nii.gz`` -> ``case01``)."""
+    name = Path(path).name
+    return name[: len(name) - len(file_extension(name))]
+
 
 def _read_bytes(path: str | Path) -> bytes:
     path = Path(path)
@@ -60,10 +79,12 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB.
 
     Grayscale images are repeated to three channels, an alpha channel is dropped and 16-bit images
-    are scaled to 8 bits.
+    are scaled to 8 bits. A 2D NIfTI image (``.nii``, ``.nii.gz``; needs nibabel) is read with
+    :func:`segcvae.data.nifti.read_nifti_image` (intensities scaled by the ``percentile`` rule); a
+    3D volume is an error (``segcvae predict`` predicts volumes slice by slice).
 
     Args:
-        path: image file (any format OpenCV reads: JPEG, PNG, PPM, BMP, TIFF, WebP, ...).
+        path: image file (any format OpenCV reads: JPEG, PNG, PPM, BMP, TIFF, WebP, ...; or NIfTI).
 
     Returns:
         Image, shape (H, W, 3), uint8, RGB order.
@@ -72,6 +93,10 @@ def read_image(path: str | Path) -> np.ndarray:
         DataError: the file is missing, empty, truncated, corrupt or has an unsupported layout.
     """
     path = Path(path)
+    if file_extension(path) in NIFTI_EXTENSIONS:
+        from segcvae.data.nifti import read_nifti_image
+
+        return read_nifti_image(path)
     array = _to_uint8(_decode(path, _read_bytes(path)), path)
     if array.ndim == 2:
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
@@ -197,4 +222,13 @@ def read_id_list(path: str | Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
-__all__ = ["DataError", "colours_to_index", "read_id_list", "read_image", "read_mask"]
+__all__ = [
+    "NIFTI_EXTENSIONS",
+    "DataError",
+    "colours_to_index",
+    "file_extension",
+    "file_stem",
+    "read_id_list",
+    "read_image",
+    "read_mask",
+]

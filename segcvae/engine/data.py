@@ -31,11 +31,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from segcvae.config import ConfigError, DataConfig
-from segcvae.data import DataError, build_dataset
+from segcvae.data import DataError, build_dataset, check_split_files
 
 log = logging.getLogger("segcvae")
 
-# Masks read by check_labels at most (evenly spaced over the split): a few seconds at worst.
+# Items whose masks check_labels reads at most (evenly spaced over the split): seconds at worst.
 LABEL_SCAN_ITEMS = 200
 # The data.* key that reads 0/255 (or 0/1..255) binary masks as classes 0 and 1.
 BINARY_THRESHOLD_KEY = "data.binary_threshold"
@@ -164,6 +164,22 @@ def open_dataset(cfg: DataConfig, split: str, transform: Any = None) -> Any:
         raise
 
 
+def check_splits(cfg: DataConfig, eval_split: str = "val") -> list[str]:
+    """Check the split files or folders a training run reads, when it starts (on rank 0).
+
+    :func:`segcvae.data.check_split_files`, with its warnings logged: a missing train or
+    ``eval_split`` file or folder is a :class:`DataError` naming it; a missing one of another
+    split (test) is a warning now rather than an error after training.
+
+    Returns:
+        The warnings logged.
+    """
+    warnings = check_split_files(cfg, eval_split)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
 @dataclass
 class LabelCounts:
     """Pixel counts of the masks read by :func:`scan_labels`.
@@ -171,14 +187,16 @@ class LabelCounts:
     Attributes:
         per_class: Pixels of each class, index order (K,).
         ignored: Pixels equal to ``ignore_index``.
-        items: Masks read.
+        items: Items read.
         total_items: Items in the split.
+        masks: Masks read (every rater mask of each item read; ``items`` for one-mask data).
     """
 
     per_class: np.ndarray
     ignored: int
     items: int
     total_items: int
+    masks: int
 
     @property
     def pixels(self) -> int:
@@ -186,28 +204,31 @@ class LabelCounts:
 
 
 def scan_labels(dataset: Any, num_classes: int, ignore_index: int, max_items: int) -> LabelCounts:
-    """Count the label values of up to ``max_items`` raw masks (evenly spaced over the split).
+    """Count the label values of the raw masks of up to ``max_items`` items (evenly spaced).
 
-    Reads ``dataset.load(i)`` (no transform). A bad item is skipped when the dataset skips bad
+    Reads ``dataset.load(i)`` (no transform) and counts every mask of an item (all its raters'
+    ``masks``; ``mask`` when it has no others). A bad item is skipped when the dataset skips bad
     items and raises otherwise, as training would.
     """
     n = len(dataset)
     idx = np.unique(np.linspace(0, n - 1, min(n, max_items)).round().astype(int)) if n else []
     counts = np.zeros(num_classes, dtype=np.int64)
-    ignored = read = 0
+    ignored = read = masks_read = 0
     for i in idx:
         try:
-            mask = np.asarray(dataset.load(int(i)).mask)
+            sample = dataset.load(int(i))
         except DataError:
             if getattr(dataset, "on_bad_sample", "error") == "error":
                 raise
             continue
-        values = np.bincount(mask.ravel().astype(np.int64), minlength=max(256, num_classes))
+        masks = np.asarray(sample.masks if sample.masks is not None else sample.mask[None])
+        values = np.bincount(masks.ravel().astype(np.int64), minlength=max(256, num_classes))
         ignored += int(values[ignore_index])
         values[ignore_index] = 0  # an ignore_index below K hides that class
         counts += values[:num_classes]
         read += 1
-    return LabelCounts(counts, ignored, read, n)
+        masks_read += len(masks)
+    return LabelCounts(counts, ignored, read, n, masks_read)
 
 
 def check_labels(
@@ -223,7 +244,7 @@ def check_labels(
     Args:
         dataset: A dataset with ``load(index)`` (see ``SegmentationDataset``); others are not checked.
         cfg: The data config (``ignore_index``, named keys).
-        max_items: Masks read at most.
+        max_items: Items read at most (with all of their masks).
 
     Returns:
         The counts, or None for a dataset without ``load``.
@@ -235,12 +256,18 @@ def check_labels(
     if counts.items == 0 or counts.pixels == 0:
         return counts
     where = f"data.name={cfg.name}" + (f", data.root={cfg.root}" if cfg.root else "")
-    read = (
-        f"the {counts.items} training masks read"
-        if counts.items == counts.total_items
-        else f"{counts.items} of the {counts.total_items} training masks (evenly spaced; the "
-        f"check reads at most {max_items})"
-    )
+    one_each = counts.masks == counts.items  # one mask per item: items and masks are the same
+    if counts.items == counts.total_items:
+        read = (
+            f"the {counts.items} training masks read"
+            if one_each
+            else f"the {counts.masks} masks of the {counts.items} training items read"
+        )
+    else:
+        part = f"{counts.items} of the {counts.total_items} training"
+        read = (f"{part} masks" if one_each else f"the {counts.masks} masks of {part} items") + (
+            f" (evenly spaced; the check reads at most {max_items} items)"
+        )
     share = counts.per_class / counts.pixels
     ignored = counts.ignored / counts.pixels
     log.info(
@@ -415,6 +442,16 @@ def training_pairs(
     return x, select_targets(masks, num_masks, seed, step, [item_key(i) for i in ids])
 
 
+def share_skips(dataset: Dataset, num_workers: int) -> None:
+    """Let the DataLoader workers of ``dataset`` share its record of skipped (bad) items.
+
+    Without it each worker, in each epoch, would find and count the bad items again.
+    """
+    share = getattr(dataset, "share_skips", None)
+    if num_workers > 0 and callable(share):
+        share()
+
+
 def train_loader(
     dataset: Dataset,
     batch_size: int,
@@ -437,6 +474,7 @@ def train_loader(
         )
     generator = torch.Generator()
     generator.manual_seed(seed)
+    share_skips(dataset, num_workers)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -454,6 +492,7 @@ def eval_loader(
     dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool = False
 ) -> DataLoader:
     """A sequential evaluation ``DataLoader``."""
+    share_skips(dataset, num_workers)
     return DataLoader(
         dataset,
         batch_size=batch_size,

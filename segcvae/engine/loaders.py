@@ -15,6 +15,7 @@ from segcvae.engine.data import (
     ResumableSampler,
     SeededAugmentation,
     check_labels,
+    check_splits,
     eval_loader,
     open_dataset,
     train_loader,
@@ -61,6 +62,7 @@ def build_training_data(cfg: Config, dist: DistInfo, batch_size: int) -> Trainin
     train_set = open_dataset(cfg.data, "train", train_tf)
     if dist.is_main:
         check_labels(train_set, cfg.data)
+        check_splits(cfg.data, ev.split)  # every split file the run will need (test: a warning)
     meta = dataset_meta(train_set)
     seeded = SeededAugmentation(train_set, train_tf, tc.seed)
     pin = dist.device.type == "cuda"

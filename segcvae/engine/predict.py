@@ -3,19 +3,22 @@
 The prediction itself is :class:`segcvae.api.Predictor` (one implementation for the Python API,
 ``tools/predict.py``, the demo page and the ONNX check), whose per-image result is
 :class:`segcvae.inference.PredictionResult`; this module only expands the inputs and writes the
-outputs.
+outputs. A NIfTI input (:func:`predict_nifti`) is predicted slice by slice and also written back
+as NIfTI files on its voxel grid.
 """
 
 from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from segcvae import viz
+from segcvae.data.files import file_extension, file_stem
 from segcvae.data.folder import IMAGE_EXTENSIONS
 from segcvae.inference import PredictionResult
 
@@ -31,7 +34,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         p = Path(pattern)
         if p.is_dir():
             out += sorted(
-                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                f for f in p.iterdir() if f.is_file() and file_extension(f) in IMAGE_EXTENSIONS
             )
         elif p.exists():
             out.append(p)
@@ -106,3 +109,86 @@ def write_prediction(
     viz.save_png(paths[3], viz.heatmap(pred.entropy, vmax=float(np.log(max(num_classes, 2)))))
     Image.fromarray(foreground_png(pred)).save(paths[4])  # (H, W) uint8 -> mode "L"
     return paths
+
+
+def input_stem(path: Path) -> str:
+    """The stem of the output files of an input: ``scan.nii.gz`` -> ``scan``, ``a.png`` -> ``a``."""
+    return file_stem(path)
+
+
+NIFTI_OUTPUT_KINDS = ("mask", "foreground", "uncertainty")
+
+
+def predict_nifti(
+    predictor: Any,
+    path: Path,
+    out_dir: Path,
+    stem: str,
+    samples: int,
+) -> list[Path]:
+    """Predict a NIfTI image or volume and write the pictures and NIfTI files of the prediction.
+
+    A 3D volume is predicted slice by slice along the checkpoint's ``data.nifti_axis``, its
+    intensities scaled by its ``data.nifti_intensity`` (as in training); a 2D image is one slice.
+    Each slice gets the pictures of :func:`write_prediction` (stem ``<stem>`` for a 2D image,
+    ``<stem>_z012`` for slice 12 of a volume along z), and the whole input three NIfTI files with
+    its shape, affine and header, which a viewer overlays on the scan:
+    ``<stem>_mask.nii.gz`` (uint8 class indices), ``<stem>_foreground.nii.gz`` (float32 fraction
+    of the hypotheses that are not background) and ``<stem>_uncertainty.nii.gz`` (float32
+    entropy in nats).
+
+    Args:
+        predictor: A :class:`segcvae.api.Predictor` (its ``config``, ``batch_size``, ``palette``,
+            ``num_classes`` and ``predict_arrays`` are used).
+        path: The ``.nii`` / ``.nii.gz`` input.
+        out_dir: Existing output folder.
+        stem: Output file stem (:func:`input_stem`).
+        samples: Hypotheses per slice.
+
+    Returns:
+        The written paths: the pictures, slice by slice, then the three NIfTI files.
+
+    Raises:
+        segcvae.data.DataError: nibabel is missing or the file is not a readable 2D / 3D NIfTI.
+    """
+    from segcvae.config import DataConfig
+    from segcvae.data.nifti import (
+        NiftiImage,
+        intensity_range,
+        slice_name,
+        to_uint8,
+        volume_from_slices,
+        write_like,
+    )
+
+    cfg = predictor.config.data if predictor.config is not None else DataConfig()
+    axis = cfg.nifti_axis
+    volume = NiftiImage(path)
+    n = volume.num_slices(axis)
+    values = volume.read_volume()  # once: slice reads from a .nii.gz decompress from its start
+    low, high = intensity_range(values, cfg.nifti_intensity, path)
+    indices: list[int | None] = [None] if volume.ndim == 2 else list(range(n))
+    maps: dict[str, list[np.ndarray]] = {kind: [] for kind in NIFTI_OUTPUT_KINDS}
+    written: list[Path] = []
+    for start in range(0, len(indices), predictor.batch_size):
+        chunk = indices[start : start + predictor.batch_size]
+        images = [to_uint8(volume.slice_of(values, k, axis), low, high) for k in chunk]
+        preds = predictor.predict_arrays(images, samples=samples)
+        for k, image, pred in zip(chunk, images, preds, strict=True):
+            name = stem if k is None else f"{stem}_{slice_name(k, axis, n)}"
+            written += write_prediction(
+                out_dir, name, image, pred, predictor.palette, predictor.num_classes
+            )
+            maps["mask"].append(pred.mask)
+            maps["foreground"].append(pred.foreground_frequency.astype(np.float32))
+            maps["uncertainty"].append(pred.entropy.astype(np.float32))
+    ranges = {
+        "mask": (0.0, float(predictor.num_classes - 1)),
+        "foreground": (0.0, 1.0),
+        "uncertainty": (0.0, float(np.log(max(predictor.num_classes, 2)))),
+    }
+    for kind in NIFTI_OUTPUT_KINDS:
+        data = volume_from_slices(maps[kind], volume, axis)
+        target = out_dir / f"{stem}_{kind}.nii.gz"
+        written.append(write_like(target, data, volume, ranges[kind], f"segcvae {kind}"))
+    return written
