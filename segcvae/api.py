@@ -14,6 +14,12 @@ Every image is resized to the model's input size (``data.image_size`` of the che
 config), predicted there, and the probabilities are resized back (bilinear) to the image's own
 size before taking the arg-max, so any size and aspect ratio works. ``tools/predict.py``,
 ``segcvae demo`` and the ONNX check all go through :class:`Predictor`.
+
+Pixel values: integer images are 0..255 (uint16: 0..65535, scaled to 8 bits); **float images
+must hold values in [0, 1]** (a float array, a float TIFF, a PIL image of mode ``F``), as the
+exported ONNX graphs expect. Float values outside [0, 1] (e.g. ``np.asarray(img, np.float32)``
+of an 8-bit image, 0..255) and NaN or infinite values are an error that names the range found
+and how to convert, never clipped: see :func:`check_float_pixels`.
 """
 
 from __future__ import annotations
@@ -36,22 +42,108 @@ if TYPE_CHECKING:  # pragma: no cover
     ImageLike = np.ndarray | str | os.PathLike | PILImage
 
 
+FLOAT_RANGE = (0.0, 1.0)  # the only range float pixels may have (ONNX graphs take the same)
+
+
+def check_float_pixels(array: np.ndarray, what: str) -> None:
+    """Refuse float pixels that are not finite or lie outside [0, 1] (nothing is clipped).
+
+    Args:
+        array: Float pixel values, any shape.
+        what: How the message names the input (a file name, ``image array of type float32``).
+
+    Raises:
+        segcvae.data.DataError: One line naming ``what``, the range (or count of bad values)
+            found and how to convert: values up to 255 look like 8-bit pixels (divide by 255),
+            up to 65535 like 16-bit ones (divide by 65535).
+    """
+    from segcvae.data import DataError
+
+    if array.size == 0:
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - np.count_nonzero(finite))
+        raise DataError(
+            f"{what} has {bad} NaN or infinite pixel value(s) of {array.size}; expected finite "
+            "values in [0, 1]"
+        )
+    lo, hi = float(array.min()), float(array.max())
+    if lo >= FLOAT_RANGE[0] and hi <= FLOAT_RANGE[1]:
+        return
+    if lo >= 0 and hi <= 255:
+        hint = "these look like 8-bit values: divide by 255 (or pass the uint8 image)"
+    elif lo >= 0 and hi <= 65535:
+        hint = "these look like 16-bit values: divide by 65535 (or pass the uint16 image)"
+    elif lo < 0:
+        hint = "negative values look normalised: pass the image before any mean / std step"
+    else:
+        hint = "rescale them to [0, 1]"
+    raise DataError(f"{what} has values {lo:.4g}..{hi:.4g}; float pixels must be in [0, 1]: {hint}")
+
+
+# Files that OpenCV may decode to float pixels: TIFF (both byte orders, classic and big),
+# PFM, Radiance HDR, OpenEXR.
+_FLOAT_FORMATS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"PF", b"Pf", b"#?", b"v/1\x01")
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as every prediction path reads it: (H, W, 3) uint8 RGB.
+
+    :func:`segcvae.data.read_image`, then :func:`check_float_file` (a float TIFF of 0..255
+    values is an error, not clipped).
+
+    Raises:
+        segcvae.data.DataError: Naming the file: missing, not an image, or float pixels outside
+            [0, 1] or not finite.
+    """
+    from segcvae.data import read_image
+
+    with np.errstate(invalid="ignore"):  # NaN pixels of a float file: refused just below
+        image = read_image(Path(path))  # every file-level error, naming the file
+    check_float_file(path)
+    return image
+
+
+def check_float_file(path: str | os.PathLike) -> None:
+    """Apply :func:`check_float_pixels` to an image file that holds float pixels.
+
+    Only files whose first bytes are those of a format OpenCV may decode to floats (TIFF, PFM,
+    Radiance HDR, OpenEXR) are decoded again; the others return at once.
+
+    Raises:
+        segcvae.data.DataError: ``<path>: float32 image has values ...`` (see
+            :func:`check_float_pixels`).
+    """
+    import cv2
+
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(_FLOAT_FORMATS):
+        return
+    raw = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is not None and np.issubdtype(raw.dtype, np.floating):
+        check_float_pixels(raw, f"{path}: {raw.dtype} image")
+
+
 def to_rgb(image: ImageLike) -> np.ndarray:
     """Any supported image input -> (H, W, 3) uint8 RGB.
 
     Args:
         image: A NumPy array (H, W) / (H, W, 1) grayscale, (H, W, 3) RGB or (H, W, 4) RGBA
-            (uint8; uint16 is scaled to 8 bits, float in [0, 1] to 0..255), a path to an image
-            file, or a PIL image.
+            (uint8; uint16 is scaled to 8 bits; float must be in [0, 1] and is scaled to
+            0..255), a path to an image file (see :func:`load_image`), or a PIL image.
 
     Raises:
-        segcvae.data.DataError: The input is not an image of a supported layout (the message
-            says what was received and what is expected).
+        segcvae.data.DataError: The input is not an image of a supported layout, or has float
+            pixels outside [0, 1] or not finite (the message says what was received and what
+            is expected).
     """
-    from segcvae.data import DataError, read_image
+    from segcvae.data import DataError
 
     if isinstance(image, (str, os.PathLike)):
-        return read_image(Path(image))
+        return load_image(image)
     if not isinstance(image, np.ndarray):
         try:
             from PIL import Image
@@ -60,6 +152,8 @@ def to_rgb(image: ImageLike) -> np.ndarray:
         if Image is not None and isinstance(image, Image.Image):
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit files open as these
                 image = np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+            elif image.mode == "F":  # float pixels: the [0, 1] rule (convert("RGB") would clip)
+                image = np.asarray(image)
             else:
                 return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
         else:
@@ -77,9 +171,8 @@ def to_rgb(image: ImageLike) -> np.ndarray:
             )
         array = array.astype(np.uint8)
     elif np.issubdtype(array.dtype, np.floating):
-        if array.size and not np.isfinite(array).all():
-            raise DataError("image array has non-finite values; expected finite pixel values")
-        array = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+        check_float_pixels(array, f"image array of type {array.dtype}")
+        array = np.rint(array * 255.0).astype(np.uint8)
     if array.dtype != np.uint8:
         raise DataError(
             f"image array has pixel type {array.dtype}; expected uint8 (or uint16, or float in 0..1)"
@@ -295,4 +388,14 @@ def load(path: str | Path, device: str = "cpu", **kwargs: Any) -> Predictor:
     return Predictor.from_checkpoint(path, device=device, **kwargs)
 
 
-__all__ = ["BACKGROUND", "PredictionResult", "Predictor", "load", "to_rgb"]
+__all__ = [
+    "BACKGROUND",
+    "FLOAT_RANGE",
+    "PredictionResult",
+    "Predictor",
+    "check_float_file",
+    "check_float_pixels",
+    "load",
+    "load_image",
+    "to_rgb",
+]

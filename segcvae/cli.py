@@ -4,10 +4,22 @@
 (:func:`train_main`, :func:`evaluate_main`, :func:`predict_main`). Each parses its arguments,
 builds what it needs from a config or a checkpoint, and calls the engine.
 
-Exit codes: 0 success; 2 a user's mistake, reported as one line naming the key, file or path
-(bad configuration: ``ConfigError``; bad data: ``DataError``; a bad checkpoint: ``CheckpointError``;
-a missing or unwritable path); 1 a failure during the run (unreadable prediction inputs, a
-diverged training run), and any other exception, which is a bug and keeps its traceback.
+Exit codes, one rule for every command (train, evaluate, predict, export, demo, benchmark, and
+any command added later):
+
+* **0**: success.
+* **2**: the user's input is wrong, reported as one line ``error: ...`` naming the key, file or
+  path and what was expected: a bad configuration (``ConfigError``), bad data (``DataError``:
+  also a predict input that does not exist or is not an image, and float pixels outside
+  [0, 1]), a bad checkpoint (``CheckpointError``: missing, not a checkpoint, weights that do not
+  fit the config), any path given that does not exist or cannot be written (an output that is
+  an existing folder where a file is expected or the reverse, a parent that cannot be made, a
+  run folder that cannot be created: ``RunDirError``), a demo port that cannot be bound, and
+  argparse's usage errors. Checks come before the long work: nothing is trained, evaluated or
+  exported after such an error; predict still segments its readable inputs, then exits 2.
+* **1**: the run itself failed: a diverged training run, ONNX graphs that differ from PyTorch,
+  results that could not be written although the path was checked (a disk filling up); and any
+  other exception, which is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -83,9 +95,9 @@ def _errors() -> tuple[type[BaseException], ...]:
     from segcvae.config import ConfigError
     from segcvae.data import DataError
     from segcvae.engine.checkpoint import CheckpointError
-    from segcvae.engine.run_dir import RunFolderError
+    from segcvae.engine.run_dir import RunDirError
 
-    return (ConfigError, DataError, CheckpointError, RunFolderError) + _PATH_ERRORS
+    return (ConfigError, DataError, CheckpointError, RunDirError) + _PATH_ERRORS
 
 
 # Paths given on the command line or in the config that do not exist or cannot be written.
@@ -136,6 +148,9 @@ def _check_writable_file(path: Path, flag: str) -> None:
 
     if path.is_dir():
         raise IsADirectoryError(f"{flag} {path} is a folder; expected a file name")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise NotADirectoryError(f"{flag} {path}: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
@@ -422,8 +437,8 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
     setup_logging(args.quiet)
     if args.batch_size < 1:
         return _fail("--batch-size must be >= 1", USAGE_ERROR)
-    from segcvae.api import Predictor
-    from segcvae.data import DataError, read_image
+    from segcvae.api import Predictor, load_image
+    from segcvae.data import DataError
     from segcvae.data.nifti import is_nifti
     from segcvae.engine.checkpoint import load_checkpoint
     from segcvae.engine.predict import expand_inputs, input_stem, predict_nifti, write_prediction
@@ -439,6 +454,8 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
     paths = expand_inputs(args.input)
     if not paths:
         return _fail(f"no input images found in {args.input}", USAGE_ERROR)
+    if not any(p.exists() for p in paths):  # nothing to do: one line, no --out folder made
+        return _fail(f"--input: not found: {', '.join(map(str, paths))}", USAGE_ERROR)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -473,7 +490,7 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
                     )
                     log.info("%s -> %s", path, ", ".join(p.name for p in written[-3:]))
                     continue
-                image = read_image(path)
+                image = load_image(path)
             except (DataError, OSError) as e:  # a DataError names the file
                 print(
                     f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}",
@@ -489,7 +506,7 @@ def predict_main(argv: Sequence[str] | None = None, prog: str = "segcvae predict
     print(f"{done} of {len(paths)} images segmented into {args.out}")
     if failed:
         print(f"error: {len(failed)} unreadable input(s): {', '.join(failed)}", file=sys.stderr)
-        return RUN_ERROR
+        return USAGE_ERROR  # the inputs are the user's: the same code as a missing --ckpt
     return 0
 
 
@@ -541,16 +558,21 @@ def export_main(argv: Sequence[str] | None = None, prog: str = "segcvae export")
         return _fail(
             "--samples must be >= 2 (S stays dynamic in the exported sampler)", USAGE_ERROR
         )
-    from segcvae.data import DataError, read_image
+    from segcvae.api import load_image
+    from segcvae.data import DataError
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from segcvae.engine.predict import expand_inputs
     from segcvae.export import MULTIPLE, ExportError, check_onnx, export_onnx, noise_formula
 
     try:
+        # both files, before the (long) export: the sampler is named as export_onnx names it
+        sampler = args.out.with_name(f"{args.out.stem}_sampler{args.out.suffix or '.onnx'}")
+        _check_writable_file(args.out, "--out")
+        _check_writable_file(sampler, f"--out {args.out}: its sampler file")
         ckpt = load_checkpoint(args.ckpt)
         model, cfg = model_from_checkpoint(ckpt, "cpu")
         images = (
-            [read_image(p) for p in expand_inputs(args.images)]
+            [load_image(p) for p in expand_inputs(args.images)]
             if args.images
             else _shapes_examples(4)
         )
@@ -618,16 +640,34 @@ def demo_main(argv: Sequence[str] | None = None, prog: str = "segcvae demo") -> 
     except _errors() as e:
         return _fail(_message(e), USAGE_ERROR)
     print(f"segcvae demo of {args.ckpt} on http://{args.host}:{args.port} (Ctrl-C stops it)")
-    launch(predictor, host=args.host, port=args.port)
+    try:
+        launch(predictor, host=args.host, port=args.port)
+    except OSError as e:  # gradio: "Cannot find empty port ..." (in use, or not ours to bind)
+        reason = _message(e).split(". ")[0]
+        return _fail(
+            f"--host {args.host} --port {args.port}: cannot serve there ({reason}); choose "
+            "another --port",
+            USAGE_ERROR,
+        )
     return 0
 
 
 # ------------------------------------------------------------------------------------ benchmark
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
-    """Forward to :func:`segcvae.benchmark.main`."""
+    """Forward to :func:`segcvae.benchmark.main`, with ``--json`` checked before the (minutes
+    long) measurement and the user's mistakes as one line with exit code 2."""
     from segcvae.benchmark import main as benchmark
 
-    return int(benchmark(list(argv) if argv is not None else None) or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--json", type=Path, default=None)
+    known, _ = pre.parse_known_args(argv)
+    try:
+        if known.json is not None:
+            _check_writable_file(known.json, "--json")
+        return int(benchmark(argv) or 0)
+    except _errors() as e:
+        return _fail(_message(e), USAGE_ERROR)
 
 
 COMMANDS = {

@@ -110,6 +110,26 @@ def tile(images: Sequence[np.ndarray], ncols: int, pad: int = 2, fill: int = 255
     return grid
 
 
+def enlarge(image: np.ndarray, min_side: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor, so that the longer side is >= ``min_side``.
+
+    Every pixel becomes an f x f block (labels and heat-map values stay exact); an image whose
+    longer side already reaches ``min_side`` is returned unchanged.
+
+    Args:
+        image: (H, W) or (H, W, C) array.
+        min_side: Smallest longer side wanted, in pixels.
+
+    Returns:
+        (f * H, f * W[, C]) array with f = ceil(min_side / max(H, W)), at least 1.
+    """
+    longest = max(image.shape[0], image.shape[1])
+    factor = max(1, math.ceil(min_side / max(longest, 1)))
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
 def save_png(path: str | Path, image: np.ndarray) -> None:
     """Write an (H, W, 3) uint8 array as an RGB PNG."""
     Image.fromarray(np.ascontiguousarray(image)).save(path)

@@ -39,7 +39,7 @@ from segcvae.engine.evaluation import (
 from segcvae.engine.logger import RunLogger
 from segcvae.engine.optim import build_optimizer, build_scheduler
 from segcvae.engine.run import train
-from segcvae.engine.run_dir import RunExistsError, RunFolderError, check_run_dir
+from segcvae.engine.run_dir import RunDirError, RunExistsError, check_run_dir
 from segcvae.engine.trainer import Trainer
 from segcvae.engine.validation import ValidationHook
 
@@ -49,7 +49,7 @@ __all__ = [
     "DivergenceError",
     "DivergenceGuard",
     "RunExistsError",
-    "RunFolderError",
+    "RunDirError",
     "ValidationHook",
     "check_run_dir",
     "eval_settings",

@@ -252,7 +252,9 @@ def model_from_checkpoint(
 
     Raises:
         ConfigError: The stored config (with ``overrides``) is invalid.
-        CheckpointError: The weights do not fit the model the config describes.
+        CheckpointError: The weights do not fit the model the config describes; the message says
+            which model settings the overrides changed and a few of the keys that differ
+            (:func:`describe_state_mismatch`).
     """
     from segcvae.config import Config, apply_overrides, check_encoder_name
     from segcvae.models import create_model
@@ -260,13 +262,136 @@ def model_from_checkpoint(
     cfg = Config.from_dict(apply_overrides(ckpt["config"], overrides or []), "checkpoint config")
     check_encoder_name(cfg.model.encoder_name)
     model = create_model(cfg, int(ckpt["meta"]["num_classes"]))
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise CheckpointError(
-            "the checkpoint's weights do not fit the model its config describes"
-            + (f" (overrides {overrides})" if overrides else "")
-            + f": {' '.join(first[1:2] or first[:1]).strip()}"
-        ) from e
+    what = "the checkpoint's weights do not fit the model its config describes" + (
+        f" with overrides {overrides}" if overrides else ""
+    )
+    load_model_state(model, ckpt["model"], what, config=cfg, stored_config=ckpt["config"])
     return model.to(device).eval(), cfg
+
+
+def load_model_state(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    what: str,
+    config: Any = None,
+    stored_config: dict[str, Any] | None = None,
+) -> None:
+    """``model.load_state_dict(state)`` (strict), with a short :class:`CheckpointError` if it fails.
+
+    Args:
+        model: The model built from ``config``.
+        state: The checkpoint's ``"model"`` state dict.
+        what: The message's start, e.g. ``"runs/x/last.pt: the weights do not fit the model"``.
+        config: The config ``model`` was built from (a :class:`~segcvae.config.Config` or its
+            ``to_dict()``), to say which model settings differ from ``stored_config``.
+        stored_config: The checkpoint's ``"config"``.
+
+    Raises:
+        CheckpointError: ``<what>: <describe_state_mismatch(...)>``, a few hundred characters
+            at most, however many keys differ.
+    """
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = describe_state_mismatch(
+            model.state_dict(), state, config=config, stored_config=stored_config
+        )
+        raise CheckpointError(f"{what}: {detail}") from e
+
+
+def describe_state_mismatch(
+    expected: dict[str, torch.Tensor],
+    found: dict[str, torch.Tensor],
+    config: Any = None,
+    stored_config: dict[str, Any] | None = None,
+    sections: tuple[str, ...] = ("model",),
+    examples: int = 3,
+) -> str:
+    """What differs between a model's state dict and a checkpoint's, in one short line.
+
+    Settings first (``model.arch prob_unet vs the checkpoint's sohn``: the config the model was
+    built from against the checkpoint's, in ``sections``), then the keys: ``142 missing keys,
+    e.g. a, b, c; 3 unexpected, e.g. x, y, z; 1 of another shape, e.g. head.weight (4, 8) vs the
+    checkpoint's (3, 8)``. Used where a checkpoint is loaded into a model (evaluate, predict,
+    export, and a resumed training run).
+
+    Args:
+        expected: ``model.state_dict()`` of the model being loaded.
+        found: The checkpoint's state dict.
+        config: The config the model was built from (``Config`` or a dict); None skips settings.
+        stored_config: The checkpoint's config dict; None skips settings.
+        sections: Config sections compared (the ones that decide the model's shape).
+        examples: Keys named per kind of difference.
+
+    Returns:
+        One line without newlines; ``"the weights match"`` when nothing differs.
+    """
+    parts = []
+    if config is not None and stored_config is not None:
+        parts += [
+            f"{key} {_show(new)} vs the checkpoint's {_show(old)}"
+            for key, new, old in config_differences(config, stored_config, sections)
+        ]
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [
+        f"{k} {tuple(expected[k].shape)} vs the checkpoint's {tuple(found[k].shape)}"
+        for k in expected
+        if k in found
+        and hasattr(found[k], "shape")
+        and tuple(expected[k].shape) != tuple(found[k].shape)
+    ]
+    keys = []
+    for items, label in (
+        (missing, "missing key{s}"),
+        (unexpected, "unexpected"),
+        (reshaped, "of another shape"),
+    ):
+        if items:
+            shown = ", ".join(items[:examples]) + (", ..." if len(items) > examples else "")
+            noun = label.format(s="" if len(items) == 1 else "s")
+            keys.append(
+                f"{len(items)} {noun}, e.g. {shown}" if len(items) > 1 else f"1 {noun}: {shown}"
+            )
+    if keys:
+        parts.append("; ".join(keys))
+    if config is not None and stored_config is not None and keys and len(parts) == 1:
+        parts.insert(0, "same model settings (a checkpoint of another segcvae version?)")
+    return "; ".join(parts) if parts else "the weights match"
+
+
+def config_differences(
+    config: Any, stored_config: dict[str, Any], sections: tuple[str, ...] = ("model",)
+) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in config, value in stored_config)`` for each setting that differs.
+
+    Both configs are resolved first (defaults filled in), so a key the stored config leaves out
+    differs only if its default does.
+    """
+    from segcvae.config import Config
+
+    new = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    try:
+        old = Config.from_dict(stored_config, "checkpoint config").to_dict()
+    except Exception:  # an old or broken stored config: compare it as written
+        old = stored_config
+    out: list[tuple[str, Any, Any]] = []
+    for section in sections:
+        a, b = _flat(new.get(section) or {}, section), _flat(old.get(section) or {}, section)
+        out += [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return out
+
+
+def _flat(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}.{k}"))
+        else:
+            out[f"{prefix}.{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _show(v: Any) -> str:
+    text = "unset" if v is None else str(v)
+    return text if len(text) <= 60 else text[:57] + "..."

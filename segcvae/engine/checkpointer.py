@@ -13,9 +13,9 @@ from torch import nn
 
 from segcvae.config import SELECT_METRICS
 from segcvae.engine.checkpoint import (
-    CheckpointError,
     capture_rng_state,
     load_checkpoint,
+    load_model_state,
     save_checkpoint,
 )
 
@@ -125,10 +125,13 @@ class Checkpointer:
         """
         path = Path(path)
         ckpt = load_checkpoint(path, map_location="cpu")
-        try:
-            self.model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{path} does not fit the configured model: {e}") from e
+        load_model_state(
+            self.model,
+            ckpt["model"],
+            f"{path}: the weights do not fit the configured model",
+            config=self.config,
+            stored_config=ckpt["config"],
+        )
         if ckpt.get("optimizer") is not None:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scheduler") is not None:

@@ -288,8 +288,10 @@ def check_labels(
         )
     if absent:
         log.warning(
-            "%s: class %s never occurs in %s: the model cannot learn it and its IoU will be "
-            "NaN; check the masks and the class list (data.folder_classes / data.folder_palette)",
+            "%s: class %s never occurs in %s: the model cannot learn it; its IoU will be 0 if the "
+            "model predicts it anywhere (every such pixel is a false positive, counted in "
+            "mean_iou) and null (left out of mean_iou) if it never does; check the masks and the "
+            "class list (data.folder_classes / data.folder_palette)",
             where,
             ", ".join(absent),
             read,

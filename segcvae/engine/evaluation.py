@@ -129,8 +129,9 @@ def evaluate(
         defined), ``soft_dice`` and ``ece`` (foreground probability = mean of the hypotheses'
         probabilities); ``rater_pairwise_iou`` for images with >= 2 raters; ``mode_purity`` /
         ``mode_coverage`` for mode data; ``images``. A per-image metric undefined for every image
-        is left out (``ncc`` of a deterministic model, whose uncertainty map is flat;
-        ``rater_pairwise_iou`` of one-rater data).
+        (``ncc`` of a deterministic model, whose uncertainty map is flat; ``rater_pairwise_iou``
+        of one-rater data) is None (JSON null, "n/a" in the tables) and its reason is in
+        ``metrics["undefined"]`` (``{name: reason}``).
     """
     ev = settings if settings is not None else EvalConfig()
     samples, hypotheses, max_images = ev.samples, ev.hypotheses, ev.max_images
@@ -325,7 +326,13 @@ class _Accumulator:
         self.n_vis += k
 
     def metrics(self) -> dict[str, Any]:
-        """The metrics of :func:`evaluate` (plain floats / lists)."""
+        """The metrics of :func:`evaluate` (plain floats / lists).
+
+        A per-image metric that was computed but is undefined on every image (``ncc`` of a
+        deterministic model, ``rater_pairwise_iou`` of one-rater data) is None (JSON null, "n/a"
+        in :func:`format_markdown` / :func:`format_table`), and ``metrics["undefined"]`` maps its
+        name to the reason (:data:`UNDEFINED_REASONS`); one that was not computed is absent.
+        """
         metrics: dict[str, Any] = dict(self.meter.compute())
         metrics["images"] = self.seen
         for suffix, m in (("raters", self.rater_meter), ("majority", self.majority_meter)):
@@ -336,12 +343,19 @@ class _Accumulator:
             metrics["nll"] = float(torch.cat(self.nll_is).mean())
             metrics["nll_mc"] = float(torch.cat(self.nll_mc).mean())
         per_image = self.per_image
+        undefined: dict[str, str] = {}
         for key in METRIC_ORDER + sorted(k for k in per_image if k.startswith("ged_")):
-            values = [v for v in per_image.get(key, []) if not math.isnan(v)]
+            computed = per_image.get(key, [])
+            values = [v for v in computed if not math.isnan(v)]
             if values:
                 metrics[key] = float(np.mean(values))
+            elif computed:  # computed, but undefined on every image: say so, do not drop it
+                metrics[key] = None
+                undefined[key] = UNDEFINED_REASONS.get(key, "undefined on every image")
         if per_image:
             metrics["ece"] = ece_from_bins(self.ece_bins)
+        if undefined:
+            metrics["undefined"] = undefined
         return metrics
 
     def vis(self) -> VisBatch | None:
@@ -362,6 +376,14 @@ METRIC_ORDER = [
     "mode_purity",
     "mode_coverage",
 ]
+
+
+# Why a per-image metric can be undefined on every image (reported with it as "n/a").
+UNDEFINED_REASONS = {
+    "ncc": "undefined: the hypotheses never differ, so the uncertainty map is flat (a "
+    "deterministic model), or they equal every rater",
+    "rater_pairwise_iou": "undefined: every image has one rater (it needs >= 2)",
+}
 
 
 def _image_metrics(
@@ -407,17 +429,22 @@ def _dataset_attr(dataset: Any, name: str, default: Any) -> Any:
 
 
 def format_table(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
-    """A plain-text table of metrics (per-class IoU on its own lines)."""
+    """A plain-text table of metrics (per-class IoU on its own lines); an undefined metric (None)
+    is ``n/a (<reason>)`` with its reason from ``metrics["undefined"]``."""
     lines = []
     width = max(
-        [len(k) for k in metrics if k != "per_class_iou"]
+        [len(k) for k in metrics if k not in _NOT_ROWS]
         + [len(f"iou/{c}") for c in class_names or []]
         + [10]
     )
+    undefined = metrics.get("undefined") or {}
     for k, v in metrics.items():
-        if k == "per_class_iou":
+        if k in _NOT_ROWS:
             continue
-        lines.append(f"{k:<{width}}  {_fmt(v)}")
+        text = _fmt(v)
+        if v is None and k in undefined:
+            text += f" ({undefined[k]})"
+        lines.append(f"{k:<{width}}  {text}")
     per_class = metrics.get("per_class_iou")
     if per_class is not None:
         names = class_names or [f"class_{i}" for i in range(len(per_class))]
@@ -451,17 +478,23 @@ METRIC_DESCRIPTIONS = {
 def format_markdown(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
     """A markdown table of metrics: ``| metric | value | meaning |``, per-class IoU last.
 
+    An undefined metric (None) shows as ``n/a`` and its meaning ends with the reason from
+    ``metrics["undefined"]``.
+
     Args:
         metrics: :attr:`EvalResult.metrics`.
         class_names: Names for ``per_class_iou``.
     """
     lines = ["| metric | value | meaning |", "|---|---:|---|"]
+    undefined = metrics.get("undefined") or {}
     for k, v in metrics.items():
-        if k == "per_class_iou":
+        if k in _NOT_ROWS:
             continue
         meaning = METRIC_DESCRIPTIONS.get(k, "")
         if not meaning and k.startswith("ged_"):
             meaning = f"squared GED with {k[4:]} hypotheses"
+        if v is None and k in undefined:
+            meaning = f"{meaning}; {undefined[k]}" if meaning else undefined[k]
         lines.append(f"| {k} | {_fmt(v)} | {meaning} |")
     per_class = metrics.get("per_class_iou")
     if per_class is not None:
@@ -471,7 +504,12 @@ def format_markdown(metrics: dict[str, Any], class_names: list[str] | None = Non
     return "\n".join(lines)
 
 
+_NOT_ROWS = ("per_class_iou", "undefined")  # shown otherwise (per class; beside each n/a)
+
+
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4f}"
     return str(v)

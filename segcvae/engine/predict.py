@@ -52,18 +52,27 @@ OUTPUT_KINDS = ("mask", "overlay", "samples", "uncertainty", "foreground")
 
 
 def hypotheses_grid(
-    pred: PredictionResult, palette: list[list[int]], max_tile: int = 512
+    pred: PredictionResult, palette: list[list[int]], max_tile: int = 512, min_tile: int = 0
 ) -> np.ndarray:
-    """The hypotheses (or the mask when there are none) as a colour grid, each at most ``max_tile``
-    pixels on its longest side (nearest-neighbour resizing keeps the labels)."""
+    """The hypotheses (or the mask when there are none) as a colour grid.
+
+    A map longer than ``max_tile`` pixels is shrunk to it (nearest-neighbour resizing keeps the
+    labels); one shorter than ``min_tile`` is enlarged by a whole factor until it reaches it
+    (:func:`segcvae.viz.enlarge`, for a screen; 0, the default, keeps the written files' sizes).
+    """
     maps = pred.hypotheses if len(pred.hypotheses) else pred.mask[None]
     h, w = maps.shape[1:]
     scale = min(1.0, max_tile / max(h, w))
     th, tw = max(1, round(h * scale)), max(1, round(w * scale))
     tiles = [
-        viz.colorize(
-            m if (th, tw) == (h, w) else cv2.resize(m, (tw, th), interpolation=cv2.INTER_NEAREST),
-            palette,
+        viz.enlarge(
+            viz.colorize(
+                m
+                if (th, tw) == (h, w)
+                else cv2.resize(m, (tw, th), interpolation=cv2.INTER_NEAREST),
+                palette,
+            ),
+            min(min_tile, max_tile),
         )
         for m in maps
     ]

@@ -47,7 +47,7 @@ def train(
 
     Raises:
         RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
-        RunFolderError: ``run_dir`` cannot be created or written (one line: path and reason).
+        RunDirError: ``run_dir`` cannot be created or written (one line: path and reason).
         DivergenceError: The loss or the weights diverged (``last.pt`` is the last good state).
     """
     cfg.validate()

@@ -1,5 +1,10 @@
 """The run folder: refuse to train over another run, clear it for ``--overwrite``, create it, and
-say in one line what is wrong when it cannot be written.
+say in one line what is wrong when it cannot be created or written.
+
+A run folder that cannot be made or written (a read-only file system, no permission, a full disk,
+a file where a folder should be) is the user's choice of path, not a bug: :func:`prepare_run_dir`
+turns the ``OSError`` into a :class:`RunDirError` that names the path and the system's reason, which
+the command line reports as one line with exit code 2.
 
 Run folder::
 
@@ -15,7 +20,9 @@ Run folder::
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from segcvae.config import ConfigError
@@ -30,8 +37,65 @@ class RunExistsError(ConfigError):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
 
 
-class RunFolderError(OSError):
-    """The run folder cannot be created or written; the message names the path and the reason."""
+class RunDirError(OSError):
+    """A run folder cannot be created or written; the message names the path and the reason."""
+
+
+def prepare_run_dir(path: str | os.PathLike, what: str = "run folder") -> Path:
+    """Create ``path`` (and its parents) and check that a file can be written in it.
+
+    An existing folder is kept as it is (what is in it is the caller's business: resume,
+    overwrite). The check writes, flushes to disk and removes a small hidden file, so a read-only
+    mount or a full disk is found before the first checkpoint, not after an hour of training.
+
+    Args:
+        path: The run folder.
+        what: How the message names it (e.g. ``"--out"``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        RunDirError: One line: ``<what> <path>: cannot <create|write in> <path or the part that
+            failed> (<the system's reason>); choose another location``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{what} {path} is an existing file; expected a folder (new or existing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(
+            f"{what} {path}: cannot create {_where(e, path)} ({_reason(e)}); choose another location"
+        ) from e
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".segcvae-write-check.", dir=path)
+        try:
+            os.write(fd, b"segcvae\n")
+            os.fsync(fd)  # a full disk fails here, not at the first checkpoint
+        finally:
+            os.close(fd)
+            Path(probe).unlink(missing_ok=True)
+    except OSError as e:
+        raise RunDirError(
+            f"{what} {path}: cannot write in it ({_reason(e)}); choose another location"
+        ) from e
+    return path
+
+
+def _where(e: OSError, path: Path) -> str:
+    """What could not be created: ``path``, the part the system names, or the file in the way."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{path}: {parent} is a file"
+            break
+    name = e.filename
+    return str(path) if name is None or Path(name) == path else str(name)
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
 
 
 def check_run_dir(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
@@ -69,27 +133,26 @@ def clear_run_dir(run_dir: str | Path) -> list[str]:
     return removed
 
 
-def folder_error(path: str | Path, e: OSError, doing: str = "write") -> RunFolderError:
-    """One line for an OS error on the run folder: the path, what failed and the OS's reason."""
+def folder_error(path: str | Path, e: OSError) -> RunDirError:
+    """One line for an OS error while writing the run folder: the path, the file and the reason."""
     where = e.filename or path
-    reason = e.strerror or str(e) or type(e).__name__
-    return RunFolderError(f"cannot {doing} the run folder {path}: {where}: {reason}")
+    return RunDirError(f"run folder {path}: cannot write {where} ({_reason(e)})")
 
 
 def make_run_dir(run_dir: str | Path) -> bool:
-    """Create the run folder (and ``samples/``); returns whether the folder is new.
+    """Create the run folder and its ``samples/`` (:func:`prepare_run_dir`); returns whether the
+    folder is new.
 
     Raises:
-        RunFolderError: it cannot be created (a read-only file system, no permission, a file in
-            the way, a full disk): one line naming the path and the reason.
+        RunDirError: it cannot be created or written: one line naming the path and the reason.
     """
     run_dir = Path(run_dir)
     new = not run_dir.exists()
+    prepare_run_dir(run_dir, "--out")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "samples").mkdir(exist_ok=True)
     except OSError as e:
-        raise folder_error(run_dir, e, "create") from None
+        raise folder_error(run_dir, e) from None
     return new
 
 
@@ -103,3 +166,15 @@ def remove_unfinished_run(run_dir: str | Path, created: bool) -> None:
     clear_run_dir(run_dir)
     if created and not any(run_dir.iterdir()):
         run_dir.rmdir()
+
+
+__all__ = [
+    "RunDirError",
+    "RunExistsError",
+    "check_run_dir",
+    "clear_run_dir",
+    "folder_error",
+    "make_run_dir",
+    "prepare_run_dir",
+    "remove_unfinished_run",
+]

@@ -44,8 +44,8 @@ from segcvae.engine.logger import RunLogger
 from segcvae.engine.meters import TrainingLog
 from segcvae.engine.optim import build_optimizer, build_scheduler
 from segcvae.engine.run_dir import (
+    RunDirError,
     RunExistsError,
-    RunFolderError,
     check_run_dir,
     clear_run_dir,
     folder_error,
@@ -61,7 +61,7 @@ __all__ = [
     "DivergenceError",
     "NonFiniteLossError",
     "RunExistsError",
-    "RunFolderError",
+    "RunDirError",
     "Trainer",
     "build_optimizer",
     "build_scheduler",

@@ -11,7 +11,9 @@ class SegmentationMeter:
     """Accumulates per-class true/false positive counts over batches.
 
     IoU per class is computed on the dataset totals (not averaged per image); a class that never
-    occurs in prediction or target has IoU NaN (null in JSON), never 1, and is left out of the mean.
+    occurs in prediction or target has IoU NaN (null in JSON), never 1, and is left out of the mean;
+    a class that never occurs in the targets but is predicted somewhere has IoU 0 (its pixels are
+    all false positives) and counts in the mean.
     With no scored class (or no labelled pixel) the mean IoU (pixel accuracy) is NaN, not perfect.
     ``ignore_index`` pixels are counted in ``ignored_fraction`` and nowhere else.
 
@@ -56,7 +58,8 @@ class SegmentationMeter:
 
     def compute(self) -> dict[str, float | list[float]]:
         """Return ``pixel_accuracy``, ``mean_iou``, ``per_class_iou`` (list of K; NaN for a class
-        seen in neither prediction nor target) and ``ignored_fraction``."""
+        seen in neither prediction nor target, 0 for one predicted but never in the target) and
+        ``ignored_fraction``."""
         tp, fp, fn = (t.unsqueeze(0) for t in (self.tp, self.fp, self.fn))
         iou = smp.metrics.iou_score(tp, fp, fn, torch.zeros_like(tp), zero_division=float("nan"))
         iou = iou[0].double()

@@ -163,3 +163,85 @@ def test_same_mask_as_tools_predict(
     assert fg.mode == "L" and (np.asarray(fg) == foreground_png(r)).all()
     # 5 hypotheses: every pixel is k/5 of 255
     assert set(np.unique(np.asarray(fg)).tolist()) <= {round(k * 255 / 5) for k in range(6)}
+
+
+# ------------------------------------------------------------------ the float rule (issue 26)
+def _photo_and_floats(real_image_wide: Path) -> tuple[np.ndarray, np.ndarray]:
+    rgb = read_image(real_image_wide)
+    return rgb, rgb.astype(np.float32)  # what np.asarray(img).astype(np.float32) gives: 0..255
+
+
+def test_float_pixels_must_be_in_0_1(predictor: Predictor, real_image_wide: Path) -> None:
+    rgb, f255 = _photo_and_floats(real_image_wide)
+    # the silent wrong answer of before: clipped to [0, 1], most pixels white
+    with pytest.raises(DataError, match=r"float32 has values \d+\.\.255; float pixels must be in "):
+        predictor(f255)
+    with pytest.raises(DataError, match="divide by 255"):
+        to_rgb(f255)
+    with pytest.raises(DataError, match="divide by 65535"):
+        to_rgb(rgb.astype(np.float64) * 257)
+    with pytest.raises(DataError, match=r"1\.001.*must be in \[0, 1\]"):
+        to_rgb(np.full((4, 4, 3), 1.001, np.float32))  # just above 1 is not clipped either
+    with pytest.raises(DataError, match="before any mean / std step"):
+        to_rgb(np.full((4, 4), -0.5, np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        image = f255 / 255.0
+        image[3, 5, 1] = bad
+        with pytest.raises(DataError, match="has 1 NaN or infinite pixel value"):
+            predictor(image)
+    ok = predictor(f255 / 255.0, samples=2, seed=0)  # in [0, 1]: the uint8 image's answer
+    ref = predictor(rgb, samples=2, seed=0)
+    assert (ok.mask == ref.mask).all() and (ok.hypotheses == ref.hypotheses).all()
+    assert (to_rgb(np.zeros((2, 2), np.float16)) == 0).all() and to_rgb(
+        np.ones((2, 2))
+    ).max() == 255
+
+
+def test_float_pil_images_follow_the_same_rule(real_image_wide: Path) -> None:
+    rgb, f255 = _photo_and_floats(real_image_wide)
+    gray = f255.mean(2).astype(np.float32)
+    with pytest.raises(DataError, match="divide by 255"):
+        to_rgb(Image.fromarray(gray))  # mode "F": convert("RGB") would have clipped it
+    expected = to_rgb(gray / 255.0)
+    assert (to_rgb(Image.fromarray(gray / 255.0)) == expected).all()
+
+
+def test_float_tiff_files_follow_the_same_rule(
+    predictor: Predictor, real_image_wide: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    from segcvae.api import load_image
+
+    rgb, f255 = _photo_and_floats(real_image_wide)
+    bgr = np.ascontiguousarray(f255[:, :, ::-1])
+    assert cv2.imwrite(str(tmp_path / "f255.tiff"), bgr)
+    assert cv2.imwrite(str(tmp_path / "f01.tiff"), bgr / 255.0)
+    nan = (bgr / 255.0).astype(np.float32)
+    nan[0, 0, 0] = np.nan
+    assert cv2.imwrite(str(tmp_path / "nan.tif"), nan)
+    with pytest.raises(DataError, match=r"f255\.tiff: float32 image has values \d+\.\.255"):
+        predictor(tmp_path / "f255.tiff")
+    with pytest.raises(DataError, match=r"nan\.tif: float32 image has 1 NaN"):
+        load_image(tmp_path / "nan.tif")
+    assert (load_image(tmp_path / "f01.tiff") == rgb).all()  # float64 TIFF in [0, 1]
+    r = predictor(tmp_path / "f01.tiff", samples=0)
+    assert (r.mask == predictor(rgb, samples=0).mask).all()
+
+
+def test_predict_refuses_a_float_tiff_of_0_255(
+    tiny_ckpt: Path, real_image: Path, tmp_path: Path, capsys
+) -> None:
+    import cv2
+
+    bad = tmp_path / "scan.tiff"
+    assert cv2.imwrite(str(bad), read_image(real_image)[:, :, ::-1].astype(np.float32))
+    out = tmp_path / "out"
+    args = ["--ckpt", str(tiny_ckpt), "--input", str(bad), str(real_image), "--out", str(out)]
+    assert predict_main([*args, "--samples", "2", "--quiet"]) == 2  # the input is the user's
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "scan.tiff" in x and "float" in x)
+    assert "values 0..255; float pixels must be in [0, 1]" in line and "divide by 255" in line
+    assert "Traceback" not in err
+    assert not list(out.glob("scan_*"))  # nothing written for it ...
+    assert (out / f"{real_image.stem}_mask.png").is_file()  # ... the good image is done

@@ -11,7 +11,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from segcvae.config import EvalConfig
 from segcvae.engine.data import collate
-from segcvae.engine.evaluation import evaluate, format_markdown, format_table
+from segcvae.engine.evaluation import (
+    UNDEFINED_REASONS,
+    evaluate,
+    format_markdown,
+    format_table,
+)
 from segcvae.metrics import conditional_log_likelihood, rater_pairwise_iou
 from segcvae.models import create_model
 from tests.conftest import tiny_config
@@ -67,7 +72,8 @@ def test_max_images_and_no_masks() -> None:
     ).metrics
     assert m["images"] == 5 and "nll" not in m
     # without "masks" the one rater is "mask": GED is defined, inter-rater agreement is not
-    assert "ged" in m and "diversity" in m and "rater_pairwise_iou" not in m
+    assert "ged" in m and "diversity" in m and m["rater_pairwise_iou"] is None
+    assert m["undefined"]["rater_pairwise_iou"] == UNDEFINED_REASONS["rater_pairwise_iou"]
     assert m["pixel_accuracy_raters"] == pytest.approx(m["pixel_accuracy"])
 
 
@@ -268,3 +274,35 @@ def test_the_accumulator_keeps_the_images_asked_for_the_grid() -> None:
     acc.seen = 4
     m = acc.metrics()
     assert m["pixel_accuracy"] == 1.0 and m["images"] == 4 and m["mean_iou_raters"] < 1.0
+
+
+def test_metrics_undefined_for_a_model_are_na_with_the_reason() -> None:
+    """NCC of a deterministic model (flat uncertainty), rater agreement of one-rater data."""
+    import json
+
+    from segcvae.engine.logger import _jsonable
+
+    torch.manual_seed(0)
+    model = create_model(tiny_config("cnn"), 3)
+    m = evaluate(model, _loader(with_masks=False), 3, EvalConfig(samples=0, hypotheses=3)).metrics
+    assert m["ncc"] is None and m["rater_pairwise_iou"] is None
+    assert set(m["undefined"]) == {"ncc", "rater_pairwise_iou"}
+    assert "deterministic model" in m["undefined"]["ncc"]
+    assert "every image has one rater" in m["undefined"]["rater_pairwise_iou"]
+    assert isinstance(m["ged"], float) and "nll" not in m  # skipped (samples=0), not undefined
+    report = json.loads(json.dumps(_jsonable(m)))  # evaluate --json
+    assert report["ncc"] is None and report["undefined"]["ncc"] == m["undefined"]["ncc"]
+
+    text = format_markdown(m, ["a", "b", "c"])
+    ncc_row = next(line for line in text.splitlines() if line.startswith("| ncc |"))
+    assert ncc_row.startswith("| ncc | n/a | S_NCC:") and "deterministic model" in ncc_row
+    assert ncc_row.count("|") == 4 and "undefined |" not in text  # the map is not a row
+    table = format_table(m, ["a", "b", "c"])
+    assert "n/a (undefined: every image has one rater" in table
+    assert not any(line.startswith("undefined") for line in table.splitlines())
+
+    torch.manual_seed(0)
+    hybrid = create_model(tiny_config("hybrid"), 3)  # diverse hypotheses, two raters: defined
+    m2 = evaluate(hybrid, _loader(), 3, EvalConfig(samples=0, hypotheses=3)).metrics
+    assert isinstance(m2["rater_pairwise_iou"], float) and isinstance(m2["ncc"], float)
+    assert "undefined" not in m2 and "n/a" not in format_markdown(m2)

@@ -13,7 +13,7 @@ from segcvae.engine.checkpoint import load_checkpoint
 from segcvae.engine.checkpointer import Checkpointer
 from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
 from segcvae.engine.run_dir import (
-    RunFolderError,
+    RunDirError,
     make_run_dir,
     remove_unfinished_run,
 )
@@ -112,9 +112,9 @@ def test_select_is_checked_when_the_config_loads() -> None:
 
 def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(RunFolderError, match=r"cannot create the run folder .*file/run: .*"):
+    with pytest.raises(RunDirError, match=r"--out .*file/run: cannot create .*file is a file"):
         make_run_dir(tmp_path / "file" / "run")
-    with pytest.raises(RunFolderError, match="/proc"):
+    with pytest.raises(RunDirError, match="/proc"):
         make_run_dir(Path("/proc/segcvae_run"))
 
 
@@ -131,3 +131,14 @@ def test_an_unfinished_run_leaves_nothing_but_what_was_there(tmp_path: Path) -> 
     (kept / "config.yaml").write_text("")
     remove_unfinished_run(kept, created=False)
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_resuming_into_another_model_is_a_short_error(tmp_path: Path) -> None:
+    from segcvae.engine.checkpoint import CheckpointError
+
+    _checkpointer(tmp_path, "mean_iou").save_last(1)
+    other = _checkpointer(tmp_path, "mean_iou")
+    other.model = nn.Linear(3, 2)  # the configured model differs from the one saved
+    with pytest.raises(CheckpointError, match="last.pt: the weights do not fit") as info:
+        other.load(tmp_path / "last.pt")
+    assert len(str(info.value)) < 700

@@ -41,6 +41,21 @@ def test_meter_absent_class_is_nan_and_left_out():
     assert r["mean_iou"] == 1.0 and math.isnan(r["per_class_iou"][2])
 
 
+def test_meter_class_absent_from_the_targets_but_predicted_is_0_not_nan():
+    """All-background masks (the warning of engine/data.py check_labels): 0 once predicted."""
+    target = torch.zeros(1, 2, 2, dtype=torch.long)  # class 1 never in the targets
+    never = SegmentationMeter(2)
+    never.update(torch.zeros(1, 2, 2, dtype=torch.long), target)
+    assert math.isnan(never.compute()["per_class_iou"][1])  # never predicted either: null
+    once = SegmentationMeter(2)
+    pred = target.clone()
+    pred[0, 0, 0] = 1  # one false positive
+    once.update(pred, target)
+    r = once.compute()
+    assert r["per_class_iou"] == pytest.approx([3 / 4, 0.0])  # 0, and counted in the mean
+    assert r["mean_iou"] == pytest.approx(3 / 8)
+
+
 def test_meter_never_reports_a_perfect_score_for_nothing():
     """The 0/255 failure: every foreground pixel ignored, a background-only model."""
     meter = SegmentationMeter(2, ignore_index=255)

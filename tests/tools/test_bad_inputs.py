@@ -137,7 +137,7 @@ def test_evaluate_checks_its_outputs_before_evaluating(tmp_path: Path, run: Path
     code = evaluate_main(["--ckpt", str(run / "best.pt"), "--json", str(blocker / "r.json")])
     out, err = capsys.readouterr()
     assert code == 2 and out == ""  # no metrics printed, so nothing looks like success
-    assert "--json" in _one_line(err) and "cannot write" in err
+    assert "--json" in _one_line(err) and "is a file, not a folder" in err
 
 
 def test_evaluate_into_a_read_only_folder(tmp_path: Path, run: Path, capsys, monkeypatch) -> None:

@@ -134,7 +134,7 @@ def test_predict_writes_outputs_and_reports_unreadable_inputs(
             "4",
         ]
     )
-    assert code == 1  # one input is unreadable ...
+    assert code == 2  # one input is unreadable (the user's input: exit 2) ...
     err = capsys.readouterr().err
     assert "broken.png" in err
     ckpt = torch.load(run_dir / "best.pt", weights_only=True)

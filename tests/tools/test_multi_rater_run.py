@@ -91,4 +91,5 @@ def test_train_on_every_rater_then_evaluate_all_keys(tmp_path: Path, capsys) -> 
     ):
         assert key in result, key
     assert "mode_purity" not in result  # raters are a sample, not the complete set of modes
+    assert isinstance(result["ncc"], float) and "undefined" not in result  # defined: a number
     assert 0.0 <= result["rater_pairwise_iou"] < 1.0

@@ -34,7 +34,8 @@ def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
     _write(tmp_path, "hybrid", 0, _report(0.2), 300)
     _write(tmp_path, "hybrid", 1, _report(0.4), 420)
     cnn = _report(0.3)
-    del cnn["ncc"]  # a deterministic model's uncertainty map is flat: evaluate leaves ncc out
+    # a deterministic model's uncertainty map is flat: evaluate writes ncc null and says why
+    cnn |= {"ncc": None, "undefined": {"ncc": "undefined: the hypotheses never differ"}}
     _write(tmp_path, "cnn", 0, cnn | {"ged_100": float("nan")}, None)
     first, second = tables.multi_rater_table(tmp_path, "qubiq").split("\n\n")
     lines = first.splitlines()
@@ -42,7 +43,7 @@ def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
     cnn_row, hybrid_row = lines[2].split(" | "), lines[3].split(" | ")
     assert cnn_row[0] == "| cnn" and hybrid_row[0] == "| hybrid"  # OBJECTIVES order
     assert hybrid_row[1] == "2" and hybrid_row[2] == "0.300 ± 0.141"  # sample std of 0.2, 0.4
-    assert cnn_row[3] == "—" and cnn_row[5] == "—"  # NaN ged_100, missing ncc
+    assert cnn_row[3] == "—" and cnn_row[5] == "—"  # NaN ged_100, null ncc
     lines = second.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| model | seeds | diversity")
     assert lines[3].split(" | ")[-1] == "6.0 ± 1.4 |"  # minutes from wall_s.txt

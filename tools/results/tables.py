@@ -134,8 +134,9 @@ def multi_rater_table(
     The first: GED (16 and 100 hypotheses), HM-IoU, NCC, soft Dice, ECE, NLL and its estimator;
     the second: the hypotheses' mean pairwise IoU beside the raters', accuracy / IoU against the
     majority vote and against every rater, and the training wall time. Reads
-    ``runs/<prefix>_<model>/seed<k>/<name>``; a metric missing from a report (e.g. ``ncc`` of the
-    CNN, whose hypotheses are all alike) shows as "—". NaN values are left out of the mean.
+    ``runs/<prefix>_<model>/seed<k>/<name>``; a metric missing from a report or null in it (e.g.
+    ``ncc`` of the CNN, whose hypotheses are all alike: ``"undefined"`` says why) shows as "—".
+    NaN values are left out of the mean.
     """
     cols_a = ["model", "seeds"] + [c[0] for c in MULTI_RATER_COLUMNS] + ["NLL estimator"]
     cols_b = ["model", "seeds", "diversity (hyp. pairwise IoU)", "raters' pairwise IoU"]
@@ -153,7 +154,9 @@ def multi_rater_table(
         reports = [json.loads(p.read_text()) for p in paths]
 
         def col(key: str, scale: float, digits: int, reports: list[dict] = reports) -> str:
-            values = [r[key] for r in reports if key in r and r[key] == r[key]]  # not NaN
+            values = [  # numbers only: not NaN, not null (undefined, see "undefined")
+                r[key] for r in reports if isinstance(r.get(key), (int, float)) and r[key] == r[key]
+            ]
             return _fmt(values, scale, digits)
 
         minutes = [t / 60 for t in (_train_seconds(p.parent) for p in paths) if t is not None]
