@@ -10,12 +10,11 @@ from torch.utils.data import DataLoader, Subset
 
 from segcvae.config import Config
 from segcvae.data import build_transforms
+from segcvae.engine.checks import check_labels, check_splits
 from segcvae.engine.data import (
     ItemSeededTransform,
     ResumableSampler,
     SeededAugmentation,
-    check_labels,
-    check_splits,
     eval_loader,
     open_dataset,
     train_loader,

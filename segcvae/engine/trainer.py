@@ -216,14 +216,9 @@ class Trainer:
         Each step: :meth:`run_step`, then :meth:`after_step` (log, evaluate, checkpoint when due).
         """
         self.before_train(resume)
-        bar = tqdm(
-            total=self.cfg.train.steps,
-            initial=self.step,
-            desc="train",
-            unit="step",
-            dynamic_ncols=True,
-            disable=not (self.dist.is_main and self.progress),
-        )
+        show = self.dist.is_main and self.progress
+        bar = tqdm(total=self.cfg.train.steps, initial=self.step, desc="train", unit="step",
+                   dynamic_ncols=True, disable=not show)  # fmt: skip
         start = time.perf_counter()
         try:
             t_batch = time.perf_counter()
@@ -250,15 +245,8 @@ class Trainer:
             self.created_run_dir = make_run_dir(self.run_dir)
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         if self.dist.is_main:
-            assert self.data.val_loader is not None
-            self.validation = ValidationHook(
-                self.cfg,
-                self.data.val_loader,
-                self.meta,
-                self.logger,
-                self.run_dir,
-                self.model_name,
-            )
+            args = (self.data.val_loader, self.meta, self.logger, self.run_dir, self.model_name)
+            self.validation = ValidationHook(self.cfg, *args)
         if not (resume and self.resume()):
             self._seed("noise")
         if self.dist.distributed:
@@ -274,15 +262,11 @@ class Trainer:
             self.cfg.to_yaml(self.run_dir / "config.yaml")
         except OSError as e:
             raise folder_error(self.run_dir, e) from None
-        n_params = sum(p.numel() for p in self.model.parameters())
+        n_params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        where = f"{self.dist.world_size} x {self.device}" if self.dist.distributed else self.device
         log.info(
-            "training %s (%s, %.2fM parameters) on %s for %d steps -> %s",
-            self.model_name,
-            self.cfg.data.name,
-            n_params / 1e6,
-            f"{self.dist.world_size} x {self.device}" if self.dist.distributed else self.device,
-            self.cfg.train.steps,
-            self.run_dir,
+            f"training {self.model_name} ({self.cfg.data.name}, {n_params:.2f}M parameters) on "
+            f"{where} for {self.cfg.train.steps} steps -> {self.run_dir}"
         )
 
     def resume(self, path: str | Path | None = None) -> bool:

@@ -42,7 +42,7 @@ def test_meter_absent_class_is_nan_and_left_out():
 
 
 def test_meter_class_absent_from_the_targets_but_predicted_is_0_not_nan():
-    """All-background masks (the warning of engine/data.py check_labels): 0 once predicted."""
+    """All-background masks (the warning of engine/checks.py check_labels): 0 once predicted."""
     target = torch.zeros(1, 2, 2, dtype=torch.long)  # class 1 never in the targets
     never = SegmentationMeter(2)
     never.update(torch.zeros(1, 2, 2, dtype=torch.long), target)
