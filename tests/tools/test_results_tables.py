@@ -31,9 +31,9 @@ def _write(runs: Path, name: str, seed: int, report: dict, train_s: float | None
 
 
 def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
-    _write(tmp_path, "hybrid", 0, _report(0.2), 300)
-    _write(tmp_path, "hybrid", 1, _report(0.4), 420)
-    cnn = _report(0.3)
+    _write(tmp_path, "hybrid", 0, _report(0.2, arch="sohn"), 300)
+    _write(tmp_path, "hybrid", 1, _report(0.4, arch="sohn"), 420)
+    cnn = _report(0.3) | {"arch": "cnn"}
     # a deterministic model's uncertainty map is flat: evaluate writes ncc null and says why
     cnn |= {"ncc": None, "undefined": {"ncc": "undefined: the hypotheses never differ"}}
     _write(tmp_path, "cnn", 0, cnn | {"ged_100": float("nan")}, None)
@@ -41,7 +41,7 @@ def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
     lines = first.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| model | seeds | GED (16) | GED (100) |")
     cnn_row, hybrid_row = lines[2].split(" | "), lines[3].split(" | ")
-    assert cnn_row[0] == "| cnn" and hybrid_row[0] == "| hybrid"  # OBJECTIVES order
+    assert cnn_row[0] == "| cnn" and hybrid_row[0] == "| hybrid"  # the registry's family order
     assert hybrid_row[1] == "2" and hybrid_row[2] == "0.300 ± 0.141"  # sample std of 0.2, 0.4
     assert cnn_row[3] == "—" and cnn_row[5] == "—"  # NaN ged_100, null ncc
     lines = second.splitlines()
@@ -51,7 +51,7 @@ def test_multi_rater_table_mean_std_over_seeds(tmp_path: Path) -> None:
 
 
 def test_main_prints_the_multi_rater_table_for_a_qubiq_prefix(tmp_path: Path, capsys) -> None:
-    _write(tmp_path, "ssn", 2, _report(0.25), 100)
+    _write(tmp_path, "ssn", 2, _report(0.25) | {"nll_estimator": "mc", "samples": 50}, 100)
     assert tables.main(["--runs", str(tmp_path), "--prefix", "qubiq", "--seeds", "2"]) == 0
     out = capsys.readouterr().out
     assert "| ssn | 1 | 0.250 |" in out and "MC, S=50" in out
@@ -63,11 +63,14 @@ def _lfw_report(acc: float, **extra: float) -> dict:
     return report | {"pixel_accuracy": acc} | extra
 
 
+SOHN_IS = {"arch": "sohn", "nll_estimator": "is", "samples": 50}
+
+
 def test_lfw_table_rows_in_order_with_hypothesis_columns_when_measured(tmp_path: Path) -> None:
     for name, seed, report in (
-        ("refine_hybrid", 0, _lfw_report(0.92, ged=0.2, diversity=0.95)),
-        ("refine_hybrid", 1, _lfw_report(0.94, ged=0.4, diversity=0.97)),
-        ("refine_cnn", 0, _lfw_report(0.91)),
+        ("refine_hybrid", 0, _lfw_report(0.92, ged=0.2, diversity=0.95) | SOHN_IS),
+        ("refine_hybrid", 1, _lfw_report(0.94, ged=0.4, diversity=0.97) | SOHN_IS),
+        ("refine_cnn", 0, _lfw_report(0.91) | {"arch": "refine_cnn", "nll_estimator": "exact"}),
     ):
         run = tmp_path / f"lfw_cpu64_{name}" / f"seed{seed}"
         run.mkdir(parents=True)

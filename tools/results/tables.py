@@ -1,9 +1,10 @@
 """Markdown tables for docs/RESULTS.md from the JSON files written by ``tools/evaluate.py --json``.
 
-Expects ``RUNS/<prefix>_<model>/seed<k>/test_{clean,omission}.json`` and prints, for
-each setting, one row per objective (and per model family: prob_unet, ssn): pixel accuracy, mean
-IoU, per-class IoU and negative CLL (nats per image; the
-paper's estimator and, for comparison, plain Monte Carlo from the prior), as mean +- std over the seeds found (std only with two or more seeds).
+Expects ``RUNS/<prefix>_<model>/seed<k>/test_{clean,omission}.json`` and prints, for each setting,
+one row per model found (ordered by family, as the registry lists them): pixel accuracy, mean IoU,
+per-class IoU and negative CLL (nats per image; the estimator the report names and, for
+comparison, plain Monte Carlo from the prior), as mean +- std over the seeds found (std only with
+two or more seeds).
 
 With ``--prefix qubiq`` (multi-rater data, ``tools/results/qubiq.sh``) it reads
 ``RUNS/qubiq_<name>/seed<k>/test.json`` (and ``wall_s.txt``, the training wall time) and prints
@@ -22,30 +23,29 @@ import json
 import statistics
 from pathlib import Path
 
-# Sohn et al.'s objectives, their variants (refine_cnn: the two-stage CNN, the control of
-# refine_hybrid; categorical_cvae: the shapes default's latent design; categorical_cvae_random: the
-# same trained on one rater per step, train.rater=random), then the other model families
-# (runs named <prefix>_<name>).
-OBJECTIVES = (
-    "cnn",
-    "refine_cnn",
-    "gsnn",
-    "cvae",
-    "hybrid",
-    "refine_hybrid",
-    "categorical_cvae",
-    "categorical_cvae_random",
-    "prob_unet",
-    "ssn",
-)
-ESTIMATORS = {  # the others: IS, S=50
-    "cnn": "exact",
-    "refine_cnn": "exact",
-    "categorical_cvae": "exact",
-    "categorical_cvae_random": "exact",
-    "gsnn": "MC, S=50",
-    "ssn": "MC, S=50",
-}
+from segcvae.registry import family_names
+
+
+def run_names(runs: Path, prefix: str, report: str) -> list[str]:
+    """The models with results: ``runs/<prefix>_<name>/seed*/<report>``, in the order of their
+    family in the registry (``model.arch``; Sohn et al.'s objectives and variants after the CNNs),
+    then by name."""
+    found = {}
+    for folder in sorted(runs.glob(f"{prefix}_*")):
+        reports = sorted(folder.glob(f"seed*/{report}"))
+        if reports and folder.is_dir():
+            arch = json.loads(reports[0].read_text()).get("arch", "")
+            found[folder.name.removeprefix(f"{prefix}_")] = arch
+    order = family_names()
+    return sorted(found, key=lambda n: (order.index(found[n]) if found[n] in order else 99, n))
+
+
+def estimator(report: dict) -> str:
+    """How the report's NLL was estimated (``nll_estimator``, written by tools/evaluate.py)."""
+    method = report.get("nll_estimator")
+    if method is None:
+        return "—"
+    return "exact" if method == "exact" else f"{method.upper()}, S={report.get('samples')}"
 
 
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -62,7 +62,7 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
     """One markdown table for ``setting`` in {"clean", "omission"}."""
     header = None
     lines = []
-    for obj in OBJECTIVES:
+    for obj in run_names(runs, prefix, f"test_{setting}.json"):
         reports = [
             json.loads(p.read_text())
             for p in sorted((runs / f"{prefix}_{obj}").glob(f"seed*/test_{setting}.json"))
@@ -78,7 +78,6 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
             cols += ["GED (16 hyp.)", "diversity (hyp. pairwise IoU)"]
             header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
         per_class = [[r["per_class_iou"][k] for r in reports] for k in range(len(names))]
-        estimator = ESTIMATORS.get(obj, "IS, S=50")
         row = [
             obj,
             str(len(reports)),
@@ -87,7 +86,7 @@ def table(runs: Path, prefix: str, setting: str, seeds: list[int] | None = None)
             _fmt([r["mean_iou"] for r in reports], 100),
             *[_fmt(v, 100) for v in per_class],
             _fmt([r["nll"] for r in reports], 1, 1) if "nll" in reports[0] else "—",
-            estimator,
+            estimator(reports[0]),
             _fmt([r["nll_mc"] for r in reports], 1, 1) if "nll_mc" in reports[0] else "—",
             _fmt([r["ged"] for r in reports if "ged" in r], 1, 3),
             _fmt([r["diversity"] for r in reports if "diversity" in r], 1, 3),
@@ -143,7 +142,7 @@ def multi_rater_table(
     cols_b += [c[0] for c in MULTI_RATER_AGREEMENT] + ["training (min)"]
     table_a = ["| " + " | ".join(cols_a) + " |", "|" + "---|" * len(cols_a)]
     table_b = ["| " + " | ".join(cols_b) + " |", "|" + "---|" * len(cols_b)]
-    for obj in OBJECTIVES:
+    for obj in run_names(runs, prefix, name):
         paths = [
             p
             for p in sorted((runs / f"{prefix}_{obj}").glob(f"seed*/{name}"))
@@ -162,7 +161,7 @@ def multi_rater_table(
         minutes = [t / 60 for t in (_train_seconds(p.parent) for p in paths) if t is not None]
         row_a = [obj, str(len(reports))]
         row_a += [col(key, scale, digits) for _, key, scale, digits in MULTI_RATER_COLUMNS]
-        row_a.append(ESTIMATORS.get(obj, "IS, S=50"))
+        row_a.append(estimator(reports[0]))
         row_b = [obj, str(len(reports)), col("diversity", 1, 3), col("rater_pairwise_iou", 1, 3)]
         row_b += [col(key, scale, digits) for _, key, scale, digits in MULTI_RATER_AGREEMENT]
         row_b.append(_fmt(minutes, 1, 1))
