@@ -12,7 +12,8 @@ and all rater ``masks`` in one call so that every mask gets the image's geometri
 * ``affine``: rotation within +-15 degrees, scale 0.9-1.1, shift within +-6 % of the side per
   axis, p = 0.7.
 * ``elastic``: a smooth random displacement field (albumentations' ``ElasticTransform`` with
-  alpha = 0.75 S, sigma = 0.08 S at side S: about 1 pixel on average, a few at most), p = 0.5.
+  alpha = 0.75 S, sigma = 0.08 S at side S: about a pixel on average, 3-5 pixels at the most
+  displaced 1 % of the pixels), p = 0.5.
 * ``intensity``: brightness and contrast within +-15 % (p = 0.7), then gamma 0.8-1.25 (p = 0.5);
   the image only, the same on every channel (a grey scan stays grey).
 
@@ -38,7 +39,7 @@ import cv2
 import numpy as np
 from albumentations.pytorch import ToTensorV2
 
-from segcvae.config import DataConfig, augment_parts
+from segcvae.config import AUGMENT_PARTS, DataConfig, augment_parts
 from segcvae.data.base import check_split
 
 # The intensity part's ranges (brightness and contrast as fractions; gamma in percent).
@@ -108,14 +109,23 @@ def augmentation(parts: list[str], image_size: int, ignore_index: int = 255) -> 
     """The albumentations transforms of the augmentation ``parts`` (see the module docstring).
 
     Args:
-        parts: Part names from :data:`segcvae.config.AUGMENT_PARTS`, e.g. from
-            :func:`segcvae.config.augment_parts`; applied in that tuple's order.
+        parts: Part names from :data:`segcvae.config.AUGMENT_PARTS` (e.g. from
+            :func:`segcvae.config.augment_parts`); applied in that tuple's order, whatever
+            the order of ``parts``.
         image_size: Side S of the (resized) images: scales the elastic field.
         ignore_index: Mask value of the pixels moved in from outside the image.
 
     Returns:
         A list of transforms to put into a ``Compose``.
+
+    Raises:
+        ValueError: An unknown part (the message lists the valid ones).
     """
+    unknown = sorted(set(parts) - set(AUGMENT_PARTS))
+    if unknown:
+        raise ValueError(
+            f"unknown augmentation part {unknown[0]!r}; valid parts: {', '.join(AUGMENT_PARTS)}"
+        )
     geometric = {
         "interpolation": cv2.INTER_LINEAR,
         "mask_interpolation": cv2.INTER_NEAREST,
@@ -144,8 +154,9 @@ def augmentation(parts: list[str], image_size: int, ignore_index: int = 255) -> 
         ],
     }
     ops: list[Any] = []
-    for part in parts:
-        ops += builders[part]()
+    for part in AUGMENT_PARTS:
+        if part in parts:
+            ops += builders[part]()
     return ops
 
 

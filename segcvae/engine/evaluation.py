@@ -449,7 +449,7 @@ METRIC_DESCRIPTIONS = {
     "ncc": "S_NCC: model uncertainty vs per-rater error maps (PHiSeg / SSN)",
     "soft_dice": "QUBIQ score: Dice at thresholds 0.1..0.9 vs rater frequency",
     "majority_soft_dice": "the data's reference: soft Dice of the raters' majority mask",
-    "empty_share_error": "mean |share of empty hypotheses - share of empty raters|",
+    "empty_share_error": "share of empty hypotheses vs of empty raters: mean absolute gap",
     "ece": "calibration error of the foreground probability vs rater frequency",
     "mode_purity": "hypotheses within IoU 0.9 of a plausible mask",
     "mode_coverage": "images with every plausible mask hit at IoU 0.9",

@@ -63,6 +63,10 @@ def test_presets_parts_and_the_flip_key() -> None:
     assert parts_of(["flip"], hflip=True) == ["hflip"]  # one flip, however many ask for it
     assert all(set(p) <= set(AUGMENT_PARTS) for p in AUGMENT_PRESETS.values())
     assert augmentation(list(AUGMENT_PARTS), 32)  # every part has a builder
+    flips = [type(t).__name__ for t in augmentation(["vflip", "hflip"], 32)]
+    assert flips == ["HorizontalFlip", "VerticalFlip"]  # AUGMENT_PARTS order
+    with pytest.raises(ValueError, match="'mirror'"):
+        augmentation(["mirror"], 32)
     with pytest.raises(ConfigError, match=r"data\.augment: .*'mirror'"):
         parts_of(["flip", "mirror"])
     with pytest.raises(ConfigError, match=r"data\.augment"):
