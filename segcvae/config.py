@@ -67,24 +67,72 @@ SELECT_METRICS: dict[str, str] = {
     "ece": "min",
     "nll": "min",
     "nll_mc": "min",
+    "empty_share_error": "min",
 }
 #: The metrics of :data:`SELECT_METRICS` computed from hypotheses (``eval.hypotheses`` > 0) and
 #: from the likelihood (``eval.samples`` > 0).
-HYPOTHESIS_METRICS = ("ged", "hm_iou", "soft_dice", "ncc", "ece")
+HYPOTHESIS_METRICS = ("ged", "hm_iou", "soft_dice", "ncc", "ece", "empty_share_error")
 LIKELIHOOD_METRICS = ("nll", "nll_mc")
+
+
+# data.augment: the training augmentation's parts (segcvae.data.transforms builds them, in this
+# order) and the named presets, each a list of parts.
+AUGMENT_PARTS = ("hflip", "vflip", "affine", "elastic", "intensity")
+AUGMENT_PRESETS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "flip": ("hflip",),
+    "geometric": ("hflip", "affine"),
+    "mri": ("hflip", "affine", "elastic", "intensity"),
+}
+
+
+def augment_parts(augment: str | list[str], hflip: bool = False) -> list[str]:
+    """The parts ``data.augment`` names (presets expanded), plus ``hflip`` when ``data.hflip``.
+
+    Args:
+        augment: A preset or part name, or a list of them.
+        hflip: ``data.hflip``: the horizontal flip is on whatever ``augment`` says.
+
+    Returns:
+        The distinct parts, in :data:`AUGMENT_PARTS` order.
+
+    Raises:
+        ConfigError: An unknown name (the message lists the presets and the parts).
+    """
+    names = [augment] if isinstance(augment, str) else list(augment)
+    wanted = {"hflip"} if hflip else set()
+    for name in names:
+        if name in AUGMENT_PRESETS:
+            wanted.update(AUGMENT_PRESETS[name])
+        elif name in AUGMENT_PARTS:
+            wanted.add(name)
+        else:
+            raise ConfigError(
+                f"data.augment: expected a preset ({', '.join(AUGMENT_PRESETS)}) or a list of "
+                f"presets and parts ({', '.join(AUGMENT_PARTS)}), got {name!r}"
+            )
+    return [p for p in AUGMENT_PARTS if p in wanted]
 
 
 @dataclass
 class DataConfig:
     """Which dataset to read and how to transform it (see ``segcvae.data``).
 
-    Dataset-specific keys are prefixed with the dataset's name (``cub_*``, ``folder_*``, ``shapes_*``).
+    Dataset-specific keys are prefixed with the dataset's name (``cub_*``, ``folder_*``, ``shapes_*``,
+    ``lesions_*``).
     """
 
-    name: Literal["shapes", "lfw", "cub", "folder", "qubiq"] = "shapes"
-    root: str = ""  # dataset root (unused by shapes)
+    name: Literal["shapes", "lfw", "cub", "folder", "qubiq", "lesions"] = "shapes"
+    root: str = ""  # dataset root (unused by shapes and lesions)
     image_size: int = 64  # images and masks are resized to image_size x image_size
-    hflip: bool = True  # random horizontal flip in training
+    hflip: bool = True  # random horizontal flip in training (the part hflip of data.augment)
+    # training augmentation, moving the image and every rater mask together (README: Multi-rater
+    # data): a preset, none | flip (hflip) | geometric (hflip, affine) | mri (hflip, affine,
+    # elastic, intensity), or a list of presets and parts (hflip, vflip, affine, elastic,
+    # intensity), e.g. [geometric, intensity]. Masks: nearest neighbour; pixels moved in from
+    # outside the image are 0 in the image and data.ignore_index in the masks. data.hflip=true
+    # adds hflip whatever this says.
+    augment: str | list[str] = "none"
     omission_max: float = 0.4  # block omission: max side as a fraction of the image side; 0 = off
     omission_p: float = 1.0  # probability of applying block omission to a training image
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
@@ -122,6 +170,13 @@ class DataConfig:
     shapes_completions: int = 3  # M plausible amodal masks per image
     shapes_difficulty: float = 0.5  # 0..1: how much of each object the occluder may hide
     shapes_seed: int = 0
+    # lesions (issue 22): embedded faint findings that some raters mark and others leave empty
+    # (datasets/lesions/README.md); the image sets how many of the raters mark its finding
+    lesions_train_size: int = 2000
+    lesions_val_size: int = 200
+    lesions_test_size: int = 200
+    lesions_raters: int = 4  # R rater masks per image (the share of empty raters moves by 1/R)
+    lesions_seed: int = 0
     # --- multi-rater and binary masks (issue 12; folder and qubiq, see datasets/folder/README.md)
     # single-channel masks -> class 1 where value >= threshold, else 0 (0/255 PNGs, JPEG masks);
     # None = masks hold class indices
@@ -148,6 +203,7 @@ class DataConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
         _require(self.image_size >= 1, "data.image_size", "a positive integer", self.image_size)
+        augment_parts(self.augment)  # raises naming data.augment and the valid names
         for key in ("omission_max", "omission_p", "shapes_difficulty"):
             v = getattr(self, key)
             _require(0.0 <= v <= 1.0, f"data.{key}", "a number in [0, 1]", v)
@@ -233,9 +289,24 @@ class DataConfig:
         _require(
             self.nifti_axis in (0, 1, 2), "data.nifti_axis", "0, 1 or 2 (x, y, z)", self.nifti_axis
         )
-        for key in ("shapes_train_size", "shapes_val_size", "shapes_test_size"):
+        for key in (
+            "shapes_train_size",
+            "shapes_val_size",
+            "shapes_test_size",
+            "lesions_train_size",
+            "lesions_val_size",
+            "lesions_test_size",
+            "lesions_raters",
+        ):
             v = getattr(self, key)
             _require(v >= 1, f"data.{key}", "an integer >= 1", v)
+        if self.name == "lesions":
+            _require(
+                self.image_size >= 32,
+                "data.image_size",
+                "an integer >= 32 with data.name=lesions (the smallest finding is 0.04 x the side)",
+                self.image_size,
+            )
         _require(1 <= self.shapes_classes <= 8, "data.shapes_classes", "1..8", self.shapes_classes)
         _require(
             self.shapes_completions >= 1, "data.shapes_completions", ">= 1", self.shapes_completions
@@ -776,6 +847,8 @@ def _name(tp: Any) -> str:
 
 __all__ = [
     "SELECT_METRICS",
+    "AUGMENT_PARTS",
+    "AUGMENT_PRESETS",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -784,5 +857,6 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
+    "augment_parts",
     "check_encoder_name",
 ]

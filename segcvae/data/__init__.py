@@ -16,6 +16,7 @@ from segcvae.data.base import Sample, SegmentationDataset
 from segcvae.data.cub import CUBDataset
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
 from segcvae.data.folder import FolderDataset, check_split_files
+from segcvae.data.lesions import LesionsDataset
 from segcvae.data.lfw import LFWPartsDataset
 from segcvae.data.qubiq import QUBIQDataset
 from segcvae.data.raters import majority_vote
@@ -111,12 +112,30 @@ def _shapes(cfg: DataConfig, split: str, transform: Transform | None) -> Segment
     )
 
 
+def _lesions(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    sizes = {
+        "train": cfg.lesions_train_size,
+        "val": cfg.lesions_val_size,
+        "test": cfg.lesions_test_size,
+    }
+    return LesionsDataset(
+        split=split,
+        size=sizes.get(split, 0),
+        image_size=cfg.image_size,
+        raters=cfg.lesions_raters,
+        seed=cfg.lesions_seed,
+        transform=transform,
+        ignore_index=cfg.ignore_index,
+    )
+
+
 DATASETS: dict[str, Callable[[DataConfig, str, Transform | None], SegmentationDataset]] = {
     "lfw": _lfw,
     "cub": _cub,
     "folder": _folder,
     "shapes": _shapes,
     "qubiq": _qubiq,
+    "lesions": _lesions,
 }
 
 
@@ -155,6 +174,7 @@ __all__ = [
     "DataError",
     "FolderDataset",
     "LFWPartsDataset",
+    "LesionsDataset",
     "QUBIQDataset",
     "Sample",
     "SegmentationDataset",

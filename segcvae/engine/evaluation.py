@@ -26,8 +26,11 @@ from segcvae.metrics import (
     calibration_bins,
     diversity,
     ece_from_bins,
+    empty_share_error,
     generalized_energy_distance,
     hungarian_matched_iou,
+    majority_ged,
+    majority_soft_dice,
     mode_coverage,
     mode_purity,
     negative_log_likelihoods,
@@ -127,11 +130,14 @@ def evaluate(
         from the hypotheses ``ged``, ``hm_iou``, ``diversity`` (mean pairwise IoU between
         hypotheses), ``ncc`` (:func:`~segcvae.metrics.uncertainty_ncc`, over images where it is
         defined), ``soft_dice`` and ``ece`` (foreground probability = mean of the hypotheses'
-        probabilities); ``rater_pairwise_iou`` for images with >= 2 raters; ``mode_purity`` /
-        ``mode_coverage`` for mode data; ``images``. A per-image metric undefined for every image
-        (``ncc`` of a deterministic model, whose uncertainty map is flat; ``rater_pairwise_iou``
-        of one-rater data) is None (JSON null, "n/a" in the tables) and its reason is in
-        ``metrics["undefined"]`` (``{name: reason}``).
+        probabilities); for images with >= 2 raters ``rater_pairwise_iou``, the data's own
+        references ``majority_ged`` and ``majority_soft_dice`` (the raters' majority mask, ties to
+        the foreground, scored as one deterministic hypothesis with the model's definitions) and
+        ``empty_share_error`` (mean over images of |share of empty hypotheses - share of empty
+        raters|); ``mode_purity`` / ``mode_coverage`` for mode data; ``images``. A per-image
+        metric undefined for every image (``ncc`` of a deterministic model, whose uncertainty map
+        is flat; ``rater_pairwise_iou`` of one-rater data) is None (JSON null, "n/a" in the
+        tables) and its reason is in ``metrics["undefined"]`` (``{name: reason}``).
     """
     ev = settings if settings is not None else EvalConfig()
     samples, hypotheses, max_images = ev.samples, ev.hypotheses, ev.max_images
@@ -295,7 +301,9 @@ class _Accumulator:
         gts = b.raters()
         k = self.num_classes
         for i in range(b.size):
-            _image_metrics(self.per_image, hyps[i], gts[i], fg_prob[i], k, masks_are_modes)
+            _image_metrics(
+                self.per_image, hyps[i], gts[i], fg_prob[i], k, masks_are_modes, self.ignore_index
+            )
             freq, valid = rater_frequency(gts[i], k)
             self.ece_bins += calibration_bins(fg_prob[i], freq, valid).cpu()
             if extra is not None:
@@ -368,11 +376,14 @@ class _Accumulator:
 # Per-image metrics, averaged over the images where they are defined (NaN values are left out).
 METRIC_ORDER = [
     "ged",
+    "majority_ged",
     "hm_iou",
     "diversity",
     "rater_pairwise_iou",
     "ncc",
     "soft_dice",
+    "majority_soft_dice",
+    "empty_share_error",
     "mode_purity",
     "mode_coverage",
 ]
@@ -393,8 +404,13 @@ def _image_metrics(
     fg_prob: torch.Tensor,
     num_classes: int,
     modes: bool,
+    ignore_index: int = 255,
 ) -> None:
-    """Append one image's multi-hypothesis metrics to ``out`` (hyps (S, H, W), gts (R, H, W))."""
+    """Append one image's multi-hypothesis metrics to ``out`` (hyps (S, H, W), gts (R, H, W)).
+
+    With >= 2 raters also the data's own references (the majority vote's GED and soft Dice, ties
+    to the foreground) and the empty-hypothesis share error.
+    """
     freq, valid = rater_frequency(gts, num_classes)
     values = {
         "ged": generalized_energy_distance(hyps, gts, num_classes),
@@ -404,6 +420,11 @@ def _image_metrics(
         "ncc": uncertainty_ncc(hyps, gts, num_classes),
         "soft_dice": soft_dice(fg_prob, freq, valid),
     }
+    if gts.shape[0] >= 2:  # the data's own references, and the share of empty masks
+        majority = majority_vote(gts, num_classes, ignore_index)
+        values["majority_ged"] = majority_ged(majority, gts, num_classes)
+        values["majority_soft_dice"] = majority_soft_dice(majority, gts, num_classes)
+        values["empty_share_error"] = empty_share_error(hyps, gts, num_classes)
     if modes:
         values["mode_purity"] = mode_purity(hyps, gts, num_classes)
         values["mode_coverage"] = mode_coverage(hyps, gts, num_classes)
@@ -464,11 +485,14 @@ METRIC_DESCRIPTIONS = {
     "nll": "-log p(y|x) in nats per image, mean over raters (lower is better)",
     "nll_mc": "the same, Monte Carlo over the prior",
     "ged": "squared GED, d = 1 - IoU (lower is better)",
+    "majority_ged": "the data's reference: GED of the raters' majority mask as one hypothesis",
     "hm_iou": "Hungarian-matched IoU, hypotheses vs raters",
     "diversity": "mean pairwise IoU between hypotheses (lower = more diverse)",
     "rater_pairwise_iou": "mean pairwise IoU between raters (images with >= 2)",
     "ncc": "S_NCC: model uncertainty vs per-rater error maps (PHiSeg / SSN)",
     "soft_dice": "QUBIQ score: Dice at thresholds 0.1..0.9 vs rater frequency",
+    "majority_soft_dice": "the data's reference: soft Dice of the raters' majority mask",
+    "empty_share_error": "share of empty hypotheses vs of empty raters: mean absolute gap",
     "ece": "calibration error of the foreground probability vs rater frequency",
     "mode_purity": "hypotheses within IoU 0.9 of a plausible mask",
     "mode_coverage": "images with every plausible mask hit at IoU 0.9",

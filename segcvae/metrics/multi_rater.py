@@ -1,4 +1,5 @@
-"""Metrics of a predictive distribution against several raters: NCC, soft Dice, ECE.
+"""Metrics of a predictive distribution against several raters: NCC, soft Dice, ECE, the share
+of empty hypotheses, and the data's own references (the majority vote's GED and soft Dice).
 
 All are pure functions of one image's hypotheses / probabilities and its rater masks; the
 evaluation loop averages them over images (ECE pools its bins over the dataset). "Foreground"
@@ -13,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from segcvae.metrics.multi_hypothesis import generalized_energy_distance
 
 SOFT_DICE_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -189,12 +192,85 @@ def ece(prob: Tensor, freq: Tensor, valid: Tensor | None = None, n_bins: int = 1
     return ece_from_bins(calibration_bins(prob, freq, valid, n_bins))
 
 
+def empty_masks(masks: Tensor, num_classes: int) -> Tensor:
+    """Which masks have no foreground pixel (no label in 1..K-1; the ignore index is not one).
+
+    Args:
+        masks: Labels (N, H, W).
+        num_classes: K.
+
+    Returns:
+        (N,) bool.
+    """
+    foreground = (masks > 0) & (masks < num_classes)
+    return ~foreground.flatten(1).any(1)
+
+
+def empty_share_error(samples: Tensor, gts: Tensor, num_classes: int) -> float:
+    """``|share of empty hypotheses - share of empty raters|`` for one image.
+
+    Where raters disagree about whether anything is there (a lesion some mark and others leave
+    empty), GED puts a non-empty hypothesis at distance 1 from an empty rater, so a model should
+    draw empty masks about as often as the raters do. The evaluation loop averages this over
+    images (``empty_share_error``).
+
+    Args:
+        samples: Hypotheses (S, H, W).
+        gts: Rater masks (R, H, W).
+        num_classes: K.
+
+    Returns:
+        In [0, 1]; 0 when both shares are equal (e.g. 2 of 8 hypotheses and 1 of 4 raters empty).
+    """
+    hyp = empty_masks(samples, num_classes).double().mean()
+    raters = empty_masks(gts, num_classes).double().mean()
+    return float((hyp - raters).abs())
+
+
+def majority_ged(majority: Tensor, gts: Tensor, num_classes: int) -> float:
+    """The GED of the raters' majority mask taken as one deterministic hypothesis.
+
+    A reference from the data alone: a model that always predicts the majority vote scores
+    this. With one hypothesis ``m`` the hypotheses' own spread is 0, so
+    ``D^2 = 2 E_j[d(m, y_j)] - E_{j,k}[d(y_j, y_k)]`` (pairs over all raters, j = k included, as
+    :func:`~segcvae.metrics.generalized_energy_distance` estimates it; d = 1 - IoU).
+
+    Args:
+        majority: The raters' majority mask (H, W), e.g. ``segcvae.data.raters.majority_vote``.
+        gts: Rater masks (R, H, W).
+        num_classes: K.
+    """
+    return generalized_energy_distance(majority.unsqueeze(0), gts, num_classes)
+
+
+def majority_soft_dice(majority: Tensor, gts: Tensor, num_classes: int) -> float:
+    """The QUBIQ soft Dice of the raters' majority mask, as a 0/1 foreground probability.
+
+    The same definition as the model's ``soft_dice`` (:func:`soft_dice` of the probability
+    against :func:`rater_frequency`, pixels no rater labels left out): at every threshold below 1
+    the binarised majority is the majority itself, so this is the mean over t = 0.1 .. 0.9 of the
+    Dice between the majority and ``frequency > t``.
+
+    Args:
+        majority: The raters' majority mask (H, W) (the ignore index counts as background).
+        gts: Rater masks (R, H, W).
+        num_classes: K.
+    """
+    prob = ((majority > 0) & (majority < num_classes)).double()
+    freq, valid = rater_frequency(gts, num_classes)
+    return soft_dice(prob, freq, valid)
+
+
 __all__ = [
     "SOFT_DICE_THRESHOLDS",
     "calibration_bins",
     "ece",
     "ece_from_bins",
+    "empty_masks",
+    "empty_share_error",
     "expected_cross_entropy_map",
+    "majority_ged",
+    "majority_soft_dice",
     "ncc",
     "rater_frequency",
     "soft_dice",

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from segcvae.config import EvalConfig
+from segcvae.data.raters import majority_vote
 from segcvae.engine.data import collate
 from segcvae.engine.evaluation import (
     UNDEFINED_REASONS,
@@ -17,7 +18,7 @@ from segcvae.engine.evaluation import (
     format_markdown,
     format_table,
 )
-from segcvae.metrics import conditional_log_likelihood, rater_pairwise_iou
+from segcvae.metrics import conditional_log_likelihood, majority_ged, rater_pairwise_iou
 from segcvae.models import create_model
 from tests.conftest import tiny_config
 
@@ -165,6 +166,55 @@ def test_oracle_hypotheses_score_perfectly_with_padded_rater_counts() -> None:
         EvalConfig(samples=0, hypotheses=2, extra_ged_hypotheses=24, sample_chunk=24),
     ).metrics
     assert extra["ged_24"] == pytest.approx(0.0, abs=1e-9)  # 24 hypotheses: every rater 24/R times
+
+
+def _presence_items() -> list[dict]:
+    """Three 8x8 images: half the raters empty; three of four empty; one (non-empty) rater."""
+    square = torch.zeros(8, 8, dtype=torch.long)
+    square[2:5, 2:5] = 1
+    bigger = torch.zeros(8, 8, dtype=torch.long)
+    bigger[2:6, 2:6] = 1
+    empty = torch.zeros(8, 8, dtype=torch.long)
+    rater_sets = [[empty, empty, square, bigger], [empty, square, empty, empty], [bigger]]
+    items = []
+    for i, raters in enumerate(rater_sets):
+        image = torch.zeros(3, 8, 8)
+        image[0, 0, 0] = i
+        masks = torch.stack(raters)
+        items.append(
+            {"image": image, "mask": majority_vote(masks, 2), "masks": masks, "id": str(i)}
+        )
+    return items
+
+
+def test_the_majority_references_and_the_empty_share_error() -> None:
+    items = _presence_items()
+    loader = DataLoader(items, batch_size=2, collate_fn=collate)  # pads the one-rater image
+    votes = [it["mask"] for it in items]
+    assert votes[0].sum() == 9 and votes[1].sum() == 0  # a tie (2 of 4) goes to the foreground
+    # a model that always draws the majority mask scores exactly the data's references
+    always_majority = _Oracle([v[None] for v in votes], 2)
+    two = DataLoader(items[:2], batch_size=2, collate_fn=collate)
+    m = evaluate(always_majority, two, 2, EvalConfig(samples=0, hypotheses=4)).metrics
+    assert m["ged"] == pytest.approx(m["majority_ged"])
+    assert m["soft_dice"] == pytest.approx(m["majority_soft_dice"])
+    m = evaluate(always_majority, loader, 2, EvalConfig(samples=0, hypotheses=4)).metrics
+    expected_ged = np.mean([majority_ged(votes[i], items[i]["masks"], 2) for i in range(2)])
+    assert m["majority_ged"] == pytest.approx(expected_ged) and m["majority_ged"] > 0
+    # image 0: no empty hypothesis, 2 of 4 raters empty; image 1: all empty, 3 of 4; image 2 has
+    # one rater and is left out
+    assert m["empty_share_error"] == pytest.approx((0.5 + 0.25) / 2)
+    # hypotheses that are the raters, each equally often, have the raters' share of empty masks
+    raters = _Oracle([it["masks"] for it in items], 2)
+    m = evaluate(raters, loader, 2, EvalConfig(samples=0, hypotheses=8)).metrics
+    assert m["empty_share_error"] == 0.0 and m["ged"] == pytest.approx(0.0, abs=1e-9)
+    assert m["majority_ged"] == pytest.approx(expected_ged)  # a property of the data alone
+    # one-rater data has no references
+    one = evaluate(raters, DataLoader(items[2:], collate_fn=collate), 2, samples=0, hypotheses=2)
+    assert not {"majority_ged", "majority_soft_dice", "empty_share_error"} & set(one.metrics)
+    table = format_markdown(m).splitlines()
+    assert any(line.startswith("| majority_ged |") for line in table)
+    assert all(line.count("|") == 4 for line in table)  # no "|" inside a description
 
 
 def test_nll_is_the_mean_over_real_raters_only() -> None:

@@ -1,4 +1,5 @@
-"""Multi-rater metrics on hand-computed examples: GED, pairwise IoU, modes, NCC, soft Dice, ECE."""
+"""Multi-rater metrics on hand-computed examples: GED, pairwise IoU, modes, NCC, soft Dice, ECE,
+the share of empty hypotheses and the majority mask's references (checked on QUBIQ as well)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from segcvae.data import QUBIQDataset
 from segcvae.data.raters import majority_vote
 from segcvae.metrics import (
     diversity,
     ece,
+    empty_masks,
+    empty_share_error,
     expected_cross_entropy_map,
     ged,
     hm_iou,
+    majority_ged,
+    majority_soft_dice,
     mode_coverage,
     mode_purity,
     ncc,
@@ -23,6 +29,7 @@ from segcvae.metrics import (
     soft_dice,
     uncertainty_ncc,
 )
+from tests.conftest import SHARED_DATA
 
 
 def _masks(*rows: str) -> torch.Tensor:
@@ -137,3 +144,69 @@ def test_rater_frequency_and_majority_vote() -> None:
     assert majority_vote(three, 3)[0].tolist() == [1, 1, 0]  # tied foreground: lowest index
     one = torch.tensor([[[0, 2, 255]]])
     assert torch.equal(majority_vote(one, 3), one[0])
+
+
+def test_empty_share_error_hand_example() -> None:
+    hyps = _masks("0000", "1100", "0000", "0110")  # 2 of 4 empty
+    raters = _masks("0000", "1100", "1110", "0100")  # 1 of 4 empty
+    assert empty_masks(hyps, 2).tolist() == [True, False, True, False]
+    assert empty_share_error(hyps, raters, 2) == pytest.approx(0.25)
+    assert empty_share_error(raters, hyps, 2) == pytest.approx(0.25)  # symmetric
+    # 2 of 8 hypotheses empty and 1 of 4 raters: equal shares
+    assert empty_share_error(torch.cat([hyps, raters[1:3].repeat(2, 1, 1)]), raters, 2) == 0.0
+    # the ignore index is not foreground; every class but 0 is
+    assert empty_masks(torch.tensor([[[0, 255]], [[0, 2]], [[0, 0]]]), 3).tolist() == [1, 0, 1]
+    assert empty_share_error(_masks("0000", "0000"), _masks("1000", "0100"), 2) == 1.0
+
+
+def test_majority_references_hand_example() -> None:
+    raters = _masks("1100", "1110", "0100")
+    majority = majority_vote(raters, 2)
+    assert majority[0].tolist() == [1, 1, 0, 0]
+    # d(m, y) = 0, 1/3, 1/2 -> mean 5/18; d(y, y') over all 9 pairs: 2 (1/3 + 1/2 + 2/3) / 9 = 1/3
+    assert majority_ged(majority, raters, 2) == pytest.approx(2 * 5 / 18 - 1 / 3)
+    # the same as the GED of one hypothesis
+    assert majority_ged(majority, raters, 2) == pytest.approx(ged(majority[None], raters, 2))
+    # frequency (2/3, 1, 1/3, 0): t = 0.1-0.3 Dice({0,1}, {0,1,2}) = 4/5; t = 0.4-0.6 1; t >= 0.7
+    # Dice({0,1}, {1}) = 2/3
+    expected = (3 * 4 / 5 + 3 * 1 + 3 * 2 / 3) / 9
+    assert majority_soft_dice(majority, raters, 2) == pytest.approx(expected)
+    # the model's soft Dice of a probability equal to the majority gives the same number
+    freq, valid = rater_frequency(raters, 2)
+    assert soft_dice(majority[0].double(), freq[0], valid[0]) == pytest.approx(expected)
+    # a column no rater labels is left out of both
+    ignored = torch.cat([raters, torch.full((3, 1, 1), 255)], dim=2)
+    vote = majority_vote(ignored, 2)
+    assert vote[0, 4] == 255
+    assert majority_ged(vote, ignored, 2) == pytest.approx(2 / 9)
+    assert majority_soft_dice(vote, ignored, 2) == pytest.approx(expected)
+    # raters who agree: the majority is every rater, a perfect reference
+    same = _masks("0110", "0110")
+    assert majority_ged(majority_vote(same, 2), same, 2) == 0.0
+    assert majority_soft_dice(majority_vote(same, 2), same, 2) == 1.0
+
+
+QUBIQ = SHARED_DATA / "qubiq_brain_growth"
+
+
+@pytest.mark.skipif(not QUBIQ.is_dir(), reason=f"QUBIQ brain growth not found at {QUBIQ}")
+def test_qubiq_references_over_all_39_cases() -> None:
+    """The numbers issue 22 quotes from the data alone, over all 39 cases at 128x128."""
+    refs = []
+    for split in ("train", "val", "test"):
+        ds = QUBIQDataset(QUBIQ, split)
+        for i in range(len(ds)):
+            gts = torch.from_numpy(ds[i]["masks"])  # (7, 128, 128)
+            vote = majority_vote(gts, 2)
+            refs.append(
+                (
+                    majority_ged(vote, gts, 2),
+                    majority_soft_dice(vote, gts, 2),
+                    rater_pairwise_iou(gts, 2),
+                )
+            )
+    assert len(refs) == 39
+    mean = np.mean(refs, axis=0)
+    assert mean[0] == pytest.approx(0.111, abs=0.001)  # measured 0.1105
+    assert mean[1] == pytest.approx(0.920, abs=0.001)  # 0.9202
+    assert mean[2] == pytest.approx(0.751, abs=0.001)  # 0.7507
