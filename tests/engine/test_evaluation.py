@@ -210,7 +210,8 @@ def test_the_majority_references_and_the_empty_share_error() -> None:
     assert m["empty_share_error"] == 0.0 and m["ged"] == pytest.approx(0.0, abs=1e-9)
     assert m["majority_ged"] == pytest.approx(expected_ged)  # a property of the data alone
     # one-rater data has no references
-    one = evaluate(raters, DataLoader(items[2:], collate_fn=collate), 2, samples=0, hypotheses=2)
+    one_rater = DataLoader(items[2:], collate_fn=collate)
+    one = evaluate(raters, one_rater, 2, EvalConfig(samples=0, hypotheses=2))
     assert not {"majority_ged", "majority_soft_dice", "empty_share_error"} & set(one.metrics)
     table = format_markdown(m).splitlines()
     assert any(line.startswith("| majority_ged |") for line in table)
