@@ -296,12 +296,8 @@ def evaluate_main(argv: Sequence[str] | None = None, prog: str = "segcvae evalua
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from segcvae.engine.data import eval_loader, open_dataset
     from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.evaluation import (
-        eval_settings,
-        evaluate,
-        format_markdown,
-        save_sample_grid,
-    )
+    from segcvae.engine.evaluation import eval_settings, evaluate
+    from segcvae.engine.report import format_markdown, save_sample_grid
     from segcvae.models import family_of
 
     try:
@@ -652,6 +648,73 @@ def demo_main(argv: Sequence[str] | None = None, prog: str = "segcvae demo") -> 
     return 0
 
 
+# ------------------------------------------------------------------------------------- crossval
+def crossval_parser(prog: str = "segcvae crossval") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="k-fold cross-validation over the dataset's items: train and evaluate one "
+        "model per fold (DIR/fold<k>/, validation carved from the fold's training items), pool "
+        "the per-case metrics over all folds and print them with the mean and std across folds "
+        "(DIR/crossval.json). A killed run continues where it stopped when the command is run "
+        "again.",
+        epilog="Overrides: section.key=value, for every fold (e.g. data.root=/path/to/qubiq).",
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="experiment YAML (default: the defaults)"
+    )
+    p.add_argument("--folds", type=_positive_int, default=5, help="k (default 5)")
+    p.add_argument("--out", type=Path, required=True, help="cross-validation folder")
+    p.add_argument(
+        "--folds-seed", type=_non_negative_int, default=0, help="seed of the deal into folds"
+    )
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=None,
+        help="S of the test likelihood (eval.samples)",
+    )
+    p.add_argument(
+        "--hypotheses",
+        type=_non_negative_int,
+        default=None,
+        help="hypotheses per test image (default: eval.hypotheses)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    return p
+
+
+def crossval_main(argv: Sequence[str] | None = None, prog: str = "segcvae crossval") -> int:
+    """``tools/crossval.py``: config + k -> DIR/fold<k>/ runs and DIR/crossval.json."""
+    parser = crossval_parser(prog)
+    args, overrides = _split_overrides(parser, argv)
+    setup_logging(args.quiet)
+    from segcvae.crossval import crossval, format_summary
+    from segcvae.engine.trainer import DivergenceError
+
+    try:
+        _check_output_folder(args.out, "--out")
+        progress = not args.no_progress and not args.quiet and sys.stderr.isatty()
+        summary = crossval(
+            args.config,
+            args.out,
+            folds=args.folds,
+            overrides=overrides,
+            folds_seed=args.folds_seed,
+            samples=args.samples,
+            hypotheses=args.hypotheses,
+            progress=progress,
+        )
+    except DivergenceError as e:
+        return _fail(str(e), RUN_ERROR)
+    except _errors() as e:
+        return _fail(_message(e), USAGE_ERROR)
+    print(format_summary(summary))
+    print(f"wrote {args.out / 'crossval.json'}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ benchmark
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
     """Forward to :func:`segcvae.benchmark.main`, with ``--json`` checked before the (minutes
@@ -676,6 +739,7 @@ COMMANDS = {
     "predict": predict_main,
     "export": export_main,
     "demo": demo_main,
+    "crossval": crossval_main,
     "benchmark": benchmark_main,
 }
 
@@ -685,12 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
-            "usage: segcvae {train,evaluate,predict,export,demo,benchmark} [ARGS]\n\n"
+            "usage: segcvae {train,evaluate,predict,export,demo,crossval,benchmark} [ARGS]\n\n"
             "  train      train from a config (default: the embedded shapes job)\n"
             "  evaluate   metrics of a checkpoint on a split (pixel accuracy, IoU, NLL, GED)\n"
             "  predict    masks, overlays, samples and uncertainty maps for image files\n"
             "  export     ONNX files of the predictor and the sampler, checked with onnxruntime\n"
             "  demo       a local web page: upload an image, see masks, hypotheses, uncertainty\n"
+            "  crossval   k-fold cross-validation: a model per fold, per-case metrics pooled\n"
             "  benchmark  speed and memory of the models\n\n"
             "segcvae COMMAND --help for the options of a command.",
             file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,

@@ -199,10 +199,37 @@ class DataConfig:
     # per file: percentile = clip to the 0.5 / 99.5 percentiles, scale to [0, 1]; minmax = scale
     # min..max to [0, 1]; none = already 8-bit (0..255); then x255 -> uint8 (segcvae/data/nifti.py)
     nifti_intensity: Literal["percentile", "minmax", "none"] = "percentile"
+    # --- k-fold cross-validation over items (segcvae crossval; segcvae/data/folds.py): with
+    # cv_folds = k >= 2 the items of every split are pooled and dealt into k folds in a seeded
+    # order (cv_seed); test = fold cv_fold, val = a seeded cv_val_ratio of the other folds' items,
+    # train = the rest. The slices of one volume stay in one fold. 0 = the dataset's own splits.
+    cv_folds: int = 0
+    cv_fold: int = 0
+    cv_seed: int = 0
+    cv_val_ratio: float = 0.15
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
         _require(self.image_size >= 1, "data.image_size", "a positive integer", self.image_size)
+        _require(
+            self.cv_folds == 0 or self.cv_folds >= 2,
+            "data.cv_folds",
+            "0 (the dataset's own splits) or a number of folds >= 2",
+            self.cv_folds,
+        )
+        if self.cv_folds:
+            _require(
+                0 <= self.cv_fold < self.cv_folds,
+                "data.cv_fold",
+                f"0 .. {self.cv_folds - 1} (data.cv_folds={self.cv_folds})",
+                self.cv_fold,
+            )
+        _require(
+            0.0 < self.cv_val_ratio < 1.0,
+            "data.cv_val_ratio",
+            "a number in (0, 1)",
+            self.cv_val_ratio,
+        )
         augment_parts(self.augment)  # raises naming data.augment and the valid names
         for key in ("omission_max", "omission_p", "shapes_difficulty"):
             v = getattr(self, key)

@@ -36,7 +36,8 @@ LAYERS = [
     ["segcvae.data", "segcvae.metrics", "segcvae.losses", "segcvae.viz", "segcvae.inference"],
     ["segcvae.models"],
     ["segcvae.engine"],
-    ["segcvae.api", "segcvae.export", "segcvae.demo", "segcvae.benchmark", "segcvae.cli"],
+    ["segcvae.api", "segcvae.export", "segcvae.demo", "segcvae.benchmark", "segcvae.crossval"],
+    ["segcvae.cli"],
     ["segcvae.toy"],
 ]
 

@@ -16,6 +16,7 @@ from segcvae.data.base import Sample, SegmentationDataset
 from segcvae.data.cub import CUBDataset
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
 from segcvae.data.folder import FolderDataset, check_split_files
+from segcvae.data.folds import FoldDataset, fold_dataset
 from segcvae.data.lesions import LesionsDataset
 from segcvae.data.lfw import LFWPartsDataset
 from segcvae.data.qubiq import QUBIQDataset
@@ -164,6 +165,18 @@ def build_dataset(
     """
     if cfg.name not in DATASETS:
         raise ConfigError(f"data.name: expected one of {', '.join(DATASETS)}, got {cfg.name!r}")
+    if cfg.cv_folds:  # k-fold cross-validation: the split is a part of the pooled items
+        return fold_dataset(
+            lambda s: DATASETS[cfg.name](cfg, s, None),
+            split,
+            cfg.cv_folds,
+            cfg.cv_fold,
+            cfg.cv_seed,
+            cfg.cv_val_ratio,
+            transform=transform,
+            on_bad_sample=cfg.on_bad_sample,
+            ignore_index=cfg.ignore_index,
+        )
     return DATASETS[cfg.name](cfg, split, transform)
 
 
@@ -172,6 +185,7 @@ __all__ = [
     "BlockOmission",
     "CUBDataset",
     "DataError",
+    "FoldDataset",
     "FolderDataset",
     "LFWPartsDataset",
     "LesionsDataset",

@@ -620,6 +620,11 @@ class FolderDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def item_group(self, index: int) -> str:
+        """The cross-validation group of an item: its volume (``case01`` for ``case01:z012``), so
+        the slices of one volume stay in one fold (segcvae.data.folds)."""
+        return self.items[index][0].split(":")[0]
+
     def load(self, index: int) -> Sample:
         item_id, image_path, mask_paths, k = self.items[index]
         volume = NiftiImage(image_path) if is_nifti(image_path) else None

@@ -27,17 +27,10 @@ from segcvae.engine.distributed import (
     resolve_device,
 )
 from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
-from segcvae.engine.evaluation import (
-    EvalResult,
-    VisBatch,
-    eval_settings,
-    evaluate,
-    format_markdown,
-    format_table,
-    save_sample_grid,
-)
+from segcvae.engine.evaluation import EvalResult, VisBatch, eval_settings, evaluate
 from segcvae.engine.logger import RunLogger
 from segcvae.engine.optim import build_optimizer, build_scheduler
+from segcvae.engine.report import format_markdown, format_table, save_sample_grid
 from segcvae.engine.run import train
 from segcvae.engine.run_dir import RunDirError, RunExistsError, check_run_dir
 from segcvae.engine.trainer import Trainer

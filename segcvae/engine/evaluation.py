@@ -62,9 +62,19 @@ class VisBatch:
 
 @dataclass
 class EvalResult:
-    """Metrics (plain floats / lists) and, when asked for, a :class:`VisBatch`."""
+    """Metrics (plain floats / lists), each image's own values, and when asked for a
+    :class:`VisBatch`.
+
+    Attributes:
+        metrics: The metrics over the images (see :func:`evaluate`).
+        per_image: One dict per image, in order: its ``id`` and its per-image metrics (``nll``,
+            ``nll_mc``, ``ged``, ``hm_iou``, ... as computed; NaN where undefined), the values
+            that ``metrics`` averages (and that cross-validation pools over folds).
+        vis: The images kept for a sample grid.
+    """
 
     metrics: dict[str, Any] = field(default_factory=dict)
+    per_image: list[dict[str, Any]] = field(default_factory=list)
     vis: VisBatch | None = None
 
 
@@ -161,7 +171,7 @@ def evaluate(
             torch.manual_seed(seed)
             for batch in loader:
                 keep = max_images - acc.seen if max_images > 0 else None
-                b = _EvalBatch.from_batch(batch, device, keep)
+                b = _EvalBatch.from_batch(batch, device, keep, first=acc.seen)
                 ctx = model.encode(b.x)  # image features once, shared by every estimate below
                 pred = model.decode_mean(ctx).argmax(dim=1)  # (B, H, W)
                 acc.add_predictions(pred, b)
@@ -181,7 +191,7 @@ def evaluate(
     finally:
         bar.close()
         model.train(was_training)
-    return EvalResult(metrics=acc.metrics(), vis=acc.vis())
+    return EvalResult(metrics=acc.metrics(), per_image=acc.rows, vis=acc.vis())
 
 
 @dataclass
@@ -193,18 +203,21 @@ class _EvalBatch:
         y: (B, H, W) reference masks.
         masks: (B, R, H, W) every rater's mask, padded to the batch's largest R.
         num_masks: (B,) real raters per image.
+        ids: The images' ids.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     masks: torch.Tensor
     num_masks: torch.Tensor
+    ids: list[str]
 
     @classmethod
     def from_batch(
-        cls, batch: dict[str, Any], device: torch.device, keep: int | None
+        cls, batch: dict[str, Any], device: torch.device, keep: int | None, first: int = 0
     ) -> _EvalBatch:
-        """Move ``batch`` to ``device``; keep only its first ``keep`` images (None = all)."""
+        """Move ``batch`` to ``device``; keep only its first ``keep`` images (None = all). Images
+        without an ``id`` are named by their position, counting from ``first``."""
         x = batch["image"].to(device)
         y = batch["mask"].to(device)
         masks = batch.get("masks")
@@ -213,9 +226,11 @@ class _EvalBatch:
         if num_masks is None:
             num_masks = torch.full((x.shape[0],), masks.shape[1], dtype=torch.long)
         num_masks = num_masks.to(device)
+        ids = [str(i) for i in batch.get("id", range(first, first + x.shape[0]))]
         if keep is not None and x.shape[0] > keep:
             x, y, masks, num_masks = x[:keep], y[:keep], masks[:keep], num_masks[:keep]
-        return cls(x, y, masks, num_masks)
+            ids = ids[:keep]
+        return cls(x, y, masks, num_masks, ids)
 
     @property
     def size(self) -> int:
@@ -259,7 +274,8 @@ class _Accumulator:
         self.majority_meter = SegmentationMeter(num_classes, ignore_index)  # vs the majority vote
         self.nll_is: list[torch.Tensor] = []
         self.nll_mc: list[torch.Tensor] = []
-        self.per_image: dict[str, list[float]] = {}
+        self.per_image: dict[str, list[float]] = {}  # metric -> its value on each image
+        self.rows: list[dict[str, Any]] = []  # image -> its id and its values
         self.ece_bins = torch.zeros(3, 10, dtype=torch.float64)
         self.vis_parts: dict[str, list[torch.Tensor]] = {
             k: [] for k in VisBatch.__dataclass_fields__
@@ -274,11 +290,14 @@ class _Accumulator:
         self.rater_meter.update(pred.unsqueeze(1).expand_as(b.masks)[real], b.masks[real])
         majority = [majority_vote(g, self.num_classes, self.ignore_index) for g in b.raters()]
         self.majority_meter.update(pred, torch.stack(majority))
+        self.rows += [{"id": i} for i in b.ids]
 
     def add_likelihoods(self, nll: torch.Tensor, nll_mc: torch.Tensor) -> None:
-        """Keep the per-image NLLs (B,) of :func:`_batch_nll`."""
+        """Keep the per-image NLLs (B,) of :func:`_batch_nll` (after :meth:`add_predictions`)."""
         self.nll_is.append(nll)
         self.nll_mc.append(nll_mc)
+        for row, a, c in zip(self.rows[-len(nll) :], nll.tolist(), nll_mc.tolist(), strict=True):
+            row.update(nll=a, nll_mc=c)
 
     def add_hypotheses(
         self,
@@ -300,16 +319,18 @@ class _Accumulator:
         fg_prob = 1.0 - probs[:, :, 0].mean(dim=1)  # (B, H, W)
         gts = b.raters()
         k = self.num_classes
+        rows = self.rows[-b.size :]
         for i in range(b.size):
-            _image_metrics(
-                self.per_image, hyps[i], gts[i], fg_prob[i], k, masks_are_modes, self.ignore_index
+            values = _image_metrics(
+                hyps[i], gts[i], fg_prob[i], k, masks_are_modes, self.ignore_index
             )
             freq, valid = rater_frequency(gts[i], k)
             self.ece_bins += calibration_bins(fg_prob[i], freq, valid).cpu()
             if extra is not None:
-                self.per_image.setdefault(f"ged_{extra.shape[1]}", []).append(
-                    generalized_energy_distance(extra[i], gts[i], k)
-                )
+                values[f"ged_{extra.shape[1]}"] = generalized_energy_distance(extra[i], gts[i], k)
+            for key, value in values.items():
+                self.per_image.setdefault(key, []).append(value)
+            rows[i].update(values)
 
     def add_vis(
         self,
@@ -398,15 +419,14 @@ UNDEFINED_REASONS = {
 
 
 def _image_metrics(
-    out: dict[str, list[float]],
     hyps: torch.Tensor,
     gts: torch.Tensor,
     fg_prob: torch.Tensor,
     num_classes: int,
     modes: bool,
     ignore_index: int = 255,
-) -> None:
-    """Append one image's multi-hypothesis metrics to ``out`` (hyps (S, H, W), gts (R, H, W)).
+) -> dict[str, float]:
+    """One image's multi-hypothesis metrics (hyps (S, H, W), gts (R, H, W)).
 
     With >= 2 raters also the data's own references (the majority vote's GED and soft Dice, ties
     to the foreground) and the empty-hypothesis share error.
@@ -428,8 +448,7 @@ def _image_metrics(
     if modes:
         values["mode_purity"] = mode_purity(hyps, gts, num_classes)
         values["mode_coverage"] = mode_coverage(hyps, gts, num_classes)
-    for k, v in values.items():
-        out.setdefault(k, []).append(v)
+    return values
 
 
 def _extra_hypotheses(model: nn.Module, ctx: Any, n: int, chunk: int) -> torch.Tensor | None:
@@ -447,119 +466,3 @@ def _dataset_attr(dataset: Any, name: str, default: Any) -> Any:
             return value
         dataset = getattr(dataset, "dataset", None)
     return default
-
-
-def format_table(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
-    """A plain-text table of metrics (per-class IoU on its own lines); an undefined metric (None)
-    is ``n/a (<reason>)`` with its reason from ``metrics["undefined"]``."""
-    lines = []
-    width = max(
-        [len(k) for k in metrics if k not in _NOT_ROWS]
-        + [len(f"iou/{c}") for c in class_names or []]
-        + [10]
-    )
-    undefined = metrics.get("undefined") or {}
-    for k, v in metrics.items():
-        if k in _NOT_ROWS:
-            continue
-        text = _fmt(v)
-        if v is None and k in undefined:
-            text += f" ({undefined[k]})"
-        lines.append(f"{k:<{width}}  {text}")
-    per_class = metrics.get("per_class_iou")
-    if per_class is not None:
-        names = class_names or [f"class_{i}" for i in range(len(per_class))]
-        for name, v in zip(names, per_class, strict=False):
-            lines.append(f"{'iou/' + name:<{width}}  {_fmt(v)}")
-    return "\n".join(lines)
-
-
-METRIC_DESCRIPTIONS = {
-    "images": "images evaluated",
-    "pixel_accuracy": "deterministic prediction vs the reference mask",
-    "mean_iou": "mean IoU over classes, vs the reference mask",
-    "pixel_accuracy_raters": "vs every rater (pooled over image-rater pairs)",
-    "mean_iou_raters": "mean IoU vs every rater",
-    "pixel_accuracy_majority": "vs the raters' majority vote",
-    "mean_iou_majority": "mean IoU vs the majority vote",
-    "nll": "-log p(y|x) in nats per image, mean over raters (lower is better)",
-    "nll_mc": "the same, Monte Carlo over the prior",
-    "ged": "squared GED, d = 1 - IoU (lower is better)",
-    "majority_ged": "the data's reference: GED of the raters' majority mask as one hypothesis",
-    "hm_iou": "Hungarian-matched IoU, hypotheses vs raters",
-    "diversity": "mean pairwise IoU between hypotheses (lower = more diverse)",
-    "rater_pairwise_iou": "mean pairwise IoU between raters (images with >= 2)",
-    "ncc": "S_NCC: model uncertainty vs per-rater error maps (PHiSeg / SSN)",
-    "soft_dice": "QUBIQ score: Dice at thresholds 0.1..0.9 vs rater frequency",
-    "majority_soft_dice": "the data's reference: soft Dice of the raters' majority mask",
-    "empty_share_error": "share of empty hypotheses vs of empty raters: mean absolute gap",
-    "ece": "calibration error of the foreground probability vs rater frequency",
-    "mode_purity": "hypotheses within IoU 0.9 of a plausible mask",
-    "mode_coverage": "images with every plausible mask hit at IoU 0.9",
-}
-
-
-def format_markdown(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
-    """A markdown table of metrics: ``| metric | value | meaning |``, per-class IoU last.
-
-    An undefined metric (None) shows as ``n/a`` and its meaning ends with the reason from
-    ``metrics["undefined"]``.
-
-    Args:
-        metrics: :attr:`EvalResult.metrics`.
-        class_names: Names for ``per_class_iou``.
-    """
-    lines = ["| metric | value | meaning |", "|---|---:|---|"]
-    undefined = metrics.get("undefined") or {}
-    for k, v in metrics.items():
-        if k in _NOT_ROWS:
-            continue
-        meaning = METRIC_DESCRIPTIONS.get(k, "")
-        if not meaning and k.startswith("ged_"):
-            meaning = f"squared GED with {k[4:]} hypotheses"
-        if v is None and k in undefined:
-            meaning = f"{meaning}; {undefined[k]}" if meaning else undefined[k]
-        lines.append(f"| {k} | {_fmt(v)} | {meaning} |")
-    per_class = metrics.get("per_class_iou")
-    if per_class is not None:
-        names = class_names or [f"class_{i}" for i in range(len(per_class))]
-        for name, v in zip(names, per_class, strict=False):
-            lines.append(f"| iou/{name} | {_fmt(v)} | IoU of this class vs the reference mask |")
-    return "\n".join(lines)
-
-
-_NOT_ROWS = ("per_class_iou", "undefined")  # shown otherwise (per class; beside each n/a)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4f}"
-    return str(v)
-
-
-def save_sample_grid(
-    vis: VisBatch,
-    path: Any,
-    palette: list[tuple[int, int, int]] | list[list[int]],
-    mean: list[float],
-    std: list[float],
-    num_hypotheses: int = 4,
-    title: str = "",
-) -> None:
-    """Write the validation sample grid: image | ground truth | prediction | hypotheses | entropy."""
-    from segcvae import viz
-
-    k = vis.hypotheses.shape[1]
-    fig = viz.validation_grid(
-        images=[viz.denormalize(im, mean, std) for im in vis.images],
-        targets=[t.numpy() for t in vis.targets],
-        predictions=[p.numpy() for p in vis.predictions],
-        hypotheses=[[h.numpy() for h in hs[: min(num_hypotheses, k)]] for hs in vis.hypotheses],
-        entropy=[e.numpy() for e in vis.entropy],
-        palette=palette,
-        max_entropy=math.log(max(len(palette), 2)),
-        title=title,
-    )
-    viz.save_figure(fig, path)

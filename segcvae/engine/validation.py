@@ -12,8 +12,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from segcvae.config import Config
-from segcvae.engine.evaluation import evaluate, save_sample_grid
+from segcvae.engine.evaluation import evaluate
 from segcvae.engine.logger import RunLogger
+from segcvae.engine.report import save_sample_grid
 
 log = logging.getLogger("segcvae")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Rows (samples x pixels) per block: 32 channels x 32768 rows x 4 bytes = 4 MB per intermediate.
@@ -48,12 +47,15 @@ def _blocks(height_width: int, samples: int, block_rows: int) -> tuple[int, rang
 
 
 def _forward_block(pre: Tensor, params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """``layers(relu(pre))`` for one block: pre (S, n, C) -> logits (S, K, n), and the hidden
-    activations (each (S, n, C_i), after their ReLU) that the backward pass needs."""
-    h = torch.relu(pre)
+    """``layers(relu(pre))`` for one block: pre (S, n, C), a fresh tensor (its ReLU is taken in
+    place) -> logits (S, K, n), and the hidden activations (each (S, n, C_i), after their ReLU)
+    that the backward pass needs."""
+    h = pre.clamp_min_(0)
     hidden = [h]
+    lead = h.shape[:-1]
     for i in range(0, len(params) - 2, 2):
-        h = torch.relu(F.linear(h, params[i], params[i + 1]))
+        w, b = params[i], params[i + 1]
+        h = torch.addmm(b, h.reshape(-1, h.shape[-1]), w.t()).view(*lead, -1).clamp_min_(0)
         hidden.append(h)
     w, b = params[-2], params[-1]
     return torch.matmul(w, h.transpose(-1, -2)) + b[:, None], hidden
@@ -63,7 +65,9 @@ class _BlockedMLP(torch.autograd.Function):
     """``sample_mlp`` under autograd: blocks in the forward pass, recomputed in the backward pass.
 
     Only the inputs are saved; each block's activations are recomputed when its gradient is needed,
-    so neither time nor memory goes into (B, S, C, H, W) tensors.
+    so neither time nor memory goes into (B, S, C, H, W) tensors. The backward pass is written out
+    (matrix products on views, ReLU derivatives by autograd's ``threshold_backward`` kernel):
+    multiplying by a boolean mask spent most of the time converting the mask and copying.
     """
 
     @staticmethod
@@ -75,9 +79,8 @@ class _BlockedMLP(torch.autograd.Function):
         with torch.no_grad():
             for i in range(b):
                 for p in starts:
-                    out[i, :, :, p : p + n] = _forward_block(
-                        context[i, p : p + n] + bias[i][:, None, :], params
-                    )[0]
+                    pre = torch.add(context[i, p : p + n], bias[i][:, None, :])  # (S, n, C)
+                    out[i, :, :, p : p + n] = _forward_block(pre, params)[0]
         if base is not None:
             out += base.unsqueeze(1)
         ctx.block_rows = block_rows
@@ -96,15 +99,19 @@ class _BlockedMLP(torch.autograd.Function):
         g_params = [torch.zeros_like(t) for t in params]
         for i in range(b):
             for p in starts:
-                pre = context[i, p : p + n] + bias[i][:, None, :]  # (S, n, C)
+                pre = torch.add(context[i, p : p + n], bias[i][:, None, :])  # (S, n, C)
                 _, hidden = _forward_block(pre, params)
-                g = grad_out[i, :, :, p : p + n].transpose(1, 2)  # (S, n, K)
+                rows = hidden[0].shape[0] * hidden[0].shape[1]  # S * n'
+                g = grad_out[i, :, :, p : p + n].transpose(1, 2)  # (S, n, K), a view
+                g = g.reshape(rows, -1)  # K is small: this copy is cheap
                 for layer in range(len(hidden) - 1, -1, -1):
                     w = params[2 * layer]
-                    h = hidden[layer]  # input of this layer (after its ReLU)
-                    g_params[2 * layer] += g.flatten(0, 1).t() @ h.flatten(0, 1)
-                    g_params[2 * layer + 1] += g.sum(dim=(0, 1))
-                    g = (g @ w) * (h > 0)  # through the layer and the ReLU before it
+                    h = hidden[layer].view(rows, -1)  # input of this layer (after its ReLU)
+                    g_params[2 * layer].addmm_(g.t(), h)
+                    g_params[2 * layer + 1] += g.sum(dim=0)
+                    # the layer, then the ReLU before it (autograd's own kernel for a ReLU's gradient)
+                    g = torch.ops.aten.threshold_backward(g @ w, h, 0)
+                g = g.view(hidden[0].shape)  # (S, n, C): d loss / d pre
                 g_context[i, p : p + n] += g.sum(dim=0)
                 g_bias[i] += g.sum(dim=1)
         g_base = grad_out.sum(dim=1) if ctx.has_base else None

@@ -12,12 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from segcvae.config import EvalConfig
 from segcvae.data.raters import majority_vote
 from segcvae.engine.data import collate
-from segcvae.engine.evaluation import (
-    UNDEFINED_REASONS,
-    evaluate,
-    format_markdown,
-    format_table,
-)
+from segcvae.engine.evaluation import UNDEFINED_REASONS, evaluate
+from segcvae.engine.report import format_markdown, format_table
 from segcvae.metrics import conditional_log_likelihood, majority_ged, rater_pairwise_iou
 from segcvae.models import create_model
 from tests.conftest import tiny_config
@@ -304,8 +300,9 @@ def test_batch_nll_averages_over_the_real_raters_only() -> None:
     b.masks[b.num_masks == 1, 1] = 255  # padding, as the collate writes it
     with torch.no_grad():
         nll, _ = _batch_nll(model, b, model.encode(b.x), samples=2)
-        first, _ = _batch_nll(model, _EvalBatch(b.x, b.y, b.masks[:, :1], torch.ones(4)), None, 2)
-        second, _ = _batch_nll(model, _EvalBatch(b.x, b.y, b.masks[:, 1:], torch.ones(4)), None, 2)
+        one, two = (_EvalBatch(b.x, b.y, m, torch.ones(4), b.ids) for m in b.masks.split(1, 1))
+        first, _ = _batch_nll(model, one, None, 2)
+        second, _ = _batch_nll(model, two, None, 2)
     assert torch.allclose(nll[[1, 3]], first[[1, 3]])
     assert torch.allclose(nll[[0, 2]], (first[[0, 2]] + second[[0, 2]]) / 2)
 
@@ -325,6 +322,17 @@ def test_the_accumulator_keeps_the_images_asked_for_the_grid() -> None:
     acc.seen = 4
     m = acc.metrics()
     assert m["pixel_accuracy"] == 1.0 and m["images"] == 4 and m["mean_iou_raters"] < 1.0
+    assert [r["id"] for r in acc.rows] == b.ids  # one row per image, for per-case reports
+
+
+def test_per_image_rows_hold_what_the_metrics_average() -> None:
+    torch.manual_seed(0)
+    model = create_model(tiny_config("hybrid"), 3).eval()
+    res = evaluate(model, _loader(), 3, EvalConfig(samples=2, hypotheses=3))
+    rows = res.per_image
+    assert len(rows) == res.metrics["images"] == 6 and len({r["id"] for r in rows}) == 6
+    for key in ("ged", "hm_iou", "nll", "soft_dice"):
+        assert np.mean([r[key] for r in rows]) == pytest.approx(res.metrics[key], rel=1e-6)
 
 
 def test_metrics_undefined_for_a_model_are_na_with_the_reason() -> None:

@@ -1,6 +1,6 @@
 """Print a short hash of a checkpoint's weights: equal hashes mean bit-identical weights.
 
-    python tools/results/weights_hash.py runs/default/last.pt runs/default/best.pt
+python tools/results/weights_hash.py runs/default/last.pt runs/default/best.pt
 """
 
 from __future__ import annotations

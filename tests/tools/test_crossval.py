@@ -1,0 +1,67 @@
+"""segcvae crossval: every fold trained and tested, per-case metrics pooled, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segcvae.cli import crossval_main, main
+from tests.tools.conftest import TINY
+
+FAST = [*TINY, "train.steps=4", "train.eval_every=2", "eval.samples=1", "eval.hypotheses=3"]
+
+
+@pytest.mark.slow  # two tiny training runs and their evaluations
+def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import segcvae.engine.run as run_module
+
+    out = tmp_path / "cv"
+    args = ["--folds", "2", "--out", str(out), "--no-progress", *FAST]
+    real_train = run_module.train
+    calls: list[str] = []
+
+    def killed_in_fold_1(cfg, run_dir, **kwargs):
+        calls.append(Path(run_dir).name)
+        if Path(run_dir).name == "fold1":
+            raise KeyboardInterrupt  # as a kill in the second fold
+        return real_train(cfg, run_dir, **kwargs)
+
+    monkeypatch.setattr(run_module, "train", killed_in_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        crossval_main(args)
+    first = (out / "fold0" / "test.json").stat().st_mtime_ns
+    assert not (out / "crossval.json").exists()
+
+    monkeypatch.setattr(
+        run_module, "train", lambda *a, **k: calls.append("again") or real_train(*a, **k)
+    )
+    assert main(["crossval", *args]) == 0  # the same command continues
+    assert calls == ["fold0", "fold1", "again"]  # fold 0 was kept, fold 1 trained
+    assert (out / "fold0" / "test.json").stat().st_mtime_ns == first
+    summary = json.loads((out / "crossval.json").read_text())
+    assert summary["cases"] == 24 and [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert sum(f["cases"] for f in summary["folds"]) == 24  # every case tested once
+    for key in ("ged", "hm_iou", "soft_dice", "diversity", "majority_ged", "rater_pairwise_iou"):
+        assert key in summary["pooled"] and key in summary["across_folds"], key
+    report = json.loads((out / "fold1" / "test.json").read_text())
+    assert report["select"] == "mean_iou" and len(report["per_image"]) == report["images"]
+    printed = capsys.readouterr().out
+    assert "| ged |" in printed and "mean ± std across folds" in printed
+
+
+def test_another_command_in_the_same_folder_is_refused(tmp_path: Path, capsys) -> None:
+    from segcvae.crossval import check_settings
+
+    check_settings(tmp_path, {"config": None, "overrides": ["a.b=1"], "folds": 5, "folds_seed": 0})
+    (tmp_path / "x").mkdir()
+    code = crossval_main(["--folds", "3", "--out", str(tmp_path), *TINY])
+    assert code == 2 and "other settings" in capsys.readouterr().err
+
+
+def test_bad_fold_counts_are_one_line(tmp_path: Path, capsys) -> None:
+    assert crossval_main(["--folds", "1", "--out", str(tmp_path / "cv"), *TINY]) == 2
+    assert "--folds" in capsys.readouterr().err
