@@ -363,6 +363,12 @@ class ModelConfig:
     # loss.objective=cnn: the same stage without a latent, a deterministic two-stage CNN)
     generation: Literal["quarter", "full", "refine"] = "full"
     refine_channels: int = 16  # generation=refine: width at stride 1 (x2 at stride 2, x4 at 4)
+    # hidden layers of the generation head computed once per image before z enters (0 or 1): with
+    # 1 a hypothesis (a code) costs one ReLU and one product to the logits per pixel instead of two
+    # layers (generation quarter / full)
+    shared_head_layers: int = 0
+    # with shared_head_layers=1: the width of the head's layer z enters (0 = hidden_channels)
+    code_channels: int = 0
     # latent=categorical: how n hypotheses draw their codes: systematic (each code floor or ceil of
     # n p(c|x) times: an unbiased, low-variance sample set) or independent (n iid draws)
     code_sampling: Literal["systematic", "independent"] = "systematic"
@@ -394,6 +400,21 @@ class ModelConfig:
             "model.decoder_channels",
             f"{self.encoder_depth} positive integers (one per model.encoder_depth stage)",
             self.decoder_channels,
+        )
+        _require(
+            self.shared_head_layers in (0, 1),
+            "model.shared_head_layers",
+            "0 or 1",
+            self.shared_head_layers,
+        )
+        _require(
+            self.code_channels >= 0, "model.code_channels", "an integer >= 0", self.code_channels
+        )
+        _require(
+            self.code_channels == 0 or self.shared_head_layers == 1,
+            "model.code_channels",
+            "0 unless model.shared_head_layers=1 (the layer z enters after)",
+            self.code_channels,
         )
         for key in ("latent_channels", "hidden_channels", "refine_channels"):
             v = getattr(self, key)

@@ -81,6 +81,29 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
     path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
+def check_fold_run(run: Path, cfg: Config) -> None:
+    """Refuse to continue a fold whose ``last.pt`` was trained with another config.
+
+    Raises:
+        ConfigError: naming the first keys that differ.
+    """
+    from segcvae.engine.checkpoint import load_checkpoint
+
+    stored = Config.from_dict(load_checkpoint(run / "last.pt")["config"], f"{run}/last.pt")
+    now, before = cfg.to_dict(), stored.to_dict()
+    diff = [
+        f"{section}.{key}: {before[section].get(key)!r} -> {value!r}"
+        for section, values in now.items()
+        for key, value in values.items()
+        if before[section].get(key) != value
+    ]
+    if diff:
+        raise ConfigError(
+            f"{run}/last.pt was trained with another config ({'; '.join(diff[:3])}"
+            f"{f'; {len(diff) - 3} more' if len(diff) > 3 else ''}); give a new --out"
+        )
+
+
 def evaluate_fold(cfg: Config, run: Path, samples: int | None, hypotheses: int | None) -> dict:
     """Evaluate ``run/best.pt`` on the fold's test items: metrics, per-case values, the step."""
     from segcvae.data import build_transforms
@@ -218,6 +241,8 @@ def crossval(
             continue
         log.info("fold %d of %d -> %s", fold, folds, run)
         fresh = not (run / "last.pt").is_file()
+        if not fresh:
+            check_fold_run(run, cfg)
         summary = train(cfg, run, resume=True, progress=progress)
         # the training time of a fold trained in one go (a resumed fold's is not known whole)
         train_s = summary["wall_s"] if fresh else None

@@ -79,6 +79,10 @@ class SegCVAE(ModelFamily):
             capacity that refines y_hat from the image features, y_hat and z
             (:class:`~segcvae.models.refine.RefineNet`).
         refine_channels: Width of the refinement stage (``generation="refine"``).
+        shared_head_layers: Hidden layers of the generation head computed once per image before z
+            enters (0 or 1, see :class:`GenerationNet`; ``generation`` quarter or full).
+        code_channels: The width of the layer z enters with ``shared_head_layers=1`` (0: as
+            ``hidden_channels``).
         code_sampling: How a categorical latent draws n hypotheses: ``"systematic"`` (each code
             floor(n p) or ceil(n p) times, :func:`~segcvae.models.latent.systematic_draws`) or
             ``"independent"`` (n independent draws from p(c | x)).
@@ -120,6 +124,8 @@ class SegCVAE(ModelFamily):
         generation: str = "full",
         refine_channels: int = 16,
         code_sampling: str = "systematic",
+        shared_head_layers: int = 0,
+        code_channels: int = 0,
     ) -> None:
         super().__init__()
         if latent not in ("spatial", "global", "categorical"):
@@ -173,7 +179,13 @@ class SegCVAE(ModelFamily):
             )
         else:
             self.generation_net = GenerationNet(
-                context_channels, latent_channels, classes, hidden_channels, inject=generation
+                context_channels,
+                latent_channels,
+                classes,
+                hidden_channels,
+                inject=generation,
+                shared_layers=shared_head_layers,
+                code_channels=code_channels,
             )
 
     @classmethod
@@ -200,6 +212,8 @@ class SegCVAE(ModelFamily):
             generation=m.generation,
             refine_channels=m.refine_channels,
             code_sampling=m.code_sampling,
+            shared_head_layers=m.shared_head_layers,
+            code_channels=m.code_channels,
         )
 
     @classmethod

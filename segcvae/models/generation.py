@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,6 +37,12 @@ class GenerationNet(nn.Module):
         classes: K.
         hidden_channels: Width of the head.
         inject: ``"quarter"`` or ``"full"``.
+        shared_layers: Hidden layers of the head computed once per image, before z enters: 0
+            (z is a bias of the first hidden layer: two layers per sample) or 1 (z is a bias of
+            the second: the first is the same for every sample, and a sample costs one ReLU and
+            one matrix product to the K logits).
+        code_channels: With ``shared_layers=1``, the width of the layer z enters (0: as
+            ``hidden_channels``): what a sample costs per pixel.
     """
 
     def __init__(
@@ -45,28 +52,38 @@ class GenerationNet(nn.Module):
         classes: int,
         hidden_channels: int = 32,
         inject: Injection = "quarter",
+        shared_layers: int = 0,
+        code_channels: int = 0,
     ) -> None:
         super().__init__()
         if inject not in ("quarter", "full"):
             raise ValueError(f"inject must be 'quarter' or 'full', got {inject!r}")
+        if shared_layers not in (0, 1):
+            raise ValueError(f"shared_layers must be 0 or 1, got {shared_layers}")
         self.inject = inject
+        self.shared_layers = shared_layers
+        if code_channels and not shared_layers:
+            raise ValueError("code_channels needs shared_layers=1 (the layer z enters after)")
+        width = code_channels or hidden_channels  # the width z enters at, when it enters late
         self.project = nn.Conv2d(feature_channels, hidden_channels, 1)
-        self.embed_z = nn.Conv2d(latent_channels, hidden_channels, 1)
+        self.embed_z = nn.Conv2d(latent_channels, width if shared_layers else hidden_channels, 1)
         k = 3 if inject == "quarter" else 1
         self.head = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(hidden_channels, hidden_channels, k, padding=k // 2),
+            nn.Conv2d(hidden_channels, width, k, padding=k // 2),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden_channels, classes, 1),
+            nn.Conv2d(width, classes, 1),
         )
 
     def context(self, feature: Tensor, y_hat: Tensor | None = None) -> Tensor:
-        """Per-image part of the head, computed once: (B, D, h, w) -> (B, hidden, h, w).
+        """Per-image part of the head, computed once: (B, D, h, w) -> (B, hidden, h, w): the
+        projected feature, and with ``shared_layers=1`` the head's first hidden layer too.
 
         ``y_hat`` is accepted for the interface :class:`~segcvae.models.refine.RefineNet` shares
         and unused: this head adds its output to y_hat instead of reading it.
         """
-        return self.project(feature)
+        ctx = self.project(feature)
+        return self.head[1](torch.relu(ctx)) if self.shared_layers else ctx
 
     @staticmethod
     def _pooled(full: Tensor, y_hat: list[Tensor]) -> list[Tensor]:
@@ -96,9 +113,9 @@ class GenerationNet(nn.Module):
         b, s = z.shape[:2]
         size = context.shape[-2:]
         ez = self.embed_z(z.flatten(0, 1)).unflatten(0, (b, s))  # (B, S, hidden, h, w)
+        convs = [self.head[3]] if self.shared_layers else [self.head[1], self.head[3]]
         if self.inject == "full" and ez.shape[-2:] == (1, 1):  # a per-sample bias: pixel blocks
-            conv1, conv2 = self.head[1], self.head[3]
-            full = sample_mlp(context, ez.flatten(2), [conv1, conv2], base=y_hat[-1])
+            full = sample_mlp(context, ez.flatten(2), convs, base=y_hat[-1])
             return [full] if full_only else self._pooled(full, y_hat)
         if ez.shape[-2:] == (1, 1):  # a global z: broadcast, no interpolation needed
             h = ez + context.unsqueeze(1)
@@ -106,7 +123,8 @@ class GenerationNet(nn.Module):
             mode = "bilinear" if self.inject == "quarter" else "nearest"
             up = F.interpolate(ez.flatten(0, 1), size=size, mode=mode)
             h = up.unflatten(0, (b, s)) + context.unsqueeze(1)  # (B, S, hidden, H/s, W/s)
-        delta = self.head(h.flatten(0, 1))  # (B*S, K, H/s, W/s)
+        after_z = self.head[2:] if self.shared_layers else self.head
+        delta = after_z(h.flatten(0, 1))  # (B*S, K, H/s, W/s)
         if self.inject == "full":
             full = y_hat[-1].unsqueeze(1) + delta.unflatten(0, (b, s))  # (B, S, K, H, W)
             return [full] if full_only else self._pooled(full, y_hat)

@@ -73,14 +73,12 @@ class _BlockedMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, context, bias, base, block_rows, *params):  # type: ignore[override]
         b, hw, _ = context.shape
-        s = bias.shape[1]
-        n, starts = _blocks(hw, s, block_rows)
-        out = context.new_empty(b, s, params[-2].shape[0], hw)
+        n, starts = _blocks(hw, b * bias.shape[1], block_rows)
+        out = context.new_empty(b, bias.shape[1], params[-2].shape[0], hw)
         with torch.no_grad():
-            for i in range(b):
-                for p in starts:
-                    pre = torch.add(context[i, p : p + n], bias[i][:, None, :])  # (S, n, C)
-                    out[i, :, :, p : p + n] = _forward_block(pre, params)[0]
+            for p in starts:  # every image and sample of n pixels at once: (B, S, n, C)
+                pre = torch.add(context[:, None, p : p + n], bias[:, :, None, :])
+                out[..., p : p + n] = _forward_block(pre, params)[0]
         if base is not None:
             out += base.unsqueeze(1)
         ctx.block_rows = block_rows
@@ -92,28 +90,26 @@ class _BlockedMLP(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         context, bias, *params = ctx.saved_tensors
         b, hw, _ = context.shape
-        s = bias.shape[1]
-        n, starts = _blocks(hw, s, ctx.block_rows)
+        n, starts = _blocks(hw, b * bias.shape[1], ctx.block_rows)
         g_context = torch.zeros_like(context)
         g_bias = torch.zeros_like(bias)
         g_params = [torch.zeros_like(t) for t in params]
-        for i in range(b):
-            for p in starts:
-                pre = torch.add(context[i, p : p + n], bias[i][:, None, :])  # (S, n, C)
-                _, hidden = _forward_block(pre, params)
-                rows = hidden[0].shape[0] * hidden[0].shape[1]  # S * n'
-                g = grad_out[i, :, :, p : p + n].transpose(1, 2)  # (S, n, K), a view
-                g = g.reshape(rows, -1)  # K is small: this copy is cheap
-                for layer in range(len(hidden) - 1, -1, -1):
-                    w = params[2 * layer]
-                    h = hidden[layer].view(rows, -1)  # input of this layer (after its ReLU)
-                    g_params[2 * layer].addmm_(g.t(), h)
-                    g_params[2 * layer + 1] += g.sum(dim=0)
-                    # the layer, then the ReLU before it (autograd's own kernel for a ReLU's gradient)
-                    g = torch.ops.aten.threshold_backward(g @ w, h, 0)
-                g = g.view(hidden[0].shape)  # (S, n, C): d loss / d pre
-                g_context[i, p : p + n] += g.sum(dim=0)
-                g_bias[i] += g.sum(dim=1)
+        for p in starts:
+            pre = torch.add(context[:, None, p : p + n], bias[:, :, None, :])  # (B, S, n', C)
+            _, hidden = _forward_block(pre, params)
+            shape = hidden[0].shape
+            g = grad_out[..., p : p + n].transpose(-1, -2)  # (B, S, n', K), a view
+            g = g.reshape(-1, g.shape[-1])  # K is small: this copy is cheap
+            for layer in range(len(hidden) - 1, -1, -1):
+                w = params[2 * layer]
+                h = hidden[layer].view(g.shape[0], -1)  # input of this layer (after its ReLU)
+                g_params[2 * layer].addmm_(g.t(), h)
+                g_params[2 * layer + 1] += g.sum(dim=0)
+                # the layer, then the ReLU before it (autograd's own kernel for a ReLU's gradient)
+                g = torch.ops.aten.threshold_backward(g @ w, h, 0)
+            g = g.view(shape)  # (B, S, n', C): d loss / d pre
+            g_context[:, p : p + n] += g.sum(dim=1)
+            g_bias += g.sum(dim=2)
         g_base = grad_out.sum(dim=1) if ctx.has_base else None
         return g_context, g_bias, g_base, None, *g_params
 

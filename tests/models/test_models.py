@@ -104,6 +104,27 @@ class TestCVAECategorical(BaseModelTester):
     generation = "full"
 
 
+class TestCVAECategoricalSharedHead(BaseModelTester):  # z enters after a per-image layer
+    objective = "cvae"
+    latent = "categorical"
+    generation = "full"
+
+    def config(self):
+        cfg = super().config()
+        cfg.model.shared_head_layers = 1
+        cfg.model.code_channels = 8
+        return cfg
+
+
+class TestHybridSpatialSharedHead(BaseModelTester):
+    objective = "hybrid"
+
+    def config(self):
+        cfg = super().config()
+        cfg.model.shared_head_layers = 1
+        return cfg
+
+
 class TestHybridCategorical(BaseModelTester):
     objective = "hybrid"
     latent = "categorical"
@@ -222,6 +243,30 @@ def _categorical_model(objective: str = "cvae"):
     cfg = tiny_config(objective, "categorical")
     cfg.model.generation = "full"
     return cfg, create_model(cfg, 3)
+
+
+@pytest.mark.parametrize("inject", ["full", "quarter"])
+def test_a_shared_head_layer_is_computed_once_and_z_enters_after_it(inject):
+    """shared_layers=1: logits = y_hat + conv2(relu(conv1(relu(project(f))) + embed(z))), the
+    pixel-block path (a global z at full resolution) and the convolution path alike."""
+    from segcvae.models import GenerationNet
+
+    torch.manual_seed(0)
+    net = GenerationNet(6, 3, 4, hidden_channels=8, inject=inject, shared_layers=1, code_channels=5)
+    feature, z = torch.randn(2, 6, 8, 8), torch.randn(2, 3, 3, 1, 1)
+    y_hat = [torch.randn(2, 4, 2, 2), torch.randn(2, 4, 4, 4), torch.randn(2, 4, 8, 8)]
+    ctx = net.context(feature)
+    assert ctx.shape == (2, 5, 8, 8)  # the first hidden layer, once per image
+    got = net(ctx, z, y_hat, full_only=True)[-1]  # (2, 3, 4, 8, 8)
+    shared = net.head[1](torch.relu(net.project(feature)))
+    for s in range(3):
+        h = torch.relu(shared + net.embed_z(z[:, s]))
+        delta = net.head[3](h)
+        if inject == "quarter":  # the quarter head's output is resized to each scale
+            delta = F.interpolate(delta, size=(8, 8), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(got[:, s], y_hat[-1] + delta, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="code_channels needs shared_layers=1"):
+        GenerationNet(6, 3, 4, code_channels=5)
 
 
 def test_full_generation_coarse_scales_are_pooled_full_logits(batch):

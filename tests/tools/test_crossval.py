@@ -65,3 +65,16 @@ def test_another_command_in_the_same_folder_is_refused(tmp_path: Path, capsys) -
 def test_bad_fold_counts_are_one_line(tmp_path: Path, capsys) -> None:
     assert crossval_main(["--folds", "1", "--out", str(tmp_path / "cv"), *TINY]) == 2
     assert "--folds" in capsys.readouterr().err
+
+
+def test_a_fold_trained_with_another_config_is_not_continued(tmp_path: Path) -> None:
+    from segcvae.config import Config, ConfigError
+    from segcvae.crossval import check_fold_run, fold_overrides
+    from segcvae.engine.run import train
+
+    cfg = Config.from_yaml(None, [*FAST, "train.steps=2", *fold_overrides(2, 0, 0)])
+    train(cfg, tmp_path / "fold0", progress=False)
+    check_fold_run(tmp_path / "fold0", cfg)  # the same config: fine
+    other = Config.from_yaml(None, [*FAST, "train.steps=3", *fold_overrides(2, 0, 0)])
+    with pytest.raises(ConfigError, match=r"train.steps: 2 -> 3.*new --out"):
+        check_fold_run(tmp_path / "fold0", other)

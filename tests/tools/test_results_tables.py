@@ -120,3 +120,19 @@ def test_the_ideal_code_probabilities_are_the_mean_posterior_over_the_plausible_
     ideal = shapes_errors.ideal_code_probs(logits.double().log_softmax(1), prior, masks)
     # each mask's posterior sits on the code that decodes it: the mean gives each 1/2, whatever p
     assert torch.allclose(ideal, torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64), atol=1e-3)
+
+
+def test_crossval_table_pools_and_names_the_references(tmp_path: Path) -> None:
+    for name, ged in (("cnn", 0.2), ("categorical_cvae", 0.1)):
+        (tmp_path / name).mkdir()
+        summary = {
+            "cases": 39,
+            "pooled": {"ged": ged, "hm_iou": 0.8, "majority_ged": 0.11, "rater_pairwise_iou": 0.75},
+            "across_folds": {"ged": {"mean": ged, "std": 0.01}},
+            "folds": [{"fold": k, "train_s": 600.0} for k in range(5)],
+        }
+        (tmp_path / name / "crossval.json").write_text(json.dumps(summary))
+    lines = tables.crossval_table(tmp_path).splitlines()
+    assert lines[2].startswith("| categorical_cvae | 5 | 39 | 0.100 (0.100 ± 0.010) | 0.800 |")
+    assert lines[2].endswith("| 10.0 ± 0.0 |") and lines[3].startswith("| cnn |")
+    assert "majority mask GED 0.110" in lines[-1] and "raters' pairwise IoU 0.750" in lines[-1]

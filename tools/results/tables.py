@@ -14,6 +14,7 @@ vote and against every rater, training time.
 
     python tools/results/tables.py --runs runs --prefix lfw_cpu
     python tools/results/tables.py --runs runs --prefix qubiq
+    python tools/results/tables.py --crossval runs/qubiq_cv   # segcvae crossval's results
 """
 
 from __future__ import annotations
@@ -172,12 +173,70 @@ def multi_rater_table(
     return "\n".join(table_a) + "\n\n" + "\n".join(table_b)
 
 
+# (column, key, digits) of the cross-validation table: pooled over cases, then across folds.
+CROSSVAL_COLUMNS = (
+    ("GED", "ged", 3),
+    ("HM-IoU", "hm_iou", 3),
+    ("NCC", "ncc", 3),
+    ("soft Dice", "soft_dice", 3),
+    ("diversity (hyp. pairwise IoU)", "diversity", 3),
+    ("NLL (nats/image)", "nll", 0),
+)
+
+
+def crossval_table(folder: Path) -> str:
+    """A markdown table of ``<folder>/<name>/crossval.json``: a row per model, each metric pooled
+    over all cases (mean ± std across folds beneath it in the same cell), with the data's own
+    references (majority mask's GED and soft Dice, raters' pairwise IoU) and the training time
+    per fold."""
+    runs = sorted(p for p in folder.glob("*/crossval.json"))
+    if not runs:
+        return "(no results)"
+    cols = ["model", "folds", "cases", *[c for c, _, _ in CROSSVAL_COLUMNS], "min / fold"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    reference = None
+    for path in runs:
+        s = json.loads(path.read_text())
+        row = [path.parent.name, str(len(s["folds"])), str(s["cases"])]
+        for _, key, digits in CROSSVAL_COLUMNS:
+            pooled, across = s["pooled"].get(key), s["across_folds"].get(key)
+            if pooled is None:
+                row.append("—")
+                continue
+            spread = (
+                f" ({across['mean']:.{digits}f} ± {across['std']:.{digits}f})" if across else ""
+            )
+            row.append(f"{pooled:.{digits}f}{spread}")
+        minutes = [f["train_s"] / 60 for f in s["folds"] if f.get("train_s")]
+        row.append(_fmt(minutes, 1, 1))
+        lines.append("| " + " | ".join(row) + " |")
+        reference = reference or s["pooled"]
+    refs = ", ".join(
+        f"{name} {reference[key]:.3f}"
+        for name, key in (
+            ("majority mask GED", "majority_ged"),
+            ("majority mask soft Dice", "majority_soft_dice"),
+            ("raters' pairwise IoU", "rater_pairwise_iou"),
+        )
+        if reference and key in reference
+    )
+    return "\n".join(lines) + (
+        f"\n\nThe data's own references over the same cases: {refs}." if refs else ""
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--prefix", default="lfw_cpu")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds")
+    p.add_argument(
+        "--crossval", type=Path, default=None, help="a folder of <name>/crossval.json to tabulate"
+    )
     args = p.parse_args(argv)
+    if args.crossval is not None:
+        print(crossval_table(args.crossval))
+        return 0
     if args.prefix.startswith("qubiq"):
         print(multi_rater_table(args.runs, args.prefix, args.seeds))
         return 0
