@@ -211,6 +211,9 @@ def sampling_rows(
 def train_step_fn(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.Tensor):
     """A closure doing forward + backward + Adam step, and the model it trains."""
     model = create_model(cfg, num_classes).to(x.device).train()
+    if cfg.train.channels_last:  # as the trainer does
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     objective = build_objective(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
 
@@ -239,6 +242,8 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
         return t
 
     objective = build_objective(cfg)
+    if cfg.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = objective(model(x, y), y)["loss"]
     loss.backward()

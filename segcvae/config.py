@@ -484,7 +484,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
     amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
-    channels_last: bool = False
+    # channels-last (NHWC) memory for the model and the images: on CPU (oneDNN) and CUDA the
+    # convolutions and the generation head's per-pixel products run faster (docs/RESULTS.md, Speed)
+    channels_last: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # --- multi-rater data (issue 12)
     # which mask of an item's "masks" is the training target: random = one rater per item per

@@ -156,9 +156,7 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.train
         check_encoder_name(cfg.model.encoder_name)
         self.model: nn.Module = self.family.from_config(cfg, self.num_classes).to(self.device)
-        self.channels_last = tc.channels_last and self.device.type == "cuda"
-        if tc.channels_last and not self.channels_last:
-            log.warning("train.channels_last is for CUDA; ignored on %s", self.device)
+        self.channels_last = tc.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.objective = self.family.build_objective(cfg).to(self.device)

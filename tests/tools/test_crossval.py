@@ -13,7 +13,6 @@ from tests.tools.conftest import TINY
 FAST = [*TINY, "train.steps=4", "train.eval_every=2", "eval.samples=1", "eval.hypotheses=3"]
 
 
-@pytest.mark.slow  # two tiny training runs and their evaluations
 def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

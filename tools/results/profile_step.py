@@ -1,0 +1,86 @@
+"""The per-op profile of one training step (forward, loss, backward, Adam) of the CNN and of the
+default model, and what the default spends beyond the CNN, op by op.
+
+    python tools/results/profile_step.py [--size 128] [--batch 8] [--threads 2] [--sets]
+
+``--sets`` gives the default model a set of three masks per image (``train.rater: auto``, as the
+shapes job trains it); without it, one mask (as ``tools/benchmark.py``'s training row). The step is
+run twice before it is profiled; times are the profiler's self CPU times (the calling thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from segcvae.config import Config
+
+try:
+    from segcvae.models import build_objective, create_model
+except ImportError:  # the code before the family registry (2026-12-04), for a "before" profile
+    from segcvae.losses import build_objective
+    from segcvae.models import create_model
+
+
+def step_fn(overrides: list[str], size: int, batch: int, sets: bool):
+    """A closure doing one training step of the model ``overrides`` describe."""
+    cfg = Config.from_yaml(None, [*overrides, f"data.image_size={size}"])
+    torch.manual_seed(0)
+    model = create_model(cfg, 4).train()
+    objective = build_objective(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, generator=g)
+    shape = (batch, 3, size, size) if sets else (batch, size, size)
+    y = torch.randint(0, 4, shape, generator=g)
+
+    def step() -> None:
+        loss = objective(model(x, y), y)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rows", type=int, default=15, help="ops listed")
+    p.add_argument("--sets", action="store_true", help="three masks per image for the default")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cnn_overrides = ["model.arch=cnn"]
+    try:
+        Config.from_yaml(None, cnn_overrides)
+    except Exception:  # before the registry: the CNN was loss.objective=cnn
+        cnn_overrides = ["loss.objective=cnn"]
+    steps = {
+        "cnn": step_fn(cnn_overrides, args.size, args.batch, False),
+        "default": step_fn([], args.size, args.batch, args.sets),
+    }
+    self_ms: dict[str, dict[str, float]] = {}
+    for name, step in steps.items():
+        step()
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        self_ms[name] = {e.key: e.self_cpu_time_total / 1e3 for e in prof.key_averages()}
+        total = sum(self_ms[name].values())
+        print(f"{name}: {total:.0f} ms of self CPU time in one step")
+    print("\n| op | CNN (ms) | default (ms) | default - CNN (ms) |\n|---|---:|---:|---:|")
+    keys = set(self_ms["cnn"]) | set(self_ms["default"])
+    extra = {k: self_ms["default"].get(k, 0.0) - self_ms["cnn"].get(k, 0.0) for k in keys}
+    for k in sorted(keys, key=lambda k: -abs(extra[k]))[: args.rows]:
+        print(
+            f"| {k} | {self_ms['cnn'].get(k, 0):.1f} | {self_ms['default'].get(k, 0):.1f} | {extra[k]:+.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
