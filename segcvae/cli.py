@@ -1,11 +1,12 @@
-"""Command-line entry points: ``segcvae train|evaluate|predict|export|demo|benchmark``.
+"""Command-line entry points: ``segcvae train|evaluate|predict|export|demo|crossval|benchmark``.
 
-``tools/train.py``, ``tools/evaluate.py`` and ``tools/predict.py`` call the same functions
-(:func:`train_main`, :func:`evaluate_main`, :func:`predict_main`). Each parses its arguments,
+``tools/train.py``, ``tools/evaluate.py``, ``tools/predict.py``, ``tools/crossval.py`` ... call the
+same functions (:func:`train_main`, :func:`evaluate_main`, :func:`predict_main`,
+:func:`crossval_main`). Each parses its arguments,
 builds what it needs from a config or a checkpoint, and calls the engine.
 
-Exit codes, one rule for every command (train, evaluate, predict, export, demo, benchmark, and
-any command added later):
+Exit codes, one rule for every command (train, evaluate, predict, export, demo, crossval,
+benchmark, and any command added later):
 
 * **0**: success.
 * **2**: the user's input is wrong, reported as one line ``error: ...`` naming the key, file or

@@ -106,10 +106,22 @@ def test_cosine_schedule_from_config(tmp_path: Path) -> None:
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_amp_and_channels_last_are_ignored_on_cpu(tmp_path: Path) -> None:
+def test_amp_is_ignored_on_cpu_and_channels_last_is_used(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, "train.steps=1", "train.amp=fp16", "train.channels_last=true")
-    assert not trainer.amp_enabled and not trainer.scaler.is_enabled() and not trainer.channels_last
+    assert not trainer.amp_enabled and not trainer.scaler.is_enabled() and trainer.channels_last
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert trainer.fit()["step"] == 1
+
+
+def test_channels_last_trains_to_the_same_weights_up_to_float_rounding(tmp_path: Path) -> None:
+    finals = []
+    for layout in ("false", "true"):
+        trainer = _trainer(tmp_path / layout, "train.steps=2", f"train.channels_last={layout}")
+        trainer.fit()
+        finals.append(load_checkpoint(tmp_path / layout / "last.pt")["model"])
+    for k in finals[0]:
+        torch.testing.assert_close(finals[0][k], finals[1][k], rtol=1e-3, atol=1e-4)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None:
