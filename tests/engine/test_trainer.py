@@ -379,3 +379,38 @@ def test_batches_continue_mid_epoch_where_a_resumed_run_stopped(tmp_path: Path) 
     again = _trainer(tmp_path / "again", "train.steps=6")
     again.step = 5  # as after resuming at step 5: epoch 1, second batch
     assert list(next(again._batches())["id"]) == ids[5]
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from segcvae.engine.run import train
+
+    def broken(self, batch):
+        raise RuntimeError("out of memory in the first step")
+
+    monkeypatch.setattr(Trainer, "run_step", broken)
+    cfg = Config.from_yaml(None, [*TINY, "train.steps=2"])
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    with pytest.raises(RuntimeError):
+        train(cfg, tmp_path / "mine", progress=False)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_an_os_error_writing_the_run_folder_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    from segcvae.engine.run import train
+    from segcvae.engine.run_dir import RunDirError
+
+    def disk_full(self, step):
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "last.pt"))
+
+    import segcvae.engine.checkpointer as checkpointer
+
+    monkeypatch.setattr(checkpointer.Checkpointer, "save_last", disk_full)
+    cfg = Config.from_yaml(None, [*TINY, "train.steps=2", "train.checkpoint_every=1"])
+    with pytest.raises(RunDirError, match=r"run folder .*run: cannot write .*last.pt \(No space"):
+        train(cfg, tmp_path / "run", progress=False)
