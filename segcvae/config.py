@@ -483,7 +483,9 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 100
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
-    amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
+    # mixed precision: bf16 on CUDA or on a CPU with native bf16 (e.g. AVX512-BF16, AMX), fp16 on
+    # CUDA; the generation head's per-pixel products and every loss stay float32
+    amp: Literal["none", "bf16", "fp16"] = "none"
     # channels-last (NHWC) memory for the model and the images: on CPU (oneDNN) and CUDA the
     # convolutions and the generation head's per-pixel products run faster (docs/RESULTS.md, Speed)
     channels_last: bool = True

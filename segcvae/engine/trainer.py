@@ -184,8 +184,8 @@ class Trainer:
         dtypes = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
         if amp not in dtypes:
             raise ConfigError(f"train.amp: expected one of {', '.join(dtypes)}, got {amp!r}")
-        if amp != "none" and self.device.type != "cuda":
-            log.warning("train.amp=%s needs CUDA; training in float32 on %s", amp, self.device)
+        if amp == "fp16" and self.device.type != "cuda":
+            log.warning("train.amp=fp16 needs CUDA; training in float32 on %s", self.device)
             return torch.float32, False
         return dtypes[amp], amp != "none"
 

@@ -140,11 +140,19 @@ def sample_mlp(
         params += [conv.weight.flatten(1), conv.bias]
     ctx = context.flatten(2).transpose(1, 2)  # (B, HW, C), a view
     base_flat = None if base is None else base.flatten(2)  # (B, K, HW)
-    if is_tracing() or _autocast(context.device.type):
-        # one block, plain autograd: export graphs keep dynamic shapes, autocast picks dtypes
+    if is_tracing():  # one block, plain autograd: export graphs keep their dynamic shapes
         out = _forward_block(ctx[:, None] + bias[:, :, None, :], params)[0]  # (B, S, K, HW)
         if base_flat is not None:
             out = out + base_flat[:, None]
-    else:
-        out = _BlockedMLP.apply(ctx.contiguous(), bias, base_flat, block_rows, *params)
+        return out.unflatten(-1, (height, width))
+    device = context.device.type
+    if _autocast(device):  # mixed precision elsewhere: the head computes in float32, blocked
+        with torch.autocast(device, enabled=False):
+            params = [t.float() for t in params]
+            base_flat = None if base_flat is None else base_flat.float()
+            out = _BlockedMLP.apply(
+                ctx.float().contiguous(), bias.float(), base_flat, block_rows, *params
+            )
+        return out.unflatten(-1, (height, width))
+    out = _BlockedMLP.apply(ctx.contiguous(), bias, base_flat, block_rows, *params)
     return out.unflatten(-1, (height, width))

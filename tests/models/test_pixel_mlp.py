@@ -75,15 +75,16 @@ def test_a_tracer_gets_one_block(monkeypatch):
     torch.testing.assert_close(out, _reference(context, bias, convs, None), rtol=1e-5, atol=1e-5)
 
 
-def test_autocast_runs_the_plain_path(monkeypatch):
-    """Under autocast the head runs as plain autograd ops (autocast picks the dtypes), not as the
-    blocked Function, which computes in its inputs' dtype."""
-    import segcvae.models.pixel_mlp as pm
-
-    monkeypatch.setattr(pm._BlockedMLP, "apply", lambda *a: pytest.fail("blocked path"))
+def test_under_autocast_the_head_computes_in_float32_in_blocks():
+    """Mixed precision elsewhere (bf16 convolutions): the head's products stay float32 and blocked,
+    so its result and gradients equal the float32 head's."""
     convs = _head()
-    context, bias = torch.randn(2, 6, 4, 4), torch.randn(2, 3, 6)
+    context = torch.randn(2, 6, 4, 4, requires_grad=True)
+    bias = torch.randn(2, 3, 6, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = sample_mlp(context, bias, convs)
-    expected = _reference(context, bias, convs, None)
-    torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
+        out = sample_mlp(context.bfloat16(), bias, convs, block_rows=5)
+    assert out.dtype == torch.float32
+    expected = _reference(context.bfloat16().float(), bias, convs, None)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert context.grad is not None and torch.isfinite(context.grad).all()
