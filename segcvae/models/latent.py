@@ -197,9 +197,10 @@ class GaussianNet(nn.Module):
         h = self.joint(torch.cat(parts, dim=1))
         if self.global_latent:
             h = h.mean(dim=(2, 3), keepdim=True)  # (B, hidden, 1, 1)
+        params = self.to_params(h).float()  # distributions in float32 (mixed precision too)
         if self.categorical:
-            raw = self.to_params(h).flatten(1)  # (B, Z)
+            raw = params.flatten(1)  # (B, Z)
             return OneHotCategorical(logits=self.logit_bound * torch.tanh(raw / self.logit_bound))
-        mu, raw = self.to_params(h).chunk(2, dim=1)
+        mu, raw = params.chunk(2, dim=1)
         logvar = bounded_logvar(raw, self.logvar_min, self.logvar_max)
         return diagonal_gaussian(mu, logvar)

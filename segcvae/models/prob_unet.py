@@ -76,7 +76,7 @@ class AxisAlignedGaussianNet(nn.Module):
             A Gaussian with batch shape (B,) and event shape (Z,).
         """
         h = self.encoder(inputs)[-1].mean(dim=(2, 3), keepdim=True)  # (B, C_last, 1, 1)
-        mu, raw = self.to_params(h).flatten(1).chunk(2, dim=1)  # (B, Z) each
+        mu, raw = self.to_params(h).flatten(1).float().chunk(2, dim=1)  # (B, Z) each, float32
         return diagonal_gaussian(mu, bounded_logvar(raw, self.logvar_min, self.logvar_max))
 
 

@@ -414,3 +414,14 @@ def test_an_os_error_writing_the_run_folder_is_one_line(tmp_path: Path, monkeypa
     cfg = Config.from_yaml(None, [*TINY, "train.steps=2", "train.checkpoint_every=1"])
     with pytest.raises(RunDirError, match=r"run folder .*run: cannot write .*last.pt \(No space"):
         train(cfg, tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("arch", ["sohn", "prob_unet"])
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path: Path, arch: str) -> None:
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no native bf16")
+    trainer = _trainer(tmp_path, "train.steps=2", "train.amp=bf16", f"model.arch={arch}")
+    assert trainer.amp_enabled and trainer.amp_dtype == torch.bfloat16
+    terms = trainer.run_step(next(iter(trainer.loader)))
+    assert terms is not None and torch.isfinite(terms["loss"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # float32 weights
