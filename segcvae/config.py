@@ -470,16 +470,16 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    steps: int = 1000
+    steps: int = 900
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 2e-3
     lr_decay: float = 1e-3  # lr_schedule=inverse: lr_t = lr / (1 + lr_decay * t), as in the paper
     # inverse: the paper's lr / (1 + lr_decay * t); cosine: lr * (1 + cos(pi * t / steps)) / 2
     lr_schedule: Literal["inverse", "cosine"] = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     seed: int = 0
-    eval_every: int = 250
+    eval_every: int = 300
     log_every: int = 20
     checkpoint_every: int = 100
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
