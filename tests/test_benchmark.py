@@ -28,7 +28,7 @@ def test_benchmark_reports_interleaved_ratios(tmp_path):
             lo, hi = row[f"{key}_spread"]
             assert 0 < lo <= row[f"{key}_vs_deterministic"] <= hi, (row["family"], key)
     assert r["train_step_hybrid_vs_cnn"] > 0
-    assert r["peak_mem_train_hybrid_mb"] > r["peak_mem_train_cnn_mb"]
+    assert r["peak_mem_train_cvae_mb"] > r["peak_mem_train_cnn_mb"]
     assert r["loader_dataset"] == "shapes" and r["loader_images_per_s_0_workers"] > 0
     # chunking bounds the memory of 100 hypotheses
     assert r["peak_mem_hyp100_b2_32px_chunk16_mb"] < r["peak_mem_hyp100_b2_32px_chunk100_mb"]

@@ -148,7 +148,7 @@ class SSN(ModelFamily):
         logvar = bounded_logvar(self.log_diagonal_head(feature), self.logvar_min, self.logvar_max)
         diagonal = logvar.exp().flatten(1) + self.epsilon  # (B, K*H*W)
         # Channel r*K + k of the factor head is column r of P at class k.
-        factor = self.factor_head(feature).view(b, self.rank, k * h * w).transpose(1, 2)
+        factor = self.factor_head(feature).reshape(b, self.rank, k * h * w).transpose(1, 2)
         dist = LowRankMultivariateNormal(mu.float(), factor.float(), diagonal.float())
         return SSNContext(distribution=dist, shape=(k, h, w))
 
