@@ -136,3 +136,34 @@ def test_crossval_table_pools_and_names_the_references(tmp_path: Path) -> None:
     assert lines[2].startswith("| categorical_cvae | 5 | 39 | 0.100 (0.100 ± 0.010) | 0.800 |")
     assert lines[2].endswith("| 10.0 ± 0.0 |") and lines[3].startswith("| cnn |")
     assert "majority mask GED 0.110" in lines[-1] and "raters' pairwise IoU 0.750" in lines[-1]
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "results" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_curves_table_has_a_row_per_step_and_a_column_per_run(tmp_path: Path, capsys) -> None:
+    curves = _load_tool("curves")
+    for name, values in {"cnn": [0.3, 0.25], "categorical_cvae": [0.2, 0.15, 0.14]}.items():
+        run = tmp_path / name / "fold0"
+        run.mkdir(parents=True)
+        rows = [{"step": 100 * (i + 1), "val": {"ged": v}} for i, v in enumerate(values)]
+        rows.insert(1, {"step": 150, "train": {"loss": 1.0}})  # no validation at this step
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    png = tmp_path / "curves.png"
+    runs = [str(tmp_path / "cnn" / "fold0"), str(tmp_path / "categorical_cvae" / "fold0")]
+    assert (
+        curves.main(["--runs", *runs, "--metric", "ged", "--reference", "0.1", "--png", str(png)])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| step | cnn/fold0 | categorical_cvae/fold0 |"
+    assert lines[2:5] == [
+        "| 100 | 0.3000 | 0.2000 |",
+        "| 200 | 0.2500 | 0.1500 |",
+        "| 300 |  | 0.1400 |",
+    ]
+    assert png.stat().st_size > 1000
