@@ -680,6 +680,13 @@ def crossval_parser(prog: str = "segcvae crossval") -> argparse.ArgumentParser:
         default=None,
         help="hypotheses per test image (default: eval.hypotheses)",
     )
+    p.add_argument(
+        "--only",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="train and evaluate only these folds (crossval.json pools the folds done so far)",
+    )
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
@@ -706,6 +713,7 @@ def crossval_main(argv: Sequence[str] | None = None, prog: str = "segcvae crossv
             samples=args.samples,
             hypotheses=args.hypotheses,
             progress=progress,
+            only=args.only,
         )
     except DivergenceError as e:
         return _fail(str(e), RUN_ERROR)

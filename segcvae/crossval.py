@@ -173,8 +173,10 @@ def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A markdown table: metric | pooled over the cases | mean ± std across folds."""
+    done = len(summary["folds"])
+    of = f" of {summary['folds_total']}" if summary.get("partial") else ""
     lines = [
-        f"{summary['cases']} cases in {len(summary['folds'])} folds",
+        f"{summary['cases']} cases in {done}{of} folds" + (" (partial)" if of else ""),
         "",
         "| metric | pooled | mean ± std across folds |",
         "|---|---:|---:|",
@@ -199,6 +201,7 @@ def crossval(
     samples: int | None = None,
     hypotheses: int | None = None,
     progress: bool = False,
+    only: list[int] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate every fold into ``out`` (resuming what a killed run left), then pool.
 
@@ -211,9 +214,12 @@ def crossval(
         samples: S for the test likelihood (None: ``eval.samples``).
         hypotheses: Hypotheses per test image (None: ``eval.hypotheses``).
         progress: Progress bars.
+        only: Train and evaluate only these folds (e.g. one fold of a costly model); the summary
+            then pools every fold finished in ``out`` so far and says ``"partial": true`` when
+            that is not all k.
 
     Returns:
-        The summary written to ``out/crossval.json`` (:func:`summarise`).
+        The summary written to ``out/crossval.json`` (:func:`summarise`), with ``folds_done``.
 
     Raises:
         ConfigError: a bad config or override, or ``out`` holds another cross-validation.
@@ -230,11 +236,20 @@ def crossval(
         Config.from_yaml(config, [*overrides, *fold_overrides(folds, f, folds_seed)])
         for f in range(folds)
     ]  # every fold's config checked before any training
+    wanted = set(range(folds)) if only is None else set(only)
+    if not wanted or not wanted <= set(range(folds)):
+        raise ConfigError(
+            f"--only: expected fold numbers in 0..{folds - 1}, got {sorted(only or [])}"
+        )
     check_settings(out, _settings(config, overrides, folds, folds_seed))
     reports = []
     for fold, cfg in enumerate(cfgs):
         run = out / f"fold{fold}"
         report_path = run / "test.json"
+        if fold not in wanted:
+            if report_path.is_file():  # done by an earlier command: pooled too
+                reports.append(json.loads(report_path.read_text()))
+            continue
         if report_path.is_file():
             log.info("fold %d: done (%s)", fold, report_path)
             reports.append(json.loads(report_path.read_text()))
@@ -249,6 +264,13 @@ def crossval(
         report = evaluate_fold(cfg, run, samples, hypotheses) | {"train_s": train_s}
         report_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
         reports.append(json.loads(report_path.read_text()))
-    summary = {**_settings(config, overrides, folds, folds_seed), **summarise(reports)}
+    done = [int(r["fold"]) for r in reports]
+    summary = {
+        **_settings(config, overrides, folds, folds_seed),
+        "folds_done": done,
+        "folds_total": folds,
+        "partial": len(done) < folds,
+        **summarise(reports),
+    }
     (out / "crossval.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     return summary

@@ -43,6 +43,7 @@ def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
     assert (out / "fold0" / "test.json").stat().st_mtime_ns == first
     summary = json.loads((out / "crossval.json").read_text())
     assert summary["cases"] == 24 and [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert summary["folds_done"] == [0, 1] and summary["partial"] is False
     assert sum(f["cases"] for f in summary["folds"]) == 24  # every case tested once
     for key in ("ged", "hm_iou", "soft_dice", "diversity", "majority_ged", "rater_pairwise_iou"):
         assert key in summary["pooled"] and key in summary["across_folds"], key
@@ -50,6 +51,22 @@ def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
     assert report["select"] == "mean_iou" and len(report["per_image"]) == report["images"]
     printed = capsys.readouterr().out
     assert "| ged |" in printed and "mean ± std across folds" in printed
+
+
+def test_only_some_folds_pools_what_is_done_and_says_partial(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cv"
+    args = ["--folds", "3", "--out", str(out), "--no-progress", *FAST]
+    assert crossval_main([*args, "--only", "1"]) == 0
+    assert not (out / "fold0").exists() and (out / "fold1" / "test.json").is_file()
+    summary = json.loads((out / "crossval.json").read_text())
+    assert summary["folds_done"] == [1] and summary["partial"] is True
+    assert summary["cases"] == summary["folds"][0]["cases"]
+    assert "in 1 of 3 folds (partial)" in capsys.readouterr().out
+    assert crossval_main([*args, "--only", "0"]) == 0  # fold 1 is kept and pooled with fold 0
+    summary = json.loads((out / "crossval.json").read_text())
+    assert summary["folds_done"] == [0, 1] and summary["partial"] is True
+    assert crossval_main([*args, "--only", "3"]) == 2  # no fold 3 of 3
+    assert "--only" in capsys.readouterr().err
 
 
 def test_another_command_in_the_same_folder_is_refused(tmp_path: Path, capsys) -> None:

@@ -197,7 +197,8 @@ def crossval_table(folder: Path) -> str:
     reference = None
     for path in runs:
         s = json.loads(path.read_text())
-        row = [path.parent.name, str(len(s["folds"])), str(s["cases"])]
+        done = str(len(s["folds"])) + (f" of {s['folds_total']}" if s.get("partial") else "")
+        row = [path.parent.name, done, str(s["cases"])]
         for _, key, digits in CROSSVAL_COLUMNS:
             pooled, across = s["pooled"].get(key), s["across_folds"].get(key)
             if pooled is None:
