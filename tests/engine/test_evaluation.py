@@ -279,7 +279,7 @@ def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
 
 # ---------------------------------------------------------------- evaluate's steps, one at a time
 def test_an_eval_batch_without_masks_has_its_one_rater_and_is_cut_to_the_images_wanted() -> None:
-    from segcvae.engine.evaluation import _EvalBatch
+    from segcvae.engine.eval_accumulator import EvalBatch as _EvalBatch
 
     batch = next(iter(_loader(with_masks=False)))
     b = _EvalBatch.from_batch(batch, torch.device("cpu"), keep=3)
@@ -290,7 +290,8 @@ def test_an_eval_batch_without_masks_has_its_one_rater_and_is_cut_to_the_images_
 
 
 def test_batch_nll_averages_over_the_real_raters_only() -> None:
-    from segcvae.engine.evaluation import _batch_nll, _EvalBatch
+    from segcvae.engine.eval_accumulator import EvalBatch as _EvalBatch
+    from segcvae.engine.evaluation import _batch_nll
 
     torch.manual_seed(0)
     model = create_model(tiny_config("cnn"), 3).eval()
@@ -308,7 +309,8 @@ def test_batch_nll_averages_over_the_real_raters_only() -> None:
 
 
 def test_the_accumulator_keeps_the_images_asked_for_the_grid() -> None:
-    from segcvae.engine.evaluation import _Accumulator, _EvalBatch
+    from segcvae.engine.eval_accumulator import Accumulator as _Accumulator
+    from segcvae.engine.eval_accumulator import EvalBatch as _EvalBatch
 
     acc = _Accumulator(3, 255)
     assert acc.vis() is None and "nll" not in acc.metrics()
