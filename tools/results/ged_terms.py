@@ -41,9 +41,12 @@ def terms(samples: torch.Tensor, gts: torch.Tensor, k: int, ignore: int) -> dict
 def run_terms(folder: Path, hypotheses: int, overrides: list[str]) -> dict[str, float]:
     """The pooled terms over every fold's test cases of a ``segcvae crossval`` folder."""
     rows = []
-    runs = sorted(folder.glob("fold*/best.pt"))
+    # the folds crossval has finished (test.json written), not one still training
+    runs = sorted(p.parent / "best.pt" for p in folder.glob("fold*/test.json"))
     if not runs:
-        raise SystemExit(f"error: {folder} holds no fold*/best.pt (a segcvae crossval folder)")
+        raise SystemExit(
+            f"error: {folder} holds no finished fold (fold*/test.json of segcvae crossval)"
+        )
     for run in runs:
         ckpt = load_checkpoint(run)
         model, cfg = model_from_checkpoint(ckpt, "cpu", overrides)
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("folders", nargs="+", help="segcvae crossval output folders, then overrides")
     p.add_argument("--hypotheses", type=int, default=16)
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     overrides = [a for a in args.folders if "=" in a]  # section.key=value, e.g. a moved data.root
     folders = [Path(a) for a in args.folders if "=" not in a]
     print("| model | cases | E d(s,y) | E d(s,s') | E d(y,y') | E d(m,y) | GED | majority GED |")

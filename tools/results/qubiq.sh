@@ -6,7 +6,8 @@
 # (fold<k>/, crossval.json) and its log to runs/qubiq_cv/<name>.log; a killed run continues when
 # the same command is run again.
 #   tools/results/qubiq.sh DATA_ROOT [NAME ...]        (default names: cnn categorical_cvae prob_unet)
-#   FOLDS=1 ... only the first fold's model (the other folds are trained when FOLDS is unset)
+#   ONLY="0" tools/results/qubiq.sh DATA_ROOT hybrid ssn   only these folds (crossval --only): the
+#   families reported on one fold; crossval.json then pools the folds done and says partial
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=${1:?usage: tools/results/qubiq.sh DATA_ROOT [NAME ...]}
@@ -17,6 +18,6 @@ for name in $names; do
   out=runs/qubiq_cv/$name
   mkdir -p runs/qubiq_cv
   "$PY" tools/crossval.py --config "configs/qubiq_$name.yaml" --folds 5 --out "$out" \
-    --samples 50 --no-progress data.root="$root" >>"$out.log" 2>&1
+    --samples 50 --no-progress ${ONLY:+--only $ONLY} data.root="$root" >>"$out.log" 2>&1
   echo "$(date -u +%FT%TZ) qubiq_$name: $out/crossval.json"
 done
