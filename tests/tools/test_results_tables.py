@@ -169,3 +169,15 @@ def test_curves_table_has_a_row_per_step_and_a_column_per_run(tmp_path: Path, ca
         "| 300 |  | 0.1400 |",
     ]
     assert png.stat().st_size > 1000
+
+
+def test_fold_table_puts_every_model_of_one_fold_side_by_side(tmp_path: Path) -> None:
+    for name, ged in (("cnn", 0.25), ("hybrid", 0.2)):
+        (tmp_path / name / "fold0").mkdir(parents=True)
+        report = {"step": 1400, "ged": ged, "hm_iou": 0.7, "ncc": None, "majority_ged": 0.121}
+        report["per_image"] = [{"id": "a"}, {"id": "b"}]
+        (tmp_path / name / "fold0" / "test.json").write_text(json.dumps(report))
+    lines = tables.fold_table(tmp_path, 0).splitlines()
+    assert lines[2].startswith("| cnn | 2 | 1400 | 0.250 | 0.700 | — |")
+    assert lines[3].startswith("| hybrid |") and lines[3].endswith("| 0.121 |")
+    assert tables.fold_table(tmp_path, 3) == "(no results)"

@@ -226,6 +226,30 @@ def crossval_table(folder: Path) -> str:
     )
 
 
+def fold_table(folder: Path, fold: int) -> str:
+    """A markdown table of one fold of every ``<folder>/<name>/fold<k>/test.json``: the models
+    side by side on the same test cases (families run on one fold only), with that fold's
+    references."""
+    runs = sorted(folder.glob(f"*/fold{fold}/test.json"))
+    if not runs:
+        return "(no results)"
+    cols = ["model", "cases", "step", *[c for c, _, _ in CROSSVAL_COLUMNS], "majority GED"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for path in runs:
+        r = json.loads(path.read_text())
+        row = [
+            path.parent.parent.name,
+            str(len(r.get("per_image", [])) or r.get("images")),
+            str(r["step"]),
+        ]
+        for _, key, digits in CROSSVAL_COLUMNS:
+            v = r.get(key)
+            row.append("—" if not isinstance(v, (int, float)) or v != v else f"{v:.{digits}f}")
+        row.append(f"{r['majority_ged']:.3f}" if r.get("majority_ged") is not None else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("runs"))
@@ -234,9 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--crossval", type=Path, default=None, help="a folder of <name>/crossval.json to tabulate"
     )
+    p.add_argument("--fold", type=int, default=None, help="with --crossval: one fold, all models")
     args = p.parse_args(argv)
     if args.crossval is not None:
-        print(crossval_table(args.crossval))
+        table = crossval_table if args.fold is None else lambda f: fold_table(f, args.fold)
+        print(table(args.crossval))
         return 0
     if args.prefix.startswith("qubiq"):
         print(multi_rater_table(args.runs, args.prefix, args.seeds))
