@@ -242,17 +242,13 @@ def crossval(
             f"--only: expected fold numbers in 0..{folds - 1}, got {sorted(only or [])}"
         )
     check_settings(out, _settings(config, overrides, folds, folds_seed))
-    reports = []
     for fold, cfg in enumerate(cfgs):
         run = out / f"fold{fold}"
         report_path = run / "test.json"
         if fold not in wanted:
-            if report_path.is_file():  # done by an earlier command: pooled too
-                reports.append(json.loads(report_path.read_text()))
             continue
         if report_path.is_file():
             log.info("fold %d: done (%s)", fold, report_path)
-            reports.append(json.loads(report_path.read_text()))
             continue
         log.info("fold %d of %d -> %s", fold, folds, run)
         fresh = not (run / "last.pt").is_file()
@@ -263,7 +259,9 @@ def crossval(
         train_s = summary["wall_s"] if fresh else None
         report = evaluate_fold(cfg, run, samples, hypotheses) | {"train_s": train_s}
         report_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
-        reports.append(json.loads(report_path.read_text()))
+    # every fold finished in `out` by now, this command's or another's (--only)
+    paths = [out / f"fold{f}" / "test.json" for f in range(folds)]
+    reports = [json.loads(p.read_text()) for p in paths if p.is_file()]
     done = [int(r["fold"]) for r in reports]
     summary = {
         **_settings(config, overrides, folds, folds_seed),

@@ -165,10 +165,10 @@ class Accumulator:
         k = self.num_classes
         rows = self.rows[-b.size :]
         for i in range(b.size):
-            values = image_metrics(
-                hyps[i], gts[i], fg_prob[i], k, masks_are_modes, self.ignore_index
-            )
             freq, valid = rater_frequency(gts[i], k)
+            values = image_metrics(
+                hyps[i], gts[i], fg_prob[i], k, masks_are_modes, self.ignore_index, (freq, valid)
+            )
             self.ece_bins += calibration_bins(fg_prob[i], freq, valid).cpu()
             if extra is not None:
                 values[f"ged_{extra.shape[1]}"] = generalized_energy_distance(extra[i], gts[i], k)
@@ -269,13 +269,15 @@ def image_metrics(
     num_classes: int,
     modes: bool,
     ignore_index: int = 255,
+    frequency: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """One image's multi-hypothesis metrics (hyps (S, H, W), gts (R, H, W)).
 
     With >= 2 raters also the data's own references (the majority vote's GED and soft Dice, ties
-    to the foreground) and the empty-hypothesis share error.
+    to the foreground) and the empty-hypothesis share error. ``frequency``: the raters'
+    ``rater_frequency(gts, num_classes)`` when the caller has it already.
     """
-    freq, valid = rater_frequency(gts, num_classes)
+    freq, valid = frequency if frequency is not None else rater_frequency(gts, num_classes)
     values = {
         "ged": generalized_energy_distance(hyps, gts, num_classes),
         "hm_iou": hungarian_matched_iou(hyps, gts, num_classes),

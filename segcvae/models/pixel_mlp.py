@@ -18,6 +18,7 @@ compiler toolchain at run time and minutes of compilation), hence these loops.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -146,13 +147,11 @@ def sample_mlp(
             out = out + base_flat[:, None]
         return out.unflatten(-1, (height, width))
     device = context.device.type
-    if _autocast(device):  # mixed precision elsewhere: the head computes in float32, blocked
-        with torch.autocast(device, enabled=False):
-            params = [t.float() for t in params]
-            base_flat = None if base_flat is None else base_flat.float()
-            out = _BlockedMLP.apply(
-                ctx.float().contiguous(), bias.float(), base_flat, block_rows, *params
-            )
-        return out.unflatten(-1, (height, width))
-    out = _BlockedMLP.apply(ctx.contiguous(), bias, base_flat, block_rows, *params)
+    mixed = _autocast(device)
+    if mixed:  # mixed precision elsewhere: the head computes in float32 (still blocked)
+        ctx, bias = ctx.float(), bias.float()
+        params = [t.float() for t in params]
+        base_flat = None if base_flat is None else base_flat.float()
+    with torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext():
+        out = _BlockedMLP.apply(ctx.contiguous(), bias, base_flat, block_rows, *params)
     return out.unflatten(-1, (height, width))

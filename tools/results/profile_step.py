@@ -1,12 +1,15 @@
 """The per-op profile of one training step (forward, loss, backward, Adam) of the CNN and of the
 default model, and what the default spends beyond the CNN, op by op.
 
-    python tools/results/profile_step.py [--size 128] [--batch 8] [--threads 2] [--sets]
+    python tools/results/profile_step.py [--size 128] [--batch 8] [--threads 2] [--rounds 7]
+        [--raters N] [--classes K] [section.key=value ...]
 
-The model is put in the memory format the trainer uses (``train.channels_last``).
-``--sets`` gives the default model a set of three masks per image (``train.rater: auto``, as the
-shapes job trains it); without it, one mask (as ``tools/benchmark.py``'s training row). The step is
-run twice before it is profiled; times are the profiler's self CPU times (the calling thread).
+The model is put in the memory format the trainer uses (``train.channels_last``). ``--raters N``
+gives the default model a set of N masks per image (``train.rater: auto``: the shapes job trains
+on 3, QUBIQ on 7); without it, one mask (as ``tools/benchmark.py``'s training row). The overrides
+change both models (QUBIQ: ``--classes 2 --raters 7 "model.decoder_channels=[64,32,32,16,16]"``).
+The step is run twice before it is profiled; the table gives the profiler's self CPU times (the
+calling thread), and the line above it the wall clock of ``--rounds`` interleaved steps.
 """
 
 from __future__ import annotations
