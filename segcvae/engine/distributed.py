@@ -113,6 +113,12 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait until every process reaches this point (no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over processes, in place; returns it (unchanged in a single process)."""
     if dist.is_available() and dist.is_initialized():

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from segcvae.config import Config
-from segcvae.engine.distributed import cleanup_distributed, init_distributed
+from segcvae.engine.distributed import barrier, cleanup_distributed, init_distributed
 from segcvae.engine.run_dir import (
     check_run_dir,
     folder_error,
@@ -57,7 +57,11 @@ def train(
     trainer = None
     try:
         trainer = Trainer(cfg, run_dir, dist_info, progress=progress, overwrite=overwrite)
-        return trainer.fit(resume=resume)
+        summary = trainer.fit(resume=resume)
+        # Rank 0 evaluates alone after the last step; the ranks tear the process group down
+        # together (a rank that destroys it while another still runs can abort in gloo).
+        barrier()
+        return summary
     except BaseException as e:
         if fresh and trainer is not None and trainer.step == 0 and dist_info.is_main:
             remove_unfinished_run(run_dir, trainer.created_run_dir)  # failed before its first step
@@ -65,4 +69,5 @@ def train(
             raise folder_error(run_dir, e) from e
         raise
     finally:
+        trainer = None  # the DDP wrapper (and its reducer) goes before its process group
         cleanup_distributed()
