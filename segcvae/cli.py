@@ -132,6 +132,13 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _int_or_error(parser: argparse.ArgumentParser, flag: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        parser.error(f"argument {flag}: expected an integer, got {text!r}")
+
+
 def _check_output_folder(path: Path, flag: str) -> None:
     """Raise FileExistsError if ``path`` is an existing file (an output folder was asked for)."""
     if path.exists() and not path.is_dir():
@@ -682,10 +689,10 @@ def crossval_parser(prog: str = "segcvae crossval") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--only",
-        type=int,
         nargs="+",
         metavar="K",
-        help="train and evaluate only these folds (crossval.json pools the folds done so far)",
+        help="train and evaluate only these folds (crossval.json pools the folds done so far); "
+        "section.key=value items after it are overrides",
     )
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
@@ -697,6 +704,12 @@ def crossval_main(argv: Sequence[str] | None = None, prog: str = "segcvae crossv
     """``tools/crossval.py``: config + k -> DIR/fold<k>/ runs and DIR/crossval.json."""
     parser = crossval_parser(prog)
     args, overrides = _split_overrides(parser, argv)
+    only = None
+    if args.only is not None:  # "--only 0 data.root=..." : the nargs list ends at the first K=V
+        only = [_int_or_error(parser, "--only", v) for v in args.only if "=" not in v]
+        overrides += [v for v in args.only if "=" in v]
+        if not only:
+            parser.error("argument --only: expected at least one fold index")
     setup_logging(args.quiet)
     from segcvae.crossval import crossval, format_summary
     from segcvae.engine.trainer import DivergenceError
@@ -713,7 +726,7 @@ def crossval_main(argv: Sequence[str] | None = None, prog: str = "segcvae crossv
             samples=args.samples,
             hypotheses=args.hypotheses,
             progress=progress,
-            only=args.only,
+            only=only,
         )
     except DivergenceError as e:
         return _fail(str(e), RUN_ERROR)

@@ -449,6 +449,10 @@ class LossConfig:
     free_bits: float = 0.0  # nats per latent channel below which KL is not penalised
     # model.latent=categorical: q of the cvae term, the exact posterior over codes or recognition_net's
     code_posterior: Literal["exact", "recognition"] = "exact"
+    # code_posterior=exact: q(c) proportional to r(c)^(1 / T) for the exact posterior r. 1 = r
+    # itself (the ELBO is log p(y | x)); below 1 each mask trains its likeliest codes more (0: hard
+    # EM, the one best code), which spreads the codes apart; still a bound on log p(y | x)
+    code_temperature: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -464,6 +468,14 @@ class LossConfig:
             v = getattr(self, key)
             _require(v >= 0 and _finite(v), f"loss.{key}", "a number >= 0", v)
         _require(self.kl_warmup_steps >= 0, "loss.kl_warmup_steps", ">= 0", self.kl_warmup_steps)
+        t = self.code_temperature
+        _require(0 <= t <= 1 and _finite(t), "loss.code_temperature", "a number in [0, 1]", t)
+        _require(
+            t == 1.0 or self.code_posterior == "exact",
+            "loss.code_temperature",
+            "1 with loss.code_posterior=recognition (it tempers the exact posterior)",
+            t,
+        )
 
 
 @dataclass

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from segcvae.losses._functional import kl_mean, multiscale_nll, multiscale_nll_per_sample
 from segcvae.losses.objectives import SohnObjective
 from segcvae.outputs import SegOutput
+
+
+def tempered(log_joint: Tensor, temperature: float) -> Tensor:
+    """The posterior over codes, ``softmax(log_joint / T)`` over the last dim; T = 0: one-hot argmax.
+
+    Args:
+        log_joint: log p(c, y | x) (..., Z).
+        temperature: T in [0, 1].
+    """
+    if temperature == 1.0:
+        return log_joint.softmax(-1)
+    if temperature == 0.0:
+        return F.one_hot(log_joint.argmax(-1), log_joint.shape[-1]).to(log_joint.dtype)
+    return (log_joint / temperature).softmax(-1)
 
 
 class CategoricalObjective(SohnObjective):
@@ -21,6 +36,13 @@ class CategoricalObjective(SohnObjective):
     breaks the symmetry between codes at once; with the recognition net's own q they start out
     identical and can stay so. The KL warm-up does not apply to the exact form.
 
+    ``code_temperature`` T < 1 replaces r by the tempered posterior ``r_T(c) ~ r(c)^(1/T)`` (T = 0:
+    one-hot on the likeliest code, hard EM): the CVAE term is then the ELBO with q = r_T,
+    ``sum_c r_T(c) nll_c + KL(r_T || p(c | x))``, still an upper bound on ``-log p(y | x)``. Each
+    mask trains mostly its best code, so the codes move apart instead of averaging the masks they
+    share (soft responsibilities, as in EM against k-means); the prior learns how often each code
+    wins.
+
     A set of masks per image (y (B, M, H, W), ``train.rater: all``) is scored from the one
     decoding of the codes: every term per (image, mask) pair, averaged over the real pairs (padding
     masks, all ignore index, count for nothing), so the prior learns the mean of the M exact
@@ -30,14 +52,27 @@ class CategoricalObjective(SohnObjective):
         kind: ``cvae``, ``gsnn`` or ``hybrid``.
         code_posterior: The q of the CVAE term: ``"exact"`` (the exact posterior over codes) or
             ``"recognition"`` (recognition_net's q).
+        code_temperature: T in [0, 1] of the tempered exact posterior (1: r itself).
         **settings: As :class:`~segcvae.losses.objectives.SohnObjective`.
     """
 
-    def __init__(self, kind: str = "cvae", *, code_posterior: str = "exact", **settings) -> None:
+    def __init__(
+        self,
+        kind: str = "cvae",
+        *,
+        code_posterior: str = "exact",
+        code_temperature: float = 1.0,
+        **settings,
+    ) -> None:
         super().__init__(kind, **settings)
         if code_posterior not in ("exact", "recognition"):
             raise ValueError(f"code_posterior must be exact or recognition, got {code_posterior!r}")
+        if not 0.0 <= code_temperature <= 1.0:
+            raise ValueError(f"code_temperature must be in [0, 1], got {code_temperature}")
+        if code_temperature != 1.0 and code_posterior != "exact":
+            raise ValueError("code_temperature tempers the exact posterior: code_posterior=exact")
         self.code_posterior = code_posterior
+        self.code_temperature = code_temperature
 
     def forward(self, out: SegOutput, y: Tensor, step: int = 0) -> dict[str, Tensor]:
         """Compute the loss terms.
@@ -87,9 +122,15 @@ class CategoricalObjective(SohnObjective):
                 log_prior = out.prior.logits.log_softmax(-1).float().unsqueeze(1)  # (B, 1, Z)
                 energy = nll_codes * labelled.clamp_min(1.0).unsqueeze(-1)
                 log_joint = log_prior - energy  # log p(c, y | x), nats: (B, M, Z)
-                r = log_joint.softmax(-1).detach()
-                cvae_loss = -mean_pairs(log_joint.logsumexp(-1) / labelled.clamp_min(1.0))
-                kl = mean_pairs((r * (r.clamp_min(1e-12).log() - log_prior)).sum(-1)) / npix
+                r = tempered(log_joint.detach(), self.code_temperature)  # q: r, or r_T
+                kl_pairs = (r * (r.clamp_min(1e-12).log() - log_prior)).sum(-1)  # (B, M)
+                kl = mean_pairs(kl_pairs) / npix
+                if self.code_temperature == 1.0:  # q = r: the ELBO is log p(y | x) itself
+                    cvae_loss = -mean_pairs(log_joint.logsumexp(-1) / labelled.clamp_min(1.0))
+                else:  # the ELBO with q = r_T, E_q[nll] + KL(q || p), per labelled pixel
+                    cvae_loss = mean_pairs(
+                        (r * nll_codes).sum(-1) + kl_pairs / labelled.clamp_min(1.0)
+                    )
                 # recognition_net q learns r (so it stays a usable proposal), nothing else
                 distill = mean_pairs(
                     (r * (r.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(-1)

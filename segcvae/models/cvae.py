@@ -231,7 +231,10 @@ class SegCVAE(ModelFamily):
         )
         if cfg.model.latent == "categorical":
             return CategoricalObjective(
-                loss.objective, code_posterior=loss.code_posterior, **settings
+                loss.objective,
+                code_posterior=loss.code_posterior,
+                code_temperature=loss.code_temperature,
+                **settings,
             )
         return GaussianObjective(loss.objective, **settings)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from segcvae.config import ConfigError
 from segcvae.models import BaselineCNN, SegCVAE, build_objective, create_model, systematic_draws
 from tests.conftest import tiny_config
 
@@ -384,6 +385,48 @@ def test_exact_code_posterior_trains_on_the_exact_log_likelihood(batch):
     expected = -(exact / labelled).mean()
     assert torch.allclose(terms["loss"] - terms["kl_recognition"], expected, rtol=1e-4)
     assert terms["kl"] >= 0 and terms["kl_recognition"] >= 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5])
+def test_a_tempered_code_posterior_is_an_elbo_above_the_exact_nll(batch, temperature):
+    """T < 1: q = r_T (T = 0: the one best code per mask), a bound on -log p(y | x) that the
+    exact form meets; at T = 0 the loss is the best code's NLL plus -log p(best code | x)."""
+    from segcvae.metrics.likelihood import conditional_log_likelihood
+
+    cfg, model = _categorical_model("cvae")
+    cfg.loss.scale_weights = [0.0, 0.0, 1.0]
+    cfg.loss.y_hat_weight = 0.0
+    model.eval()
+    x, y = batch
+    out = model(x, y)
+    cfg.loss.code_temperature = temperature
+    terms = build_objective(cfg)(out, y)
+    labelled = ((y >= 0) & (y < 3)).flatten(1).sum(1).float()
+    exact = -(conditional_log_likelihood(model, x, y, 1, "is") / labelled).mean()
+    tempered = terms["loss"] - terms["kl_recognition"]
+    assert tempered > exact  # a looser bound: q is not the exact posterior
+    if temperature == 0.0:
+        nll_c = torch.stack(
+            [F.cross_entropy(out.code_logits[-1][:, c], y, ignore_index=255, reduction="none")
+             .flatten(1).sum(1) for c in range(out.code_logits[-1].shape[1])], dim=1,
+        )  # (B, Z) nats per image  # fmt: skip
+        log_prior = out.prior.logits.log_softmax(-1)
+        best = (nll_c - log_prior).min(1).values  # -log p(y, c* | x)
+        assert torch.allclose(tempered, (best / labelled).mean(), rtol=1e-4)
+    loss = terms["loss"]
+    loss.backward()  # the prior and every code's decoder get gradients
+    assert all(p.grad is not None for p in model.prior_net.parameters())
+
+
+def test_code_temperature_is_checked():
+    cfg = tiny_config("cvae", "categorical")
+    cfg.loss.code_temperature = 1.5
+    with pytest.raises(ConfigError, match="loss.code_temperature"):
+        cfg.validate()
+    cfg.loss.code_temperature = 0.5
+    cfg.loss.code_posterior = "recognition"
+    with pytest.raises(ConfigError, match="loss.code_temperature"):
+        cfg.validate()
 
 
 def test_categorical_inference_decodes_the_codes_once_per_batch(batch, monkeypatch):

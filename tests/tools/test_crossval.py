@@ -56,7 +56,8 @@ def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
 def test_only_some_folds_pools_what_is_done_and_says_partial(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cv"
     args = ["--folds", "3", "--out", str(out), "--no-progress", *FAST]
-    assert crossval_main([*args, "--only", "1"]) == 0
+    # overrides may follow --only's fold list (tools/results/qubiq.sh writes them there)
+    assert crossval_main([*args[:5], "--only", "1", *FAST]) == 0
     assert not (out / "fold0").exists() and (out / "fold1" / "test.json").is_file()
     summary = json.loads((out / "crossval.json").read_text())
     assert summary["folds_done"] == [1] and summary["partial"] is True
@@ -67,6 +68,9 @@ def test_only_some_folds_pools_what_is_done_and_says_partial(tmp_path: Path, cap
     assert summary["folds_done"] == [0, 1] and summary["partial"] is True
     assert crossval_main([*args, "--only", "3"]) == 2  # no fold 3 of 3
     assert "--only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        crossval_main([*args, "--only", "x"])
+    assert "argument --only: expected an integer, got 'x'" in capsys.readouterr().err
 
 
 def test_another_command_in_the_same_folder_is_refused(tmp_path: Path, capsys) -> None:
