@@ -223,6 +223,8 @@ class Predictor:
         self.class_names = [str(n) for n in class_names]
         self.palette = [[int(c) for c in rgb] for rgb in palette]
         self.config = config
+        # eval.hypothesis_masks of the checkpoint's config: how hypotheses become masks
+        self.hypothesis_masks = getattr(getattr(config, "eval", None), "hypothesis_masks", "mode")
         self.batch_size = batch_size
 
     @classmethod
@@ -332,7 +334,7 @@ class Predictor:
         import torch
         import torch.nn.functional as F
 
-        from segcvae.inference import entropy, uncertainty
+        from segcvae.inference import entropy, hypothesis_uniforms, level_set_labels, uncertainty
 
         with torch.inference_mode():
             x = self.preprocess(images)  # (B, 3, s, s)
@@ -343,6 +345,8 @@ class Predictor:
                 sampled = self.model.decode_samples(ctx, samples).float().softmax(dim=2)
                 maps = uncertainty(sampled)  # each (B, s, s)
                 ent, mutual = maps["entropy"], maps["mutual_information"]
+                if self.hypothesis_masks == "level_set":  # one level per hypothesis
+                    levels = hypothesis_uniforms(len(images), samples, sampled.device)
             else:
                 ent = entropy(probs, dim=1)
                 mutual = torch.zeros_like(ent)
@@ -358,11 +362,13 @@ class Predictor:
                 mask = p_full.max(dim=0).indices.to(torch.uint8)  # = argmax, 10x faster on CPU
                 if sampled is not None:
                     # one hypothesis at a time keeps the memory at K x H x W floats
+                    def label(p: torch.Tensor, j: int, i: int = i) -> torch.Tensor:  # (K, H, W)
+                        if self.hypothesis_masks == "level_set":
+                            return level_set_labels(p, levels[i, j]).to(torch.uint8)
+                        return p.max(dim=0).indices.to(torch.uint8)  # = argmax, faster on CPU
+
                     hyps = torch.stack(
-                        [
-                            up(sampled[i, j : j + 1])[0].max(dim=0).indices.to(torch.uint8)
-                            for j in range(samples)
-                        ]
+                        [label(up(sampled[i, j : j + 1])[0], j) for j in range(samples)]
                     )  # (S, H, W)
                     fg = (hyps != BACKGROUND).float().mean(dim=0)
                 else:

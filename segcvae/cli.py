@@ -694,6 +694,12 @@ def crossval_parser(prog: str = "segcvae crossval") -> argparse.ArgumentParser:
         help="train and evaluate only these folds (crossval.json pools the folds done so far); "
         "section.key=value items after it are overrides",
     )
+    p.add_argument(
+        "--retest",
+        action="store_true",
+        help="train nothing: test every finished fold's best.pt again with this command's eval.* "
+        "overrides (e.g. eval.hypothesis_masks=level_set); every other setting must match",
+    )
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
@@ -727,6 +733,7 @@ def crossval_main(argv: Sequence[str] | None = None, prog: str = "segcvae crossv
             hypotheses=args.hypotheses,
             progress=progress,
             only=only,
+            retest=args.retest,
         )
     except DivergenceError as e:
         return _fail(str(e), RUN_ERROR)

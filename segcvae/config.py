@@ -555,6 +555,11 @@ class EvalConfig:
     extra_ged_hypotheses: int = 0  # also report ged_<n> with n hypotheses (e.g. 100); 0 = off
     # many hypotheses are decoded this many at a time: bounds their memory at a large size
     sample_chunk: int = 16
+    # how a hypothesis's class probabilities become its mask: mode (the likeliest class of each
+    # pixel) or level_set (one uniform u per hypothesis shared by all its pixels: each pixel's
+    # class is where the class CDF passes u, so every pixel is labelled as often as its
+    # probability says and the mask is a level set of the probability map; segcvae.inference)
+    hypothesis_masks: Literal["mode", "level_set"] = "mode"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""

@@ -61,15 +61,31 @@ def _settings(config: Path | None, overrides: list[str], folds: int, seed: int) 
     }
 
 
-def check_settings(out: Path, settings: dict[str, Any]) -> None:
+def _without_eval(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with their ``eval.*`` overrides left out (what a --retest may change)."""
+    keep = [o for o in settings.get("overrides", []) if not o.lstrip("-").startswith("eval.")]
+    return {**settings, "overrides": keep}
+
+
+def check_settings(out: Path, settings: dict[str, Any], retest: bool = False) -> None:
     """Record the command's settings in ``out``, or refuse another command's folder.
 
+    Args:
+        out: The cross-validation folder.
+        settings: This command's (:func:`_settings`).
+        retest: Compare without the ``eval.*`` overrides, and record nothing (a --retest).
+
     Raises:
-        ConfigError: ``out`` holds a cross-validation of other settings (named).
+        ConfigError: ``out`` holds a cross-validation of other settings (named), or none
+            (``retest``).
     """
     path = out / "crossval_settings.json"
+    if retest and not path.is_file():
+        raise ConfigError(f"--retest: {out} holds no cross-validation to test again")
     if path.is_file():
         before = json.loads(path.read_text())
+        if retest:
+            before, settings = _without_eval(before), _without_eval(settings)
         if before != settings:
             diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
             raise ConfigError(
@@ -104,8 +120,18 @@ def check_fold_run(run: Path, cfg: Config) -> None:
         )
 
 
-def evaluate_fold(cfg: Config, run: Path, samples: int | None, hypotheses: int | None) -> dict:
-    """Evaluate ``run/best.pt`` on the fold's test items: metrics, per-case values, the step."""
+def evaluate_fold(
+    cfg: Config,
+    run: Path,
+    samples: int | None,
+    hypotheses: int | None,
+    eval_overrides: list[str] | None = None,
+) -> dict:
+    """Evaluate ``run/best.pt`` on the fold's test items: metrics, per-case values, the step.
+
+    ``eval_overrides`` (``eval.key=value``) change the checkpoint's evaluation settings (a
+    --retest); by default the test uses the settings the fold was trained and validated with.
+    """
     from segcvae.data import build_transforms
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from segcvae.engine.data import eval_loader, open_dataset
@@ -113,7 +139,7 @@ def evaluate_fold(cfg: Config, run: Path, samples: int | None, hypotheses: int |
     from segcvae.engine.evaluation import eval_settings, evaluate
 
     ckpt = load_checkpoint(run / "best.pt")
-    model, cfg = model_from_checkpoint(ckpt, "cpu")
+    model, cfg = model_from_checkpoint(ckpt, "cpu", list(eval_overrides or []))
     model.to(resolve_device(cfg.train.device))
     settings = eval_settings(
         cfg.eval, split="test", max_images=0, num_vis=0, samples=samples, hypotheses=hypotheses
@@ -202,6 +228,7 @@ def crossval(
     hypotheses: int | None = None,
     progress: bool = False,
     only: list[int] | None = None,
+    retest: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate every fold into ``out`` (resuming what a killed run left), then pool.
 
@@ -217,6 +244,11 @@ def crossval(
         only: Train and evaluate only these folds (e.g. one fold of a costly model); the summary
             then pools every fold finished in ``out`` so far and says ``"partial": true`` when
             that is not all k.
+        retest: Train nothing: test every finished fold's ``best.pt`` again (all folds, or
+            ``only``) with this command's ``eval.*`` overrides, which may differ from the
+            training's (every other setting must match), rewriting ``fold<k>/test.json`` and
+            ``crossval.json`` (whose ``retest`` lists those overrides). For an evaluation
+            setting chosen after training, e.g. ``eval.hypothesis_masks``.
 
     Returns:
         The summary written to ``out/crossval.json`` (:func:`summarise`), with ``folds_done``.
@@ -241,11 +273,23 @@ def crossval(
         raise ConfigError(
             f"--only: expected fold numbers in 0..{folds - 1}, got {sorted(only or [])}"
         )
-    check_settings(out, _settings(config, overrides, folds, folds_seed))
+    check_settings(out, _settings(config, overrides, folds, folds_seed), retest=retest)
+    eval_overrides = [o.lstrip("-") for o in overrides if o.lstrip("-").startswith("eval.")]
     for fold, cfg in enumerate(cfgs):
         run = out / f"fold{fold}"
         report_path = run / "test.json"
         if fold not in wanted:
+            continue
+        if retest:
+            if not (run / "best.pt").is_file() or not report_path.is_file():
+                if only is None and not (run / "last.pt").is_file():
+                    continue  # a fold never started (an --only cross-validation): nothing to test
+                raise ConfigError(f"--retest: fold {fold} has not finished ({run}); train it first")
+            before = json.loads(report_path.read_text())
+            log.info("fold %d: testing %s again with %s", fold, run / "best.pt", eval_overrides)
+            report = evaluate_fold(cfg, run, samples, hypotheses, eval_overrides)
+            report |= {"train_s": before.get("train_s"), "retest": eval_overrides}
+            report_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
             continue
         if report_path.is_file():
             log.info("fold %d: done (%s)", fold, report_path)
@@ -268,6 +312,7 @@ def crossval(
         "folds_done": done,
         "folds_total": folds,
         "partial": len(done) < folds,
+        **({"retest": eval_overrides} if retest else {}),
         **summarise(reports),
     }
     (out / "crossval.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")

@@ -67,8 +67,64 @@ def sample_probs(model: nn.Module, x: Tensor, n: int) -> Tensor:
     return model.sample(x, n).softmax(dim=2)
 
 
+HYPOTHESIS_MASKS = ("mode", "level_set")
+
+
+def hypothesis_uniforms(batch: int, n: int, device: torch.device | str = "cpu") -> Tensor:
+    """One uniform per hypothesis for ``level_set`` masks: (batch, n), stratified within a row.
+
+    The n values of a row are (v + i) / n, i = 0..n-1, for one uniform v, in random order: each is
+    uniform on [0, 1), and n hypotheses spread over the levels as evenly as they can (systematic
+    sampling, as the codes of a categorical latent are drawn).
+    """
+    u = (torch.rand(batch, 1, device=device) + torch.arange(n, device=device)) / n
+    return torch.gather(u, 1, torch.rand(batch, n, device=device).argsort(dim=1))
+
+
+def level_set_labels(probs: Tensor, u: Tensor) -> Tensor:
+    """Labels where each pixel's class CDF (classes in index order) first reaches ``u``.
+
+    All pixels of a map share their u, so a pixel is labelled c for the fraction p_c of the u's
+    (its marginal is exactly ``probs``) and the masks of increasing u are nested level sets of the
+    probability maps (with two classes: foreground where p_fg >= 1 - u): coherent regions, not the
+    speckle that independent per-pixel draws give.
+
+    Args:
+        probs: Class probabilities (..., K, H, W).
+        u: Uniforms in [0, 1), shape ``probs.shape[:-3]``.
+
+    Returns:
+        Labels (..., H, W) long.
+    """
+    cdf = probs.float().cumsum(dim=-3)
+    below = cdf < u.to(cdf.dtype)[..., None, None, None]
+    return below.sum(dim=-3).clamp_(max=probs.shape[-3] - 1)
+
+
+def hypothesis_labels(probs: Tensor, masks: str = "mode") -> Tensor:
+    """Label maps (B, n, H, W) long of n hypotheses' class probabilities (B, n, K, H, W).
+
+    Args:
+        probs: Probabilities (or logits with ``masks="mode"``) of the hypotheses.
+        masks: ``mode``: the likeliest class of each pixel; ``level_set``: one uniform per
+            hypothesis (:func:`hypothesis_uniforms`) through :func:`level_set_labels`, from
+            torch's RNG.
+    """
+    if masks == "mode":
+        return probs.argmax(dim=2)
+    if masks == "level_set":
+        u = hypothesis_uniforms(probs.shape[0], probs.shape[1], probs.device)
+        return level_set_labels(probs, u)
+    raise ValueError(f"hypothesis masks must be one of {HYPOTHESIS_MASKS}, got {masks!r}")
+
+
 def decode_samples_chunked(
-    model: nn.Module, ctx: object, n: int, chunk: int = 16, labels: bool = False
+    model: nn.Module,
+    ctx: object,
+    n: int,
+    chunk: int = 16,
+    labels: bool = False,
+    masks: str = "mode",
 ) -> Tensor:
     """``model.decode_samples(ctx, n)`` computed ``chunk`` hypotheses at a time.
 
@@ -84,6 +140,7 @@ def decode_samples_chunked(
         chunk: Hypotheses per call (>= 1).
         labels: Return label maps (B, n, H, W) (uint8 for K <= 256 classes) instead of logits
             (B, n, K, H, W).
+        masks: How label maps are made (:func:`hypothesis_labels`).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -91,7 +148,8 @@ def decode_samples_chunked(
     for start in range(0, n, chunk):
         logits = model.decode_samples(ctx, min(chunk, n - start))
         if labels:  # uint8 holds up to 256 classes; more keep int64
-            logits = logits.argmax(dim=2).to(torch.uint8 if logits.shape[2] <= 256 else torch.long)
+            maps = hypothesis_labels(logits if masks == "mode" else logits.softmax(dim=2), masks)
+            logits = maps.to(torch.uint8 if logits.shape[2] <= 256 else torch.long)
         parts.append(logits)
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 

@@ -23,7 +23,7 @@ from segcvae.engine.eval_accumulator import (  # noqa: F401  (re-exported: part 
     EvalBatch,
     VisBatch,
 )
-from segcvae.inference import decode_samples_chunked
+from segcvae.inference import decode_samples_chunked, hypothesis_labels
 from segcvae.metrics import negative_log_likelihoods
 
 
@@ -89,7 +89,8 @@ def evaluate(
             multi-hypothesis metrics and the sample grid; 0 skips them), ``max_images`` (stop
             after this many images; 0 = all), ``num_vis`` (images kept for a sample grid),
             ``extra_ged_hypotheses`` (n > 0 also reports ``ged_<n>`` from n more hypotheses,
-            decoded ``sample_chunk`` at a time). The loader's settings (``batch_size``,
+            decoded ``sample_chunk`` at a time), ``hypothesis_masks`` (how the hypotheses'
+            probabilities become masks: :func:`segcvae.inference.hypothesis_labels`). The loader's settings (``batch_size``,
             ``omission``, ``split``) are the caller's.
         ignore_index: Label value left out of every metric (``data.ignore_index``).
         seed: Seed of the evaluation RNG (``train.seed``).
@@ -123,6 +124,7 @@ def evaluate(
         ev.extra_ged_hypotheses,
         ev.sample_chunk,
     )
+    masks = ev.hypothesis_masks
     model = unwrap(model)
     device = next(model.parameters()).device
     was_training = model.training
@@ -146,8 +148,8 @@ def evaluate(
                     acc.add_likelihoods(*_batch_nll(model, b, ctx, samples))
                 if hypotheses > 0:
                     probs = model.decode_samples(ctx, hypotheses).softmax(dim=2)  # (B, S, K, H, W)
-                    hyps = probs.argmax(dim=2)  # (B, S, H, W)
-                    extra = _extra_hypotheses(model, ctx, extra_ged_hypotheses, sample_chunk)
+                    hyps = hypothesis_labels(probs, masks)  # (B, S, H, W)
+                    extra = _extra_hypotheses(model, ctx, extra_ged_hypotheses, sample_chunk, masks)
                     acc.add_hypotheses(probs, hyps, b, masks_are_modes, extra)
                     if acc.n_vis < num_vis:
                         acc.add_vis(min(num_vis - acc.n_vis, b.size), b, pred, probs, hyps)
@@ -178,11 +180,13 @@ def _batch_nll(
     return (totals[0] / b.num_masks).cpu(), (totals[1] / b.num_masks).cpu()
 
 
-def _extra_hypotheses(model: nn.Module, ctx: Any, n: int, chunk: int) -> torch.Tensor | None:
+def _extra_hypotheses(
+    model: nn.Module, ctx: Any, n: int, chunk: int, masks: str
+) -> torch.Tensor | None:
     """``n`` more hypotheses as labels (B, n, H, W), drawn ``chunk`` at a time; None if n = 0."""
     if n <= 0:
         return None
-    return decode_samples_chunked(model, ctx, n, chunk, labels=True).long()
+    return decode_samples_chunked(model, ctx, n, chunk, labels=True, masks=masks).long()
 
 
 def _dataset_attr(dataset: Any, name: str, default: Any) -> Any:

@@ -105,6 +105,17 @@ def test_seed_repeats_the_hypotheses_and_leaves_the_global_rng(
     assert (a.mask == c.mask).all()  # the deterministic prediction needs no noise
 
 
+def test_level_set_hypotheses_follow_the_checkpoints_eval_setting(
+    tiny_ckpt: Path, real_image: Path
+) -> None:
+    level = segcvae.load(tiny_ckpt, device="cpu", overrides=["eval.hypothesis_masks=level_set"])
+    mode = segcvae.load(tiny_ckpt, device="cpu")
+    a, b = level(real_image, samples=6, seed=2), mode(real_image, samples=6, seed=2)
+    _check_result(a, 250, 250, 6)
+    assert (a.mask == b.mask).all() and np.allclose(a.entropy, b.entropy)
+    assert not (a.hypotheses == b.hypotheses).all()
+
+
 def test_cnn_hypotheses_are_the_mask(tmp_path: Path, real_image: Path) -> None:
     p = segcvae.load(write_tiny_checkpoint(tmp_path / "cnn.pt", "cnn"), device="cpu")
     r = p(real_image, samples=3)

@@ -367,3 +367,17 @@ def test_metrics_undefined_for_a_model_are_na_with_the_reason() -> None:
     m2 = evaluate(hybrid, _loader(), 3, EvalConfig(samples=0, hypotheses=3)).metrics
     assert isinstance(m2["rater_pairwise_iou"], float) and isinstance(m2["ncc"], float)
     assert "undefined" not in m2 and "n/a" not in format_markdown(m2)
+
+
+def test_level_set_hypotheses_are_scored_and_repeatable() -> None:
+    """eval.hypothesis_masks=level_set: the masks change, the soft metrics (from the
+    probabilities) do not, and the same seed gives the same numbers."""
+    torch.manual_seed(0)
+    model = create_model(tiny_config("hybrid"), 3)
+    mode = evaluate(model, _loader(), 3, EvalConfig(samples=0, hypotheses=4), seed=1).metrics
+    settings = EvalConfig(samples=0, hypotheses=4, hypothesis_masks="level_set")
+    level = evaluate(model, _loader(), 3, settings, seed=1).metrics
+    again = evaluate(model, _loader(), 3, settings, seed=1).metrics
+    assert level["ged"] == again["ged"] and level["diversity"] == again["diversity"]
+    assert level["diversity"] != mode["diversity"]
+    assert level["soft_dice"] == pytest.approx(mode["soft_dice"])

@@ -73,6 +73,33 @@ def test_only_some_folds_pools_what_is_done_and_says_partial(tmp_path: Path, cap
     assert "argument --only: expected an integer, got 'x'" in capsys.readouterr().err
 
 
+def test_retest_tests_the_finished_folds_again_with_other_eval_settings(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import segcvae.engine.run as run_module
+
+    out = tmp_path / "cv"
+    args = ["--folds", "2", "--out", str(out), "--no-progress", *FAST]
+    assert crossval_main(args) == 0
+    before = json.loads((out / "crossval.json").read_text())
+    weights = (out / "fold0" / "best.pt").read_bytes()
+    monkeypatch.setattr(run_module, "train", lambda *a, **k: pytest.fail("--retest trained"))
+    level = "eval.hypothesis_masks=level_set"
+    assert crossval_main([*args, "--retest", level]) == 0
+    after = json.loads((out / "crossval.json").read_text())
+    assert after["retest"][-1] == level and "retest" not in before
+    assert after["cases"] == before["cases"] and after["folds_done"] == [0, 1]
+    assert after["pooled"]["diversity"] != before["pooled"]["diversity"]  # other masks
+    assert after["pooled"]["soft_dice"] == pytest.approx(before["pooled"]["soft_dice"])
+    report = json.loads((out / "fold1" / "test.json").read_text())
+    assert report["retest"][-1] == level and "train_s" in report
+    assert (out / "fold0" / "best.pt").read_bytes() == weights  # nothing trained or rewritten
+    assert crossval_main([*args, "--retest", "train.lr=0.5"]) == 2  # a training setting differs
+    assert "other settings" in capsys.readouterr().err
+    assert crossval_main(["--folds", "2", "--out", str(tmp_path / "none"), "--retest"]) == 2
+    assert "holds no cross-validation" in capsys.readouterr().err
+
+
 def test_another_command_in_the_same_folder_is_refused(tmp_path: Path, capsys) -> None:
     from segcvae.crossval import check_settings
 
