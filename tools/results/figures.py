@@ -39,7 +39,7 @@ from segcvae import viz  # noqa: E402
 from segcvae.data import build_transforms  # noqa: E402
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from segcvae.engine.data import open_dataset  # noqa: E402
-from segcvae.inference import sample_probs, uncertainty  # noqa: E402
+from segcvae.inference import hypothesis_labels, sample_probs, uncertainty  # noqa: E402
 from segcvae.metrics import expected_cross_entropy_map, rater_frequency  # noqa: E402
 
 
@@ -159,7 +159,8 @@ def qubiq_figure(args: argparse.Namespace) -> None:
         x = item["image"][None]
         gts = item["masks"][: int(item.get("num_masks", len(item["masks"])))]
         n_raters = max(n_raters, len(gts))
-        hyps = sample_probs(model, x, n)[0].argmax(1)  # (n, H, W)
+        # the hypotheses as the checkpoint's config draws them (eval.hypothesis_masks)
+        hyps = hypothesis_labels(sample_probs(model, x, n), cfg.eval.hypothesis_masks)[0]
         row = [viz.denormalize(item["image"], cfg.data.mean, cfg.data.std)]
         row += [viz.colorize(m, palette) for m in gts]
         row.append(viz.heatmap(rater_frequency(gts, k)[0], vmax=1.0, cmap="viridis"))

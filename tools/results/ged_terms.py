@@ -23,6 +23,7 @@ import torch
 from segcvae.data import build_transforms, majority_vote
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from segcvae.engine.data import eval_loader, open_dataset
+from segcvae.inference import hypothesis_labels
 from segcvae.metrics import pairwise_iou
 
 
@@ -54,7 +55,8 @@ def run_terms(folder: Path, hypotheses: int, overrides: list[str]) -> dict[str, 
         torch.manual_seed(cfg.train.seed)
         for batch in eval_loader(dataset, 8, 0):
             ctx = model.encode(batch["image"])
-            hyps = model.decode_samples(ctx, hypotheses).argmax(2)  # (B, S, H, W)
+            probs = model.decode_samples(ctx, hypotheses).softmax(2)  # (B, S, K, H, W)
+            hyps = hypothesis_labels(probs, cfg.eval.hypothesis_masks)  # as evaluate draws them
             for i in range(hyps.shape[0]):
                 gts = batch["masks"][i, : int(batch["num_masks"][i])]
                 rows.append(
