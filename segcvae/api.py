@@ -334,7 +334,7 @@ class Predictor:
         import torch
         import torch.nn.functional as F
 
-        from segcvae.inference import entropy, hypothesis_uniforms, level_set_labels, uncertainty
+        from segcvae.inference import entropy, hypothesis_uniforms, uncertainty
 
         with torch.inference_mode():
             x = self.preprocess(images)  # (B, 3, s, s)
@@ -347,6 +347,8 @@ class Predictor:
                 ent, mutual = maps["entropy"], maps["mutual_information"]
                 if self.hypothesis_masks == "level_set":  # one level per hypothesis
                     levels = hypothesis_uniforms(len(images), samples, sampled.device)
+                else:
+                    levels = None
             else:
                 ent = entropy(probs, dim=1)
                 mutual = torch.zeros_like(ent)
@@ -362,13 +364,8 @@ class Predictor:
                 mask = p_full.max(dim=0).indices.to(torch.uint8)  # = argmax, 10x faster on CPU
                 if sampled is not None:
                     # one hypothesis at a time keeps the memory at K x H x W floats
-                    def label(p: torch.Tensor, j: int, i: int = i) -> torch.Tensor:  # (K, H, W)
-                        if self.hypothesis_masks == "level_set":
-                            return level_set_labels(p, levels[i, j]).to(torch.uint8)
-                        return p.max(dim=0).indices.to(torch.uint8)  # = argmax, faster on CPU
-
                     hyps = torch.stack(
-                        [label(up(sampled[i, j : j + 1])[0], j) for j in range(samples)]
+                        [_mask(up(sampled[i, j : j + 1])[0], levels, i, j) for j in range(samples)]
                     )  # (S, H, W)
                     fg = (hyps != BACKGROUND).float().mean(dim=0)
                 else:
@@ -387,6 +384,18 @@ class Predictor:
                     )
                 )
         return out
+
+
+def _mask(probs: Any, levels: Any, i: int, j: int) -> Any:
+    """Hypothesis j of image i as a uint8 mask from its probabilities (K, H, W): the likeliest
+    class per pixel, or with ``levels`` (B, S) its level set at ``levels[i, j]``."""
+    import torch
+
+    from segcvae.inference import level_set_labels
+
+    if levels is None:
+        return probs.max(dim=0).indices.to(torch.uint8)  # = argmax, 10x faster on CPU
+    return level_set_labels(probs, levels[i, j]).to(torch.uint8)
 
 
 def load(path: str | Path, device: str = "cpu", **kwargs: Any) -> Predictor:

@@ -19,7 +19,8 @@ class PredictionResult:
     Attributes:
         mask: (H, W) uint8 class indices of the deterministic prediction (z = E[z | x]).
         probs: (K, H, W) float32 class probabilities of the deterministic prediction.
-        hypotheses: (S, H, W) uint8 label maps of S samples from the prior (S = ``samples``).
+        hypotheses: (S, H, W) uint8 label maps of S samples from the prior (S = ``samples``),
+            made as the checkpoint's ``eval.hypothesis_masks`` says (:func:`hypothesis_labels`).
         entropy: (H, W) float32 entropy of the mean sampled prediction, in nats (total
             uncertainty; the deterministic prediction's entropy when ``samples=0``).
         mutual_information: (H, W) float32 entropy minus the mean entropy of the samples, in nats
