@@ -90,8 +90,8 @@ def evaluate(
             after this many images; 0 = all), ``num_vis`` (images kept for a sample grid),
             ``extra_ged_hypotheses`` (n > 0 also reports ``ged_<n>`` from n more hypotheses,
             decoded ``sample_chunk`` at a time), ``hypothesis_masks`` (how the hypotheses'
-            probabilities become masks: :func:`segcvae.inference.hypothesis_labels`). The loader's settings (``batch_size``,
-            ``omission``, ``split``) are the caller's.
+            probabilities become masks: :func:`segcvae.inference.hypothesis_labels`). The
+            loader's settings (``batch_size``, ``omission``, ``split``) are the caller's.
         ignore_index: Label value left out of every metric (``data.ignore_index``).
         seed: Seed of the evaluation RNG (``train.seed``).
         progress: Show a progress bar.
