@@ -356,6 +356,10 @@ class ModelConfig:
     latent_channels: int = 8  # Z: channels of a Gaussian z, or codes of a categorical one
     latent_stride: int = 16
     hidden_channels: int = 32  # width of prior / recognition / generation nets
+    # width of generation_net alone (0 = hidden_channels): with generation=full, what each code costs
+    # per pixel (two products of this width per code and pixel; docs/RESULTS.md, "Speed": 16 trains
+    # the default job in 0.84x the time of 32 with its shapes targets kept on validation)
+    head_channels: int = 16
     logvar_min: float = -10.0
     logvar_max: float = 4.0
     # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp); refine:
@@ -415,6 +419,9 @@ class ModelConfig:
             "model.code_channels",
             "0 unless model.shared_head_layers=1 (the layer z enters after)",
             self.code_channels,
+        )
+        _require(
+            self.head_channels >= 0, "model.head_channels", "an integer >= 0", self.head_channels
         )
         for key in ("latent_channels", "hidden_channels", "refine_channels"):
             v = getattr(self, key)

@@ -28,6 +28,27 @@ def soft_targets(y: Tensor, num_classes: int, size: tuple[int, int]) -> tuple[Te
     return t, t.sum(dim=1)
 
 
+def scale_targets(
+    y: Tensor, num_classes: int, sizes: list[tuple[int, int]]
+) -> list[tuple[Tensor, Tensor]]:
+    """:func:`soft_targets` at several sizes from one one-hot map (the same values).
+
+    Args:
+        y: Labels (B, H, W).
+        num_classes: K.
+        sizes: Target (h, w) per scale.
+
+    Returns:
+        One ``(targets, valid)`` pair per size: (B, K, h, w) and (B, h, w).
+    """
+    full = one_hot(y, num_classes)
+    out = []
+    for size in sizes:
+        t = full if full.shape[-2:] == tuple(size) else F.interpolate(full, size=size, mode="area")
+        out.append((t, t.sum(dim=1)))
+    return out
+
+
 def soft_cross_entropy(logits: Tensor, targets: Tensor, valid: Tensor) -> Tensor:
     """Mean cross-entropy per labelled pixel against soft targets.
 
@@ -47,7 +68,10 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor, valid: Tensor) -> Tensor
 
 
 def multiscale_nll(
-    logits: list[Tensor], y: Tensor, weights: list[float] | tuple[float, ...]
+    logits: list[Tensor],
+    y: Tensor,
+    weights: list[float] | tuple[float, ...],
+    targets: list[tuple[Tensor, Tensor]] | None = None,
 ) -> dict[str, Tensor]:
     """Weighted sum of the per-pixel NLL at 1/4, 1/2 and 1.
 
@@ -57,6 +81,8 @@ def multiscale_nll(
             the (image, mask) pairs: the cross-entropy is linear in the target, so the M targets
             are summed per image and the logits are not repeated.
         weights: One weight per scale.
+        targets: ``scale_targets(y, K, sizes)`` if already computed (of ``y.flatten(0, 1)`` for a
+            set), or None.
 
     Returns:
         ``{"nll": weighted sum, "nll_4": ..., "nll_2": ..., "nll_1": ...}`` (nats per pixel).
@@ -64,14 +90,13 @@ def multiscale_nll(
     if len(weights) != len(logits):
         raise ValueError(f"{len(logits)} scales but {len(weights)} scale_weights")
     k = logits[-1].shape[-3]
+    if targets is None:
+        targets = scale_targets(y.flatten(0, -3), k, [lg.shape[-2:] for lg in logits])
     terms: dict[str, Tensor] = {}
     total = logits[-1].new_zeros((), dtype=torch.float32)
-    for lg, w in zip(logits, weights, strict=True):
-        if y.dim() == 4:
-            t, v = soft_targets(y.flatten(0, 1), k, lg.shape[-2:])
+    for lg, w, (t, v) in zip(logits, weights, targets, strict=True):
+        if y.dim() == 4:  # the M masks' targets summed per image
             t, v = t.unflatten(0, y.shape[:2]).sum(1), v.unflatten(0, y.shape[:2]).sum(1)
-        else:
-            t, v = soft_targets(y, k, lg.shape[-2:])
         nll = soft_cross_entropy(lg, t, v)
         terms[f"nll_{y.shape[-1] // lg.shape[-1]}"] = nll.detach()
         total = total + w * nll
@@ -79,7 +104,9 @@ def multiscale_nll(
     return terms
 
 
-def multiscale_nll_per_sample(logits: list[Tensor], y: Tensor) -> list[Tensor]:
+def multiscale_nll_per_sample(
+    logits: list[Tensor], y: Tensor, targets: list[tuple[Tensor, Tensor]] | None = None
+) -> list[Tensor]:
     """Per-image, per-sample NLL at each scale: one (B, S) tensor per scale.
 
     Entry ``[b, s]`` is the mean cross-entropy per labelled pixel of image b under sample s, so
@@ -90,14 +117,17 @@ def multiscale_nll_per_sample(logits: list[Tensor], y: Tensor) -> list[Tensor]:
     Args:
         logits: Logits at strides 4, 2, 1, each (B, S, K, H/s, W/s).
         y: Labels (B, H, W), or (B, M, H, W).
+        targets: ``scale_targets(y.flatten(0, -3), K, sizes)`` if already computed, or None.
     """
     k = logits[-1].shape[-3]
     sets = y if y.dim() == 4 else y.unsqueeze(1)  # (B, M, H, W)
     b, m = sets.shape[:2]
+    if targets is None:
+        targets = scale_targets(sets.flatten(0, 1), k, [lg.shape[-2:] for lg in logits])
     out = []
-    for lg in logits:  # all M masks against all S samples in one batched product per scale
+    for lg, (t, v) in zip(logits, targets, strict=True):  # all M masks x all S samples per scale
         log_p = lg.float().log_softmax(dim=-3)  # (B, S, K, h, w)
-        t, v = soft_targets(sets.flatten(0, 1), k, lg.shape[-2:])  # (B*M, K, h, w), (B*M, h, w)
+        # t (B*M, K, h, w), v (B*M, h, w)
         ce = -torch.einsum("bmq,bsq->bms", t.reshape(b, m, -1), log_p.flatten(2))
         ce = ce / v.reshape(b, m, 1, -1).sum(-1).clamp_min(1e-6)  # (B, M, S)
         out.append(ce if y.dim() == 4 else ce[:, 0])

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from segcvae.losses._functional import kl_mean, multiscale_nll, multiscale_nll_per_sample
+from segcvae.losses._functional import (
+    kl_mean,
+    multiscale_nll,
+    multiscale_nll_per_sample,
+    scale_targets,
+)
 from segcvae.losses.objectives import SohnObjective
 from segcvae.outputs import SegOutput
 
@@ -91,17 +96,20 @@ class CategoricalObjective(SohnObjective):
         """
         if out.code_logits is None or out.prior is None:
             raise ValueError("a categorical objective needs the output's code_logits and prior")
-        baseline = multiscale_nll(out.y_hat, y, self.scale_weights)  # sets: the pairs' mean
         npix = y.shape[-1] * y.shape[-2]
         if len(self.scale_weights) != len(out.code_logits):
             raise ValueError(f"{len(out.code_logits)} scales but {len(self.scale_weights)} weights")
         sets = y if y.dim() == 4 else y.unsqueeze(1)  # (B, M, H, W), M = 1 for one mask each
         num_classes = out.code_logits[-1].shape[-3]
+        sizes = [lg.shape[-2:] for lg in out.code_logits]
+        targets = scale_targets(sets.flatten(0, 1), num_classes, sizes)  # once for both terms
+        # sets: the pairs' mean
+        baseline = multiscale_nll(out.y_hat, y, self.scale_weights, targets)
         labelled = ((sets >= 0) & (sets < num_classes)).flatten(2).sum(2).float()  # (B, M)
         pair_w = (labelled > 0).float()
         pair_w = pair_w / pair_w.sum().clamp_min(1.0)  # (B, M): mean over the real pairs
         # each (B, M, Z): mask m's multi-scale NLL under every code (the codes decoded once)
-        per_scale = multiscale_nll_per_sample(out.code_logits, sets)
+        per_scale = multiscale_nll_per_sample(out.code_logits, sets, targets)
         nll_codes = sum(w * t for w, t in zip(self.scale_weights, per_scale, strict=True))
 
         def mean_pairs(t: Tensor) -> Tensor:  # (B, M) -> the mean over real (image, mask) pairs

@@ -69,6 +69,8 @@ class SegCVAE(ModelFamily):
         latent_channels: Z (the number of codes of a categorical latent).
         latent_stride: Stride of the z map.
         hidden_channels: Width of the prior, recognition and generation nets.
+        head_channels: Width of the generation net alone (0: ``hidden_channels``): what each
+            code or z sample costs per pixel with ``generation="full"``.
         recognition: Build recognition_net (needed by the cvae and hybrid objectives, not gsnn).
         logvar_min: Lower log-variance bound.
         logvar_max: Upper log-variance bound.
@@ -96,6 +98,7 @@ class SegCVAE(ModelFamily):
             "model.latent=spatial",
             "model.generation=quarter",
             "model.hidden_channels=64",
+            "model.head_channels=64",
         ],
         # the LFW refinement experiment's model: a second U-Net stage after y_hat, spatial z
         "refine_hybrid": [
@@ -117,6 +120,7 @@ class SegCVAE(ModelFamily):
         latent_channels: int = 8,
         latent_stride: int = 16,
         hidden_channels: int = 32,
+        head_channels: int = 16,
         recognition: bool = True,
         logvar_min: float = -10.0,
         logvar_max: float = 4.0,
@@ -182,7 +186,7 @@ class SegCVAE(ModelFamily):
                 context_channels,
                 latent_channels,
                 classes,
-                hidden_channels,
+                head_channels or hidden_channels,
                 inject=generation,
                 shared_layers=shared_head_layers,
                 code_channels=code_channels,
@@ -191,7 +195,7 @@ class SegCVAE(ModelFamily):
     @classmethod
     def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
         """The U-Net's keys, the latent's (``model.latent*``, ``generation``, ``code_sampling``,
-        ``hidden_channels``, ``refine_channels``, log-variance bounds) and, from
+        ``hidden_channels``, ``head_channels``, ``refine_channels``, log-variance bounds) and, from
         ``loss.objective``, whether to build recognition_net (cvae and hybrid need it)."""
         m = cfg.model
         objective = cfg.loss.objective
@@ -206,6 +210,7 @@ class SegCVAE(ModelFamily):
             latent_channels=m.latent_channels,
             latent_stride=m.latent_stride,
             hidden_channels=m.hidden_channels,
+            head_channels=m.head_channels,
             recognition=objective in OBJECTIVES_WITH_RECOGNITION,
             logvar_min=m.logvar_min,
             logvar_max=m.logvar_max,

@@ -43,8 +43,9 @@ def test_equals_the_convolution_head(layers, with_base, block_rows):
     torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_gradients_equal_the_convolution_head():
-    convs = _head()
+@pytest.mark.parametrize("save_bytes", [0, 1 << 30])  # recomputed, and kept from the forward
+def test_gradients_equal_the_convolution_head(save_bytes):
+    convs = _head(layers=3)
     g = torch.Generator().manual_seed(2)
     context = torch.randn(2, 6, 4, 4, generator=g, requires_grad=True)
     bias = torch.randn(2, 3, 6, generator=g, requires_grad=True)
@@ -52,9 +53,28 @@ def test_gradients_equal_the_convolution_head():
     weight = torch.randn(2, 3, 3, 4, 4, generator=g)
     leaves = [context, bias, base, *[p for c in convs for p in c.parameters()]]
     expected = torch.autograd.grad((_reference(context, bias, convs, base) * weight).sum(), leaves)
-    got = torch.autograd.grad((sample_mlp(context, bias, convs, base, 5) * weight).sum(), leaves)
+    out = sample_mlp(context, bias, convs, base, 5, save_bytes=save_bytes)
+    got = torch.autograd.grad((out * weight).sum(), leaves)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_kept_activations_give_the_recomputed_gradients_exactly():
+    """Keeping the blocks' activations changes where they come from, not a single bit."""
+    convs = _head(layers=3)
+    g = torch.Generator().manual_seed(3)
+    context = torch.randn(2, 6, 5, 7, generator=g, requires_grad=True)
+    bias = torch.randn(2, 4, 6, generator=g, requires_grad=True)
+    weight = torch.randn(2, 4, 3, 5, 7, generator=g)
+    leaves = [context, bias, *[p for c in convs for p in c.parameters()]]
+    grads = [
+        torch.autograd.grad(
+            (sample_mlp(context, bias, convs, block_rows=9, save_bytes=sb) * weight).sum(), leaves
+        )
+        for sb in (0, 1 << 30)
+    ]
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_a_tracer_gets_one_block(monkeypatch):
