@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from segcvae.config import Config, ConfigError
+from segcvae.engine.optim import build_optimizer
 from segcvae.inference import decode_samples_chunked
 from segcvae.metrics import conditional_log_likelihood
 from segcvae.models import build_objective, create_model
@@ -215,7 +216,7 @@ def train_step_fn(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.Tenso
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     objective = build_objective(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    opt = build_optimizer(model, cfg.train)  # the trainer's Adam (fused where torch has it)
 
     def step() -> None:
         loss = objective(model(x, y), y)["loss"]

@@ -497,6 +497,9 @@ class TrainConfig:
     lr_schedule: Literal["inverse", "cosine"] = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
+    # Adam's fused kernel where the device has one (CPU with torch >= 2.4, CUDA), else multi-tensor
+    # Adam; false: multi-tensor Adam always (the optimiser of runs before 2026-12-05)
+    fused_adam: bool = True
     seed: int = 0
     eval_every: int = 300
     log_every: int = 20

@@ -217,7 +217,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: {len(bad)} of {len(data['model'])} weight tensors hold NaN or inf (e.g. "
             f"{bad[0]}): not a usable model (a run that diverged?); use an earlier checkpoint"
         )
+    if isinstance(data["config"], dict):
+        data["config"] = with_keys_of_then(data["config"])
     return data
+
+
+def with_keys_of_then(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the keys added since it was written set to what the code did then.
+
+    A checkpoint holds its whole resolved config, so a key it lacks did not exist when it was
+    written; where that key's default now differs from what the code did then, the old behaviour
+    is filled in (so old checkpoints load, and resume, as the model they are):
+
+    * ``model.head_channels`` (2026-12-05; default 16): the generation net was
+      ``model.hidden_channels`` wide.
+    * ``train.fused_adam`` (2026-12-05; default true): Adam was the multi-tensor one.
+    """
+    out = dict(config)
+    model, train = out.get("model"), out.get("train")
+    if isinstance(model, dict) and "head_channels" not in model:
+        out["model"] = {**model, "head_channels": model.get("hidden_channels", 32)}
+    if isinstance(train, dict) and "fused_adam" not in train:
+        out["train"] = {**train, "fused_adam": False}
+    return out
 
 
 def _legacy_torch_file(path: Path) -> bool:

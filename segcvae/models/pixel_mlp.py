@@ -85,31 +85,36 @@ class _BlockedMLP(torch.autograd.Function):
         out = context.new_empty(b, bias.shape[1], params[-2].shape[0], hw)
         widths = [params[i].shape[1] for i in range(0, len(params), 2)]
         size = b * bias.shape[1] * hw * sum(widths) * context.element_size()
-        ctx.hidden = [] if size <= save_bytes else None  # per block: its hidden activations
+        keep = size <= save_bytes
+        kept: list[Tensor] = []  # every block's hidden activations, block after block
         with torch.no_grad():
             for p in starts:  # every image and sample of n pixels at once: (B, S, n, C)
                 pre = torch.add(context[:, None, p : p + n], bias[:, :, None, :])
                 out[..., p : p + n], hidden = _forward_block(pre, params)
-                if ctx.hidden is not None:
-                    ctx.hidden.append(hidden)
+                if keep:
+                    kept += hidden
         if base is not None:
             out += base.unsqueeze(1)
         ctx.block_rows = block_rows
         ctx.has_base = base is not None
-        ctx.save_for_backward(context, bias, *params)
+        ctx.num_params = len(params)
+        # intermediates saved as the inputs are (seen by saved-tensor hooks: the benchmark counts them)
+        ctx.save_for_backward(context, bias, *params, *kept)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        context, bias, *params = ctx.saved_tensors
+        context, bias, *saved = ctx.saved_tensors
+        params, kept = saved[: ctx.num_params], saved[ctx.num_params :]
+        layers = len(params) // 2  # hidden activations per block
         b, hw, _ = context.shape
         n, starts = _blocks(hw, b * bias.shape[1], ctx.block_rows)
         g_context = torch.zeros_like(context)
         g_bias = torch.zeros_like(bias)
         g_params = [torch.zeros_like(t) for t in params]
         for i, p in enumerate(starts):
-            if ctx.hidden is not None:
-                hidden = ctx.hidden[i]
+            if kept:
+                hidden = list(kept[i * layers : (i + 1) * layers])
             else:
                 pre = torch.add(context[:, None, p : p + n], bias[:, :, None, :])  # (B, S, n', C)
                 hidden = _forward_block(pre, params)[1]
@@ -126,7 +131,6 @@ class _BlockedMLP(torch.autograd.Function):
             g = g.view(shape)  # (B, S, n', C): d loss / d pre
             g_context[:, p : p + n] += g.sum(dim=1)
             g_bias += g.sum(dim=2)
-        ctx.hidden = None
         g_base = grad_out.sum(dim=1) if ctx.has_base else None
         return g_context, g_bias, g_base, None, None, *g_params
 
@@ -172,7 +176,5 @@ def sample_mlp(
         params = [t.float() for t in params]
         base_flat = None if base_flat is None else base_flat.float()
     with torch.autocast(device, enabled=False) if mixed else contextlib.nullcontext():
-        out = _BlockedMLP.apply(
-            ctx.contiguous(), bias, base_flat, block_rows, save_bytes, *params
-        )
+        out = _BlockedMLP.apply(ctx.contiguous(), bias, base_flat, block_rows, save_bytes, *params)
     return out.unflatten(-1, (height, width))

@@ -177,3 +177,29 @@ def test_weights_only_rejects_code(tmp_path: Path) -> None:
     torch.save({"model": {}, "step": 0, "config": {}, "meta": Evil()}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_from_before_a_key_existed_loads_as_the_model_it_is(tmp_path: Path) -> None:
+    """model.head_channels (default 16) and train.fused_adam (default true) came on 2026-12-05: a
+    checkpoint without them was written by a generation net as wide as hidden_channels and by the
+    multi-tensor Adam."""
+    from segcvae.config import apply_overrides
+    from segcvae.engine.checkpoint import model_from_checkpoint
+    from segcvae.models import create_model
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config("cvae", "categorical")
+    cfg.model.generation = "full"
+    cfg.model.hidden_channels = cfg.model.head_channels = 8
+    model = create_model(cfg, 3)
+    stored = cfg.to_dict()
+    del stored["model"]["head_channels"], stored["train"]["fused_adam"]  # as written before
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model=model, step=1, config=stored, meta={"num_classes": 3})
+    rebuilt, rebuilt_cfg = model_from_checkpoint(load_checkpoint(path))
+    assert rebuilt_cfg.model.head_channels == 8 and rebuilt_cfg.train.fused_adam is False
+    assert rebuilt.generation_net.head[1].in_channels == 8
+    # a checkpoint that states the keys keeps its values
+    new = apply_overrides(cfg.to_dict(), ["model.head_channels=4"])
+    save_checkpoint(path, model=model, step=1, config=new, meta={"num_classes": 3})
+    assert load_checkpoint(path)["config"]["model"]["head_channels"] == 4

@@ -142,3 +142,36 @@ def test_resuming_into_another_model_is_a_short_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="last.pt: the weights do not fit") as info:
         other.load(tmp_path / "last.pt")
     assert len(str(info.value)) < 700
+
+
+def test_adam_is_fused_where_torch_has_the_kernel_and_multi_tensor_otherwise(monkeypatch) -> None:
+    from segcvae.config import TrainConfig
+    from segcvae.engine.optim import build_optimizer
+
+    model = nn.Linear(3, 2)
+    assert build_optimizer(model, TrainConfig(fused_adam=False)).defaults["fused"] in (None, False)
+    real = torch.optim.Adam
+    try:  # torch >= 2.4 has a fused CPU kernel; an older torch gets the multi-tensor Adam
+        real([nn.Parameter(torch.zeros(1))], fused=True)
+        has_kernel = True
+    except RuntimeError:
+        has_kernel = False
+    assert bool(build_optimizer(model, TrainConfig()).defaults["fused"]) == has_kernel
+
+    def no_fused_kernel(params, **kw):
+        if kw.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors")
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused_kernel)
+    fallback = build_optimizer(model, TrainConfig())
+    assert isinstance(fallback, real) and not fallback.defaults["fused"]
+    # the two take the same step (up to rounding)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    monkeypatch.setattr(torch.optim, "Adam", real)
+    for net, fused_adam in ((a, True), (b, False)):
+        opt = build_optimizer(net, TrainConfig(lr=0.1, fused_adam=fused_adam))
+        net(torch.ones(1, 3)).sum().backward()
+        opt.step()
+    torch.testing.assert_close(a.weight, b.weight)

@@ -43,7 +43,12 @@ def step_fn(overrides: list[str], size: int, batch: int, raters: int, classes: i
     if getattr(cfg.train, "channels_last", False):  # as the trainer does (absent before 2026-12-04)
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    try:  # the trainer's Adam (fused where torch has the kernel, since 2026-12-05)
+        from segcvae.engine.optim import build_optimizer
+
+        opt = build_optimizer(model, cfg.train)
+    except ImportError:  # older code
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
         loss = objective(model(x, y), y)["loss"]
