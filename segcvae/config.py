@@ -489,7 +489,7 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    steps: int = 900
+    steps: int = 850
     batch_size: int = 16
     lr: float = 2e-3
     lr_decay: float = 1e-3  # lr_schedule=inverse: lr_t = lr / (1 + lr_decay * t), as in the paper
