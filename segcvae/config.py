@@ -357,8 +357,8 @@ class ModelConfig:
     latent_stride: int = 16
     hidden_channels: int = 32  # width of prior / recognition / generation nets
     # width of generation_net alone (0 = hidden_channels): with generation=full, what each code costs
-    # per pixel (two products of this width per code and pixel; docs/RESULTS.md, "Speed": 16 trains
-    # the default job in 0.84x the time of 32 with its shapes targets kept on validation)
+    # per pixel (two products of this width per code and pixel; docs/RESULTS.md, "Speed", 2026-12-05:
+    # 16 kept the shapes targets on validation at a quarter of 32's products)
     head_channels: int = 16
     logvar_min: float = -10.0
     logvar_max: float = 4.0
