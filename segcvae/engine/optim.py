@@ -15,9 +15,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     """Adam with ``train.lr`` and ``train.weight_decay`` (the paper's optimiser).
 
     With ``train.fused_adam`` the update runs as torch's fused kernel where the parameters' device
-    has one (CPU since torch 2.4, CUDA): 3x faster than the multi-tensor version on 2 CPU cores
-    (docs/RESULTS.md, "Speed"), the same arithmetic in another rounding order. Elsewhere (an older
-    torch, another device) the multi-tensor Adam runs instead.
+    has one (CPU since torch 2.4, CUDA): one pass over the weights instead of several multi-tensor
+    ones (docs/RESULTS.md, "Speed"), the same arithmetic in another rounding order. Elsewhere (an
+    older torch, another device) the multi-tensor Adam runs instead.
     """
     params = list(model.parameters())
     if cfg.fused_adam:
