@@ -22,19 +22,16 @@ def soft_targets(y: Tensor, num_classes: int, size: tuple[int, int]) -> tuple[Te
     Returns:
         ``(targets, valid)``: (B, K, h, w) class fractions and (B, h, w) labelled fraction.
     """
-    t = one_hot(y, num_classes)  # (B, K, H, W)
-    if t.shape[-2:] != tuple(size):
-        t = F.interpolate(t, size=size, mode="area")
-    return t, t.sum(dim=1)
+    return scale_targets(y, num_classes, [size])[0]
 
 
 def scale_targets(
     y: Tensor, num_classes: int, sizes: list[tuple[int, int]]
 ) -> list[tuple[Tensor, Tensor]]:
-    """:func:`soft_targets` at several sizes from one one-hot map (the same values).
+    """:func:`soft_targets` at several sizes, area-pooled from one one-hot map.
 
     Args:
-        y: Labels (B, H, W).
+        y: Labels (B, H, W); values outside [0, K) count as unlabelled.
         num_classes: K.
         sizes: Target (h, w) per scale.
 

@@ -23,10 +23,15 @@ def test_one_hot_matches_torch_one_hot_with_ignored_pixels_zero() -> None:
     assert got[0, :, 0].sum() == 0 and got[1, :, 2, 3].sum() == 0
 
 
-def test_scale_targets_equal_soft_targets_at_each_size() -> None:
+def test_scale_targets_are_class_fractions_at_each_size() -> None:
     y = torch.randint(0, 3, (3, 16, 16))
     y[:, :3] = 255
+    valid = (y >= 0) & (y < 3)
+    full = (F.one_hot(y.clamp(0, 2), 3).permute(0, 3, 1, 2) * valid.unsqueeze(1)).float()
     sizes = [(4, 4), (8, 8), (16, 16)]
     for (t, v), size in zip(scale_targets(y, 3, sizes), sizes, strict=True):
-        t_ref, v_ref = soft_targets(y, 3, size)
-        assert torch.equal(t, t_ref) and torch.equal(v, v_ref)
+        ref = F.avg_pool2d(full, 16 // size[0])  # the share of each class in each cell
+        torch.testing.assert_close(t, ref)
+        torch.testing.assert_close(v, F.avg_pool2d(valid.float().unsqueeze(1), 16 // size[0])[:, 0])
+    t, v = soft_targets(y, 3, (4, 4))  # one size: the same as scale_targets
+    assert torch.equal(t, scale_targets(y, 3, [(4, 4)])[0][0])
