@@ -124,8 +124,10 @@ def multiscale_nll_per_sample(
     out = []
     for lg, (t, v) in zip(logits, targets, strict=True):  # all M masks x all S samples per scale
         log_p = lg.float().log_softmax(dim=-3)  # (B, S, K, h, w)
-        # t (B*M, K, h, w), v (B*M, h, w)
-        ce = -torch.einsum("bmq,bsq->bms", t.reshape(b, m, -1), log_p.flatten(2))
+        # t (B*M, K, h, w), v (B*M, h, w). (B, S, Kq) @ (B, Kq, M): the gradient of log_p is then
+        # a contiguous (B, S, Kq) product (einsum's "bmq,bsq->bms" gave it transposed, and the
+        # log-softmax backward copied it)
+        ce = -torch.bmm(log_p.flatten(2), t.reshape(b, m, -1).transpose(1, 2)).transpose(1, 2)
         ce = ce / v.reshape(b, m, 1, -1).sum(-1).clamp_min(1e-6)  # (B, M, S)
         out.append(ce if y.dim() == 4 else ce[:, 0])
     return out

@@ -87,14 +87,18 @@ class GenerationNet(nn.Module):
 
     @staticmethod
     def _pooled(full: Tensor, y_hat: list[Tensor]) -> list[Tensor]:
-        """Full-resolution logits (B, S, K, H, W) and their average pools to y_hat's coarse scales."""
+        """Full-resolution logits (B, S, K, H, W) and their average pools to y_hat's coarse scales.
+
+        Each coarse scale is pooled from the next finer one (1/4 from 1/2): the same means (of
+        equal-sized groups), with one full-resolution pass and one full-resolution backward.
+        """
         b, s = full.shape[:2]
-        flat = full.flatten(0, 1)
-        coarse = [
-            F.avg_pool2d(flat, kernel_size=flat.shape[-1] // y.shape[-1]).unflatten(0, (b, s))
-            for y in y_hat[:-1]
-        ]
-        return [*coarse, full]
+        out = [full]
+        for y in reversed(y_hat[:-1]):  # finest first
+            finer = out[0].flatten(0, 1)
+            coarse = F.avg_pool2d(finer, kernel_size=finer.shape[-1] // y.shape[-1])
+            out.insert(0, coarse.unflatten(0, (b, s)))
+        return out
 
     def forward(
         self, context: Tensor, z: Tensor, y_hat: list[Tensor], full_only: bool = False
