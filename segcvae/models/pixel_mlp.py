@@ -53,10 +53,9 @@ def _blocks(height_width: int, samples: int, block_rows: int) -> tuple[int, rang
     return n, range(0, height_width, n)
 
 
-def _forward_block(pre: Tensor, params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """``layers(relu(pre))`` for one block: pre (S, n, C), a fresh tensor (its ReLU is taken in
-    place) -> logits (S, K, n), and the hidden activations (each (S, n, C_i), after their ReLU)
-    that the backward pass needs."""
+def _hidden_layers(pre: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    """The hidden activations of one block (each (S, n, C_i), after their ReLU), the inputs of the
+    layers: pre (S, n, C) is a fresh tensor whose ReLU is taken in place."""
     h = pre.clamp_min_(0)
     hidden = [h]
     lead = h.shape[:-1]
@@ -64,8 +63,14 @@ def _forward_block(pre: Tensor, params: Sequence[Tensor]) -> tuple[Tensor, list[
         w, b = params[i], params[i + 1]
         h = torch.addmm(b, h.reshape(-1, h.shape[-1]), w.t()).view(*lead, -1).clamp_min_(0)
         hidden.append(h)
+    return hidden
+
+
+def _forward_block(pre: Tensor, params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """``layers(relu(pre))`` for one block: logits (S, K, n) and :func:`_hidden_layers`."""
+    hidden = _hidden_layers(pre, params)
     w, b = params[-2], params[-1]
-    return torch.matmul(w, h.transpose(-1, -2)) + b[:, None], hidden
+    return torch.matmul(w, hidden[-1].transpose(-1, -2)) + b[:, None], hidden
 
 
 class _BlockedMLP(torch.autograd.Function):
@@ -109,7 +114,7 @@ class _BlockedMLP(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         context, bias, *saved = ctx.saved_tensors
-        params, kept = [t.detach() for t in saved[: ctx.num_params]], saved[ctx.num_params :]
+        params, kept = saved[: ctx.num_params], saved[ctx.num_params :]
         layers = len(params) // 2  # hidden activations per block
         b, hw, _ = context.shape
         n, starts = _blocks(hw, b * bias.shape[1], ctx.block_rows)
@@ -121,7 +126,7 @@ class _BlockedMLP(torch.autograd.Function):
                 hidden = list(kept[i * layers : (i + 1) * layers])
             else:
                 pre = torch.add(context[:, None, p : p + n], bias[:, :, None, :])  # (B, S, n', C)
-                hidden = _forward_block(pre, params)[1]
+                hidden = _hidden_layers(pre, params)
             shape = hidden[0].shape
             g = grad_out[..., p : p + n].transpose(-1, -2)  # (B, S, n', K), a view
             g = g.reshape(-1, g.shape[-1])  # K is small: this copy is cheap
