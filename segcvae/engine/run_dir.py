@@ -31,6 +31,10 @@ from segcvae.config import ConfigError
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "train_log.jsonl", "config.yaml", "curves.png")
 RUN_FOLDERS = ("samples", "tensorboard")
 _RUN_MARKERS = ("last.pt", "best.pt", "metrics.jsonl", "train_log.jsonl")
+# What a write cut short leaves (a killed process cannot clean up): the temporary file of
+# segcvae.engine.checkpoint.atomic_save (".last.pt.<random>.tmp") and of the logger's rewrite on
+# resume ("metrics.jsonl.tmp"). Never a finished file: those are renamed into place whole.
+_PARTIAL_WRITES = (".last.pt.*.tmp", ".best.pt.*.tmp", "metrics.jsonl.tmp", "train_log.jsonl.tmp")
 
 
 class RunExistsError(ConfigError):
@@ -133,6 +137,24 @@ def clear_run_dir(run_dir: str | Path) -> list[str]:
     return removed
 
 
+def remove_partial_writes(run_dir: str | Path) -> list[str]:
+    """Remove the temporary files of writes that a killed run left unfinished; returns their names.
+
+    ``last.pt`` and ``best.pt`` are written to a temporary file and renamed over the old one, so a
+    run killed mid-write keeps its previous checkpoint whole but leaves the temporary file beside
+    it (a checkpoint's size, each time). Only those names (``.last.pt.*.tmp``,
+    ``.best.pt.*.tmp``, ``metrics.jsonl.tmp``, ``train_log.jsonl.tmp``) are removed.
+    """
+    run_dir = Path(run_dir)
+    removed = []
+    for pattern in _PARTIAL_WRITES:
+        for path in sorted(run_dir.glob(pattern)):
+            if path.is_file():
+                path.unlink()
+                removed.append(path.name)
+    return removed
+
+
 def folder_error(path: str | Path, e: OSError) -> RunDirError:
     """One line for an OS error while writing the run folder: the path, the file and the reason."""
     where = e.filename or path
@@ -176,5 +198,6 @@ __all__ = [
     "folder_error",
     "make_run_dir",
     "prepare_run_dir",
+    "remove_partial_writes",
     "remove_unfinished_run",
 ]

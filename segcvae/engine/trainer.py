@@ -50,6 +50,7 @@ from segcvae.engine.run_dir import (
     clear_run_dir,
     folder_error,
     make_run_dir,
+    remove_partial_writes,
 )
 from segcvae.engine.validation import ValidationHook, warn_unscored_classes
 from segcvae.models import family_of
@@ -241,6 +242,13 @@ class Trainer:
                 if removed:
                     log.warning("--overwrite: removed %s from %s", ", ".join(removed), self.run_dir)
             self.created_run_dir = make_run_dir(self.run_dir)
+            partial = remove_partial_writes(self.run_dir)
+            if partial:
+                log.warning(
+                    "removed %s from %s: left by a run stopped while writing",
+                    ", ".join(partial),
+                    self.run_dir,
+                )
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         if self.dist.is_main:
             args = (self.data.val_loader, self.meta, self.logger, self.run_dir, self.model_name)

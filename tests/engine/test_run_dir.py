@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from segcvae import cli
-from segcvae.engine.run_dir import RunDirError, prepare_run_dir
+from segcvae.engine.run_dir import RunDirError, prepare_run_dir, remove_partial_writes
 
 
 def test_a_new_nested_folder_is_made_and_an_existing_one_kept(tmp_path: Path) -> None:
@@ -67,3 +67,13 @@ def test_the_command_line_reports_it_as_a_users_mistake(tmp_path: Path, capsys) 
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: --out /proc/segcvae-test/run: cannot")
+
+
+def test_only_the_temporary_files_of_unfinished_writes_are_removed(tmp_path: Path) -> None:
+    partial = [".last.pt.x1.tmp", ".best.pt.y2.tmp", "metrics.jsonl.tmp", "train_log.jsonl.tmp"]
+    kept = ["last.pt", "best.pt", "metrics.jsonl", "other.tmp", ".other.pt.z.tmp"]
+    for name in partial + kept:
+        (tmp_path / name).write_text(name)
+    assert sorted(remove_partial_writes(tmp_path)) == sorted(partial)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert remove_partial_writes(tmp_path) == []

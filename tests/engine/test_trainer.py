@@ -247,6 +247,25 @@ def test_a_class_without_iou_is_reported(caplog):
     assert not warn_unscored_classes({"per_class_iou": [1.0, 0.5]}, ["bg", "fg"], "val")
 
 
+def test_resume_removes_the_temporary_files_of_a_killed_write(tmp_path: Path, caplog) -> None:
+    trainer = _trainer(tmp_path, "train.steps=1", "train.eval_every=0")
+    trainer.fit()
+    left = [".last.pt.k3j_x0.tmp", ".best.pt.a1b2c3.tmp", "metrics.jsonl.tmp"]
+    for name in left:
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / "notes.tmp").write_text("the user's")  # not a name the run writes: kept
+    resumed = _trainer(tmp_path, "train.steps=2", "train.eval_every=0")
+    with caplog.at_level("WARNING", logger="segcvae"):
+        resumed.fit(resume=True)
+    assert resumed.step == 2
+    assert not [name for name in left if (tmp_path / name).exists()]
+    assert (tmp_path / "notes.tmp").read_text() == "the user's"
+    assert (
+        "left by a run stopped while writing" in caplog.text
+        and ".last.pt.k3j_x0.tmp" in caplog.text
+    )
+
+
 def test_resume_without_a_checkpoint_does_not_interleave_logs(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text('{"step": 7, "val": {}}\n')
     trainer = _trainer(tmp_path, "train.steps=2", "train.eval_every=2")

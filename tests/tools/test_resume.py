@@ -59,10 +59,11 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     saved = _checkpoint_step(killed / "last.pt")
     assert saved is not None and 3 <= saved < STEPS
-    assert not list(killed.glob(".*.tmp"))  # nothing half-written is left as a checkpoint
+    # A kill during a write leaves its temporary file, never a half-written last.pt (loaded above)
 
     # Resume in this process, then train the same run without interruption.
     assert train_main(["--out", str(killed), "--resume", *ARGS]) == 0
+    assert not list(killed.glob("*.tmp")) and not list(killed.glob(".*.tmp"))
     reference = tmp_path / "reference"
     assert train_main(["--out", str(reference), *ARGS]) == 0
 
