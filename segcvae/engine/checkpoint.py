@@ -74,6 +74,14 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         os.close(dir_fd)
 
 
+def unfinished_saves(path: str | Path) -> list[Path]:
+    """The temporary files that :func:`atomic_save` to ``path`` left behind when its process was
+    killed mid-write (``path`` itself is then the previous file, whole): ``.<name>.<random>.tmp``
+    beside it, the names ``atomic_save``'s ``mkstemp`` gives."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
 def capture_rng_state() -> dict[str, Any]:
     """The torch, CUDA, numpy and python RNG states as tensors and lists (``weights_only``-safe)."""
     version, mt_state, gauss = random.getstate()

@@ -26,15 +26,12 @@ import tempfile
 from pathlib import Path
 
 from segcvae.config import ConfigError
+from segcvae.engine.checkpoint import unfinished_saves
 
 # What a run writes into its folder (``--overwrite`` removes these, nothing else).
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "train_log.jsonl", "config.yaml", "curves.png")
 RUN_FOLDERS = ("samples", "tensorboard")
 _RUN_MARKERS = ("last.pt", "best.pt", "metrics.jsonl", "train_log.jsonl")
-# What a write cut short leaves (a killed process cannot clean up): the temporary file of
-# segcvae.engine.checkpoint.atomic_save (".last.pt.<random>.tmp") and of the logger's rewrite on
-# resume ("metrics.jsonl.tmp"). Never a finished file: those are renamed into place whole.
-_PARTIAL_WRITES = (".last.pt.*.tmp", ".best.pt.*.tmp", "metrics.jsonl.tmp", "train_log.jsonl.tmp")
 
 
 class RunExistsError(ConfigError):
@@ -140,15 +137,15 @@ def clear_run_dir(run_dir: str | Path) -> list[str]:
 def remove_partial_writes(run_dir: str | Path) -> list[str]:
     """Remove the temporary files of writes that a killed run left unfinished; returns their names.
 
-    ``last.pt`` and ``best.pt`` are written to a temporary file and renamed over the old one, so a
-    run killed mid-write keeps its previous checkpoint whole but leaves the temporary file beside
-    it (a checkpoint's size, each time). Only those names (``.last.pt.*.tmp``,
-    ``.best.pt.*.tmp``, ``metrics.jsonl.tmp``, ``train_log.jsonl.tmp``) are removed.
+    Checkpoints are written to a temporary file and renamed over the old one
+    (:func:`~segcvae.engine.checkpoint.atomic_save`), and the logs are rewritten on resume through
+    ``<name>.tmp``, so a kill mid-write keeps every file whole but leaves the temporary one (a
+    checkpoint's size, each time). Only the temporary files of :data:`RUN_FILES` are removed.
     """
     run_dir = Path(run_dir)
     removed = []
-    for pattern in _PARTIAL_WRITES:
-        for path in sorted(run_dir.glob(pattern)):
+    for name in RUN_FILES:
+        for path in [*unfinished_saves(run_dir / name), run_dir / f"{name}.tmp"]:
             if path.is_file():
                 path.unlink()
                 removed.append(path.name)

@@ -93,12 +93,12 @@ class GenerationNet(nn.Module):
         equal-sized groups), with one full-resolution pass and one full-resolution backward.
         """
         b, s = full.shape[:2]
-        out = [full]
-        for y in reversed(y_hat[:-1]):  # finest first
-            finer = out[0].flatten(0, 1)
+        pooled = [full]  # finest first
+        for y in reversed(y_hat[:-1]):
+            finer = pooled[-1].flatten(0, 1)
             coarse = F.avg_pool2d(finer, kernel_size=finer.shape[-1] // y.shape[-1])
-            out.insert(0, coarse.unflatten(0, (b, s)))
-        return out
+            pooled.append(coarse.unflatten(0, (b, s)))
+        return pooled[::-1]
 
     def forward(
         self, context: Tensor, z: Tensor, y_hat: list[Tensor], full_only: bool = False

@@ -203,3 +203,19 @@ def test_a_checkpoint_from_before_a_key_existed_loads_as_the_model_it_is(tmp_pat
     new = apply_overrides(cfg.to_dict(), ["model.head_channels=4"])
     save_checkpoint(path, model=model, step=1, config=new, meta={"num_classes": 3})
     assert load_checkpoint(path)["config"]["model"]["head_channels"] == 4
+
+
+def test_unfinished_saves_finds_what_a_save_stopped_before_its_rename_leaves(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from segcvae.engine import checkpoint
+
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1}, path)
+    assert checkpoint.unfinished_saves(path) == []  # a finished save leaves nothing
+    monkeypatch.setattr(checkpoint.os, "replace", lambda src, dst: None)  # killed before it
+    atomic_save({"step": 2}, path)
+    (left,) = checkpoint.unfinished_saves(path)
+    assert torch.load(left, weights_only=True) == {"step": 2}
+    assert torch.load(path, weights_only=True) == {"step": 1}  # the previous one, whole
+    assert checkpoint.unfinished_saves(tmp_path / "best.pt") == []
