@@ -29,12 +29,17 @@ class Sample:
             mask, the majority vote of the raters, or a seeded choice among plausible masks).
         id: a name that identifies the item within its dataset.
         masks: (R, H, W) uint8, all rater / plausible masks; None = just ``mask`` (R = 1).
+        mask_probs: (R,) probabilities of ``masks`` (summing to 1) where the data knows them (the
+            modes of the embedded ambiguity kinds, flipped LFW); None = the masks are equally
+            likely (raters, or modes of equal probability). The same mask may appear twice and a
+            probability may be 0 (a dataset keeps R fixed); metrics merge identical masks.
     """
 
     image: np.ndarray
     mask: np.ndarray
     id: str
     masks: np.ndarray | None = None
+    mask_probs: np.ndarray | None = None
 
 
 def check_split(split: str) -> str:
@@ -86,7 +91,8 @@ def drop_missing(
 class SegmentationDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``load(index) -> Sample``.
 
-    ``__getitem__`` returns ``{"image", "mask", "masks", "id"}``: ``masks`` holds every rater /
+    ``__getitem__`` returns ``{"image", "mask", "masks", "id"}`` (and ``"mask_probs"``, (R,)
+    float32, where the items know their masks' probabilities): ``masks`` holds every rater /
     plausible mask of the image (R >= 1; a single-mask dataset has R = 1 and ``masks[0]`` equals
     ``mask``), ``mask`` is the reference mask. Without a transform the image is (H, W, 3) uint8 and
     the masks int64 numpy ((H, W) and (R, H, W)); with an albumentations transform ending in
@@ -204,12 +210,16 @@ class SegmentationDataset(Dataset):
 
     def _finish(self, sample: Sample) -> dict[str, Any]:
         masks = sample.masks if sample.masks is not None else sample.mask[None]  # (R, H, W)
+        extra = {}
+        if sample.mask_probs is not None:  # (R,) float32; absent = equally likely masks
+            extra["mask_probs"] = np.asarray(sample.mask_probs, np.float32)
         if self.transform is None:
             return {
                 "image": sample.image,
                 "mask": sample.mask.astype(np.int64),
                 "masks": masks.astype(np.int64),
                 "id": sample.id,
+                **extra,
             }
         self._seed_transform()
         out = self.transform(image=sample.image, mask=sample.mask, masks=masks)
@@ -218,6 +228,7 @@ class SegmentationDataset(Dataset):
             "mask": _as_long(out["mask"]),
             "masks": _as_long(out["masks"]),
             "id": sample.id,
+            **extra,
         }
 
     def _seed_transform(self) -> None:
