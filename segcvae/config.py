@@ -32,7 +32,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from segcvae.registry import family_names
+from segcvae.registry import family_names, family_settings
+from segcvae.settings import SettingsError, check_settings
 
 log = logging.getLogger("segcvae")
 
@@ -356,7 +357,7 @@ class ModelConfig:
     latent_channels: int = 8  # Z: channels of a Gaussian z, or codes of a categorical one
     latent_stride: int = 16
     hidden_channels: int = 32  # width of prior / recognition / generation nets
-    # width of generation_net alone (0 = hidden_channels): with generation=full, what each code costs
+    # width of generation_net alone: with generation=full, what each code costs
     # per pixel (two products of this width per code and pixel; docs/RESULTS.md, "Speed", 2026-12-05:
     # 16 kept the shapes targets on validation at a quarter of 32's products)
     head_channels: int = 16
@@ -380,15 +381,37 @@ class ModelConfig:
     # a user). sohn: Sohn et al.'s CVAE, trained with loss.objective (cvae, gsnn, hybrid); every
     # other family has its own objective and ignores loss.objective.
     arch: str = "sohn"
-    # prob_unet (Kohl et al. 2018): also reads encoder_* (the prior and posterior nets are copies of
-    # the U-Net's encoder), decoder_channels, hidden_channels (fcomb width), logvar_min/max, and
-    # loss.beta / kl_warmup_steps / free_bits for the KL term.
-    prob_unet_latent_dim: int = 6  # size of the global z
-    prob_unet_fcomb_layers: int = 3  # 1x1 convolutions in fcomb (the last one outputs logits)
-    # ssn (Monteiro et al. 2020): also reads encoder_*, decoder_channels, logvar_min/max (diagonal).
-    ssn_rank: int = 10  # rank of the covariance factor of the logit Gaussian
-    ssn_mc_samples: int = 20  # M logit samples per image in the training loss
-    ssn_epsilon: float = 1e-5  # added to the diagonal variance (a floor that keeps it invertible)
+    # Each family's own settings are a section of their own under model, named like the family
+    # (model.prob_unet.latent_dim, model.ssn.rank, ...): the family declares them next to its code
+    # (segcvae.settings; the docs' config reference lists them)
+
+    def __post_init__(self) -> None:
+        self._settings: dict[str, Any] = {}  # family name -> its settings dataclass instance
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: model.<family> is that family's settings
+        if not name.startswith("_") and name in family_names():
+            return self.settings(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def settings(self, family: str | None = None) -> Any:
+        """The settings of ``family`` (default ``model.arch``): what the config gave, else the
+        family's defaults; None for a family without settings."""
+        family = family or self.arch
+        if family not in self._settings:
+            cls = family_settings(family)
+            if cls is None:
+                return None
+            self._settings[family] = cls()
+        return self._settings[family]
+
+    def set_settings(self, family: str, value: Any) -> None:
+        """Give ``family`` these settings (a dataclass instance of its settings class)."""
+        self._settings[family] = value
+
+    def settings_dict(self) -> dict[str, dict[str, Any]]:
+        """The settings given or used so far, ``{family: {key: value}}`` (for to_dict)."""
+        return {name: asdict(value) for name, value in self._settings.items()}
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -421,7 +444,7 @@ class ModelConfig:
             self.code_channels,
         )
         _require(
-            self.head_channels >= 0, "model.head_channels", "an integer >= 0", self.head_channels
+            self.head_channels >= 1, "model.head_channels", "an integer >= 1", self.head_channels
         )
         for key in ("latent_channels", "hidden_channels", "refine_channels"):
             v = getattr(self, key)
@@ -439,6 +462,12 @@ class ModelConfig:
             f"a number below model.logvar_max={self.logvar_max}",
             self.logvar_min,
         )
+        self.settings()  # the family's own settings appear in the resolved config
+        for name, value in self._settings.items():
+            try:
+                check_settings(value, f"model.{name}")
+            except SettingsError as e:
+                raise ConfigError(str(e)) from None
 
 
 @dataclass
@@ -620,6 +649,7 @@ class Config:
         raw = raw or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+        raw = _nest_legacy_family_keys(raw, source)
         sections = {f.name: f for f in fields(cls)}
         unknown = sorted(set(raw) - set(sections))
         if unknown:
@@ -700,13 +730,51 @@ class Config:
         return cls.from_dict(raw, source)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested data (safe for YAML, JSON and ``torch.load(weights_only=True)``)."""
-        return asdict(self)
+        """Plain nested data (safe for YAML, JSON and ``torch.load(weights_only=True)``); the
+        model section holds the family settings given or used (``model: {ssn: {rank: 10}}``)."""
+        out = asdict(self)
+        out["model"].update(self.model.settings_dict())
+        return out
 
     def to_yaml(self, path: str | Path) -> None:
         """Write the resolved config."""
         with open(path, "w") as fh:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+
+
+#: Family settings that were flat ``model`` keys before each family declared its own (2026-12-07):
+#: old key -> (family, setting). Configs and checkpoints written before keep loading.
+LEGACY_FAMILY_KEYS: dict[str, tuple[str, str]] = {
+    "prob_unet_latent_dim": ("prob_unet", "latent_dim"),
+    "prob_unet_fcomb_layers": ("prob_unet", "fcomb_layers"),
+    "ssn_rank": ("ssn", "rank"),
+    "ssn_mc_samples": ("ssn", "mc_samples"),
+    "ssn_epsilon": ("ssn", "epsilon"),
+}
+
+
+def _nest_legacy_family_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """``model.ssn_rank: 5`` -> ``model.ssn.rank: 5`` (:data:`LEGACY_FAMILY_KEYS`); a value
+    stated both ways must agree."""
+    model = raw.get("model")
+    if not isinstance(model, dict) or not any(k in LEGACY_FAMILY_KEYS for k in model):
+        return raw
+    model = dict(model)
+    for old, (family, key) in LEGACY_FAMILY_KEYS.items():
+        if old not in model:
+            continue
+        value = model.pop(old)
+        section = model.get(family)
+        section = dict(section) if isinstance(section, dict) else {}
+        if key in section and section[key] != value:
+            raise ConfigError(
+                f"{source}: model.{old} ({value!r}) and model.{family}.{key} ({section[key]!r}) "
+                f"disagree; write model.{family}.{key} only"
+            )
+        section.setdefault(key, value)
+        model[family] = section
+        log.debug("%s: model.%s is read as model.%s.%s", source, old, family, key)
+    return {**raw, "model": model}
 
 
 def _read_legacy_keys(cfg: Config, source: str) -> None:
@@ -820,7 +888,12 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
     for section, values in child.items():
         if isinstance(values, dict) and isinstance(merged.get(section), dict):
-            merged[section].update(values)
+            for key, value in values.items():  # a family's settings merge key by key too
+                old = merged[section].get(key)
+                if isinstance(value, dict) and isinstance(old, dict) and key in family_names():
+                    merged[section][key] = {**old, **value}
+                else:
+                    merged[section][key] = value
         else:
             merged[section] = values
     return merged
@@ -834,23 +907,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in text or "." not in text.split("=", 1)[0]:
             raise ConfigError(f"override {item!r}: expected section.key=value")
         key, value = text.split("=", 1)
-        section, name = key.split(".", 1)
-        raw.setdefault(section, {})
-        if not isinstance(raw[section], dict):
+        section, *path, name = key.split(".")
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
             raise ConfigError(f"override {item!r}: section {section!r} is not a mapping")
-        raw[section][name] = yaml.safe_load(value) if value != "" else ""
+        for part in path:  # model.ssn.rank=5: the family's settings
+            target[part] = dict(target[part]) if isinstance(target.get(part), dict) else {}
+            target = target[part]
+        target[name] = yaml.safe_load(value) if value != "" else ""
     return raw
 
 
 def _build_section(section_cls: type, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(section_cls)
     valid = [f.name for f in fields(section_cls)]
-    kwargs = {}
+    families = family_names() if section_cls is ModelConfig else []
+    kwargs, settings = {}, {}
     for key, value in values.items():
+        if key in families:
+            settings[key] = _build_settings(key, value, f"{where}.{key}")
+            continue
         if key not in hints:
-            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+            more = f"; a family's settings: model.<{'|'.join(families)}>" if families else ""
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(valid)}{more}")
         kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
-    return section_cls(**kwargs)
+    section = section_cls(**kwargs)
+    for name, value in settings.items():
+        section.set_settings(name, value)
+    return section
+
+
+def _build_settings(family: str, values: Any, where: str) -> Any:
+    """A family's settings dataclass from ``model.<family>``'s mapping (types checked)."""
+    cls = family_settings(family)
+    if cls is None:
+        raise ConfigError(f"{where}: the family {family!r} has no settings of its own")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of {family}'s settings, got {values!r}")
+    return _build_section(cls, values, where)
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -935,6 +1029,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "TrainConfig",
+    "LEGACY_FAMILY_KEYS",
     "apply_overrides",
     "augment_parts",
     "check_encoder_name",

@@ -13,8 +13,13 @@ with a decorated class::
     from segcvae.models.base import ModelFamily
     from segcvae.registry import register_family
 
+    @dataclass
+    class PHiSegSettings:
+        levels: int = setting(5, ge=1, help="latent levels")
+
     @register_family("phiseg")
     class PHiSeg(ModelFamily):
+        settings = PHiSegSettings  # read from model.phiseg (model.phiseg.levels=4)
         ...
 
 Import that file before the config is read (a ``model.arch: phiseg`` names it from then on).
@@ -68,6 +73,17 @@ def family_names() -> list[str]:
     return [*BUILTIN_FAMILIES, *(n for n in _REGISTERED if n not in BUILTIN_FAMILIES)]
 
 
+def family_settings(name: str) -> type | None:
+    """The settings dataclass family ``name`` declares (its ``settings`` attribute), or None.
+
+    ``model.<name>`` in a config is read into it (segcvae.settings). Imports the family's module.
+
+    Raises:
+        KeyError: an unknown name.
+    """
+    return getattr(get_family(name), "settings", None)
+
+
 def get_family(name: str) -> Any:
     """The family class ``model.arch`` names.
 
@@ -85,6 +101,7 @@ def get_family(name: str) -> Any:
 __all__ = [
     "BUILTIN_FAMILIES",
     "family_names",
+    "family_settings",
     "get_family",
     "register_family",
     "unregister_family",

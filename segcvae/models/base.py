@@ -2,6 +2,8 @@
 
 A family is one class, listed in :mod:`segcvae.registry` under its ``model.arch`` name. It owns
 
+* its own settings: a small dataclass (``settings``, fields made with
+  :func:`segcvae.settings.setting`), read from ``model.<name>`` and checked when the config loads;
 * how it is built: :meth:`ModelFamily.config_kwargs` maps the config to its keyword-only
   constructor arguments, whose defaults equal the config's (``tests/models/test_registry.py``
   checks this for every family), and :meth:`ModelFamily.from_config` calls the constructor;
@@ -37,6 +39,9 @@ class ModelFamily(nn.Module):
 
     #: ``model.arch`` of this family (set by the registry for families registered by decorator).
     name: ClassVar[str] = ""
+    #: The family's own settings (a dataclass of :func:`segcvae.settings.setting` fields), read
+    #: from ``model.<name>`` and checked when the config loads; None = it has none.
+    settings: ClassVar[type | None] = None
     #: Estimators of log p(y | x) the family supports, best first (``"exact"``, ``"is"``, ``"mc"``).
     likelihood_methods: tuple[str, ...] = ("mc",)
     #: Whether ``forward`` scores a set of masks per image, y (B, M, H, W), in one pass

@@ -25,6 +25,7 @@ from segcvae.models.baseline import BaselineCNN, unet_kwargs
 from segcvae.models.latent import bounded_logvar, diagonal_gaussian
 from segcvae.models.pixel_mlp import sample_mlp
 from segcvae.outputs import SegOutput
+from segcvae.settings import setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from segcvae.config import Config
@@ -150,6 +151,18 @@ class ProbUNetContext:
     prior: Independent
 
 
+@dataclass
+class ProbUNetSettings:
+    """``model.prob_unet``: the Prob. U-Net family's own settings (it also reads ``encoder_*``,
+    ``decoder_channels``, ``hidden_channels`` (fcomb's width), ``logvar_min`` / ``logvar_max``
+    and ``loss.beta`` / ``kl_warmup_steps`` / ``free_bits`` for the KL term)."""
+
+    latent_dim: int = setting(6, ge=1, help="size of the global z")
+    fcomb_layers: int = setting(
+        3, ge=1, help="1x1 convolutions in fcomb (the last one outputs logits)"
+    )
+
+
 class ProbUNet(ModelFamily):
     """Probabilistic U-Net: U-Net features, prior_net p(z|x), recognition_net q(z|x,y), fcomb
     (``model.arch: prob_unet``).
@@ -174,6 +187,7 @@ class ProbUNet(ModelFamily):
     #: Estimators of log p(y | x), best first: importance sampling with the posterior, Monte Carlo.
     likelihood_methods: tuple[str, ...] = ("is", "mc")
     name = "prob_unet"
+    settings = ProbUNetSettings
 
     def __init__(
         self,
@@ -218,14 +232,14 @@ class ProbUNet(ModelFamily):
 
     @classmethod
     def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
-        """The U-Net's keys, ``model.prob_unet_*``, ``hidden_channels`` (fcomb's width) and the
-        log-variance bounds."""
-        m = cfg.model
+        """The U-Net's keys, ``model.prob_unet`` (:class:`ProbUNetSettings`), ``hidden_channels``
+        (fcomb's width) and the log-variance bounds."""
+        m, own = cfg.model, cfg.model.settings("prob_unet")
         return dict(
             **unet_kwargs(cfg),
-            latent_dim=m.prob_unet_latent_dim,
+            latent_dim=own.latent_dim,
             hidden_channels=m.hidden_channels,
-            fcomb_layers=m.prob_unet_fcomb_layers,
+            fcomb_layers=own.fcomb_layers,
             logvar_min=m.logvar_min,
             logvar_max=m.logvar_max,
         )

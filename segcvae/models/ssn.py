@@ -21,6 +21,7 @@ from segcvae.models.base import ModelFamily
 from segcvae.models.baseline import BaselineCNN, unet_kwargs
 from segcvae.models.latent import bounded_logvar, low_rank_draws
 from segcvae.outputs import SSNOutput
+from segcvae.settings import setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from segcvae.config import Config
@@ -56,6 +57,18 @@ class SSNContext:
         return out.unflatten(-1, self.shape)
 
 
+@dataclass
+class SSNSettings:
+    """``model.ssn``: the SSN family's own settings (it also reads ``encoder_*``,
+    ``decoder_channels`` and ``logvar_min`` / ``logvar_max`` for the diagonal)."""
+
+    rank: int = setting(10, ge=1, help="rank R of the covariance factor of the logit Gaussian")
+    mc_samples: int = setting(20, ge=1, help="M logit samples per image in the training loss")
+    epsilon: float = setting(
+        1e-5, gt=0, help="added to the diagonal variance (a floor that keeps it invertible)"
+    )
+
+
 class SSN(ModelFamily):
     """Stochastic Segmentation Network on :class:`BaselineCNN` features (``model.arch: ssn``).
 
@@ -76,6 +89,7 @@ class SSN(ModelFamily):
     #: Estimators of log p(y | x): Monte Carlo over logit samples (there is no latent to propose).
     likelihood_methods: tuple[str, ...] = ("mc",)
     name = "ssn"
+    settings = SSNSettings
 
     def __init__(
         self,
@@ -119,20 +133,21 @@ class SSN(ModelFamily):
 
     @classmethod
     def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
-        """The U-Net's keys, ``model.ssn_*`` and the diagonal's log-variance bounds."""
-        m = cfg.model
+        """The U-Net's keys, ``model.ssn`` (:class:`SSNSettings`) and the diagonal's
+        log-variance bounds."""
+        m, own = cfg.model, cfg.model.settings("ssn")
         return dict(
             **unet_kwargs(cfg),
-            rank=m.ssn_rank,
-            mc_samples=m.ssn_mc_samples,
-            epsilon=m.ssn_epsilon,
+            rank=own.rank,
+            mc_samples=own.mc_samples,
+            epsilon=own.epsilon,
             logvar_min=m.logvar_min,
             logvar_max=m.logvar_max,
         )
 
     @classmethod
     def build_objective(cls, cfg: Config) -> MonteCarloObjective:
-        """The Monte Carlo NLL over ``model.ssn_mc_samples`` logit samples (no ``loss.*`` keys)."""
+        """The Monte Carlo NLL over ``model.ssn.mc_samples`` logit samples (no ``loss.*`` keys)."""
         return MonteCarloObjective()
 
     def encode(self, x: Tensor) -> SSNContext:

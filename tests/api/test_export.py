@@ -85,7 +85,7 @@ def test_noise_contract_reproduces_decode_samples(arch: str) -> None:
         torch.manual_seed(1)
         if arch == "ssn":  # decode_samples draws the factor's noise first, then the diagonal's
             eps = torch.cat(
-                [torch.randn(4, 2, cfg.model.ssn_rank), torch.randn(4, 2, 3 * 32 * 64)], -1
+                [torch.randn(4, 2, cfg.model.ssn.rank), torch.randn(4, 2, 3 * 32 * 64)], -1
             )
         else:
             eps = torch.randn(4, 2, *model.noise_shape(32, 64))

@@ -15,22 +15,36 @@ from segcvae.config import Config
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from segcvae.losses import monte_carlo_nll
 from segcvae.metrics import conditional_log_likelihood, negative_log_likelihoods
-from segcvae.models import SSN, BaselineCNN, ProbUNet, SegCVAE, build_objective, create_model
+from segcvae.models import (
+    SSN,
+    BaselineCNN,
+    DeterministicModel,
+    ProbUNet,
+    SegCVAE,
+    build_objective,
+    create_model,
+)
+from segcvae.registry import family_names
 from tests.conftest import tiny_config
 
 
 def family_config(arch: str) -> Config:
     cfg = tiny_config()
     cfg.model.arch = arch
-    cfg.model.ssn_mc_samples = 8
+    cfg.model.ssn.mc_samples = 8
     return cfg
 
 
 class FamilyTester:
-    """Generic checks every family passes; a subclass names ``arch``."""
+    """Generic checks every registered family passes (``arch`` is each ``family_names()``)."""
 
-    arch = "prob_unet"
-    chunk_invariant = True  # all z drawn at once, then decoded in chunks
+    # families whose likelihood draws its samples chunk by chunk (memory), so the draws differ
+    CHUNK_VARIANT = ("ssn",)
+
+    @pytest.fixture(autouse=True, params=family_names())
+    def _arch(self, request):
+        self.arch = request.param
+        self.chunk_invariant = self.arch not in self.CHUNK_VARIANT
 
     def model(self, seed: int = 0):
         torch.manual_seed(seed)
@@ -46,9 +60,11 @@ class FamilyTester:
         assert model.sample(x, 5).shape == (2, 5, 3, 32, 32)
 
     def test_hypotheses_differ_and_prediction_is_repeatable(self, batch):
+        """A latent family's hypotheses differ (in eval mode too); a deterministic one's are its
+        prediction repeated. The prediction is the same twice."""
         model = self.model().eval()
         s = model.sample(batch[0], 4)
-        assert not torch.allclose(s[:, 0], s[:, 1])
+        assert torch.allclose(s[:, 0], s[:, 1]) == isinstance(model, DeterministicModel)
         assert torch.equal(model.predict(batch[0]), model.predict(batch[0]))
 
     def test_loss_reaches_every_parameter(self, batch):
@@ -107,13 +123,8 @@ class FamilyTester:
         assert pred.mask.max() < 3 and np.isfinite(pred.entropy).all()
 
 
-class TestProbUNet(FamilyTester):
-    arch = "prob_unet"
-
-
-class TestSSN(FamilyTester):
-    arch = "ssn"
-    chunk_invariant = False  # logit samples are drawn chunk by chunk (memory), so the draws differ
+class TestEveryFamily(FamilyTester):
+    pass
 
 
 def test_registry_picks_the_family():
@@ -274,7 +285,7 @@ def test_ssn_diagonal_is_floored_and_bounded(batch):
     cfg = family_config("ssn")
     model = create_model(cfg, 3)
     d = model.encode(batch[0] * 1e4).distribution.cov_diag
-    assert d.min() >= cfg.model.ssn_epsilon and d.max() <= math.exp(4) + 1e-3
+    assert d.min() >= cfg.model.ssn.epsilon and d.max() <= math.exp(4) + 1e-3
 
 
 def test_ssn_reports_one_estimator_and_it_equals_the_mc_estimate(batch):

@@ -32,6 +32,7 @@ from segcvae.registry import (
     register_family,
     unregister_family,
 )
+from segcvae.settings import setting
 from tests.conftest import tiny_config
 from tests.tools.conftest import TINY
 
@@ -76,15 +77,24 @@ class DummyContext:
     prior: Independent  # batch (B,), event (2,)
 
 
+@dataclass
+class DummySettings:
+    """``model.dummy``: the family's own settings, checked when the config loads."""
+
+    width: int = setting(8, ge=1, le=64, help="channels of the 3x3 convolution")
+
+
 class Dummy(ModelFamily):
     """A tiny latent-variable family: a 3x3 convolution gives logits, a global 2-d Gaussian z adds a
     per-class bias. Trained with the shared Gaussian objective (gsnn, one scale)."""
 
     likelihood_methods = ("mc",)
+    settings = DummySettings
 
-    def __init__(self, classes: int, *, hidden_channels: int = 32) -> None:
+    def __init__(self, classes: int, *, width: int = 8) -> None:
         super().__init__()
         self.num_classes = classes
+        hidden_channels = width
         self.features = nn.Sequential(nn.Conv2d(3, hidden_channels, 3, padding=1), nn.ReLU())
         self.head = nn.Conv2d(hidden_channels, classes, 1)
         self.prior_net = nn.Linear(hidden_channels, 4)
@@ -92,7 +102,7 @@ class Dummy(ModelFamily):
 
     @classmethod
     def config_kwargs(cls, cfg: Config) -> dict[str, Any]:
-        return {"hidden_channels": cfg.model.hidden_channels}
+        return {"width": cfg.model.settings("dummy").width}
 
     @classmethod
     def build_objective(cls, cfg: Config) -> nn.Module:
@@ -148,8 +158,21 @@ def test_a_registered_family_is_built_from_the_config(dummy_family: str) -> None
     cfg.model.arch = dummy_family
     cfg.validate()  # the config knows the name now
     model = create_model(cfg, 3)
-    assert isinstance(model, Dummy) and model.head.in_channels == cfg.model.hidden_channels
-    assert Config.from_yaml(None, [f"model.arch={dummy_family}"]).model.arch == "dummy"
+    assert isinstance(model, Dummy) and model.head.in_channels == 8
+    cfg = Config.from_yaml(None, [f"model.arch={dummy_family}", "model.dummy.width=5"])
+    assert cfg.model.arch == "dummy" and create_model(cfg, 3).head.in_channels == 5
+
+
+def test_a_registered_familys_setting_is_checked_from_the_command_line(
+    dummy_family: str, tmp_path: Path, capsys
+) -> None:
+    from segcvae.cli import USAGE_ERROR, main
+
+    args = ["train", "--out", str(tmp_path / "run"), *TINY, f"model.arch={dummy_family}"]
+    assert main([*args, "model.dummy.width=65"]) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "model.dummy.width: expected an integer in [1, 64], got 65" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow  # a whole run, evaluation, prediction and ONNX export in one process

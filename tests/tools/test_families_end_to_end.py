@@ -22,7 +22,7 @@ def test_train_evaluate_predict(arch: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     overrides = ["train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", *TINY]
     assert (
-        train_main(["--out", str(run), f"model.arch={arch}", "model.ssn_mc_samples=4", *overrides])
+        train_main(["--out", str(run), f"model.arch={arch}", "model.ssn.mc_samples=4", *overrides])
         == 0
     )
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
