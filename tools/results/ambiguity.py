@@ -1,0 +1,183 @@
+"""The families x ambiguity-kinds protocol of docs/RESULTS.md: train, evaluate, tabulate.
+
+Each row of the table is one model on one data set: the default family (the data's own config,
+e.g. ``configs/shapes_exclusive.yaml``) and the baselines the field compares with, trained from
+the same config with only ``model.arch`` changed (the same U-Net, data, schedule and seed): the
+CNN with arg-max hypotheses and with level-set hypotheses (one checkpoint, evaluated twice), MC
+dropout and a deep ensemble (each with its family's default settings). Per run it writes ``RUNS/<data>/<model>/seed<k>/`` with the training log,
+``wall_s.txt`` (training wall time) and ``test.json`` (``tools/evaluate.py --json`` on the test
+split, 16 hypotheses, S = 50 for the likelihood); a run whose ``test.json`` exists is not run
+again, so a killed protocol continues where it stopped.
+
+    python tools/results/ambiguity.py run --data exclusive independent --models default cnn
+    python tools/results/ambiguity.py run --data flip --seeds 0 1 2   # three seeds
+    python tools/results/ambiguity.py table             # the markdown table of every run found
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Data sets: name -> the default family's config on it (every model starts from it).
+DATA: dict[str, str] = {
+    "nested": "configs/shapes_cvae.yaml",
+    "exclusive": "configs/shapes_exclusive.yaml",
+    "independent": "configs/shapes_independent.yaml",
+    "flip": "configs/shapes_flip.yaml",
+    "mixed": "configs/shapes_mixed.yaml",
+    "lfw_flip": "configs/lfw_flip.yaml",
+}
+
+#: Models: name -> overrides of the data's config (the family and what it needs).
+MODELS: dict[str, list[str]] = {
+    "default": [],
+    "cnn": ["model.arch=cnn"],
+    "mc_dropout": ["model.arch=mc_dropout"],
+    "ensemble": ["model.arch=ensemble"],
+    "hybrid": ["model.arch=sohn", "model.latent=spatial", "loss.objective=hybrid"],
+    "prob_unet": ["model.arch=prob_unet"],
+    "ssn": ["model.arch=ssn"],
+}
+#: Rows evaluated from another model's checkpoint: name -> (trained model, evaluate overrides).
+DERIVED: dict[str, tuple[str, list[str]]] = {
+    "cnn_level_sets": ("cnn", ["eval.hypothesis_masks=level_set"]),
+}
+LABELS = {
+    "default": "default (categorical CVAE)",
+    "cnn": "CNN, arg-max hypotheses",
+    "cnn_level_sets": "CNN, level-set hypotheses",
+    "mc_dropout": "MC dropout",
+    "ensemble": "deep ensemble",
+    "hybrid": "Sohn et al.'s hybrid (Gaussian z)",
+    "prob_unet": "Prob. U-Net",
+    "ssn": "SSN",
+}
+BASELINES = ("cnn", "cnn_level_sets", "mc_dropout", "ensemble")
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    with open(log, "a") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def run(runs: Path, data: list[str], models: list[str], seeds: list[int], extra: list[str]) -> None:
+    """Train and evaluate every (data, model, seed) whose test.json is missing."""
+    py = sys.executable
+    for name in data:
+        for model in models:
+            for seed in seeds:
+                out = runs / name / model / f"seed{seed}"
+                report = out / "test.json"
+                if report.is_file():
+                    continue
+                out.mkdir(parents=True, exist_ok=True)
+                log = out / "train.log"
+                if not (out / "best.pt").is_file() or not (out / "wall_s.txt").is_file():
+                    start = time.time()
+                    _run(
+                        [py, "tools/train.py", "--config", DATA[name], "--out", str(out),
+                         "--no-progress", *MODELS[model], *extra, f"train.seed={seed}"],
+                        log,
+                    )  # fmt: skip
+                    (out / "wall_s.txt").write_text(f"{time.time() - start:.1f}\n")
+                _evaluate(out, report, [], log)
+                for row, (source, overrides) in DERIVED.items():
+                    if source == model:
+                        derived = runs / name / row / f"seed{seed}"
+                        derived.mkdir(parents=True, exist_ok=True)
+                        (derived / "wall_s.txt").write_text((out / "wall_s.txt").read_text())
+                        _evaluate(out, derived / "test.json", overrides, log)
+                print(
+                    f"{time.strftime('%H:%M:%S')} {name}/{model}/seed{seed}: {report}", flush=True
+                )
+
+
+def _evaluate(out: Path, report: Path, overrides: list[str], log: Path) -> None:
+    _run(
+        [sys.executable, "tools/evaluate.py", "--ckpt", str(out / "best.pt"), "--split", "test",
+         "--samples", "50", "--hypotheses", "16", "--json", str(report), "--quiet", *overrides],
+        log,
+    )  # fmt: skip
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(runs: Path) -> str:
+    """One markdown table: a row per (data, model) found, metrics as mean ± std over seeds."""
+    cols = ["data", "model", "seeds", "GED", "HM-IoU", "mode-freq. error", "purity", "coverage"]
+    cols += ["NLL (nats/image)", "training (min)"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    order = list(MODELS) + list(DERIVED)
+    for data_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+        models = sorted(
+            (p for p in data_dir.iterdir() if p.is_dir()),
+            key=lambda p: order.index(p.name) if p.name in order else 99,
+        )
+        for model_dir in models:
+            reports = [json.loads(p.read_text()) for p in sorted(model_dir.glob("seed*/test.json"))]
+            if not reports:
+                continue
+            walls = [float(p.read_text()) / 60 for p in sorted(model_dir.glob("seed*/wall_s.txt"))]
+
+            def get(key: str, reports: list[dict] = reports) -> list[float]:
+                return [r.get(key) for r in reports]
+
+            cells = [
+                data_dir.name,
+                LABELS.get(model_dir.name, model_dir.name),
+                str(len(reports)),
+                _cell(get("ged")),
+                _cell(get("hm_iou")),
+                _cell(get("mode_freq_error")),
+                _cell(get("mode_purity")),
+                _cell(get("mode_coverage")),
+                _cell(get("nll"), 1),
+                _cell(walls, 1),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="train and evaluate what is missing")
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / "ambiguity")
+    p.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
+    p.add_argument("--models", nargs="+", default=["default", *BASELINES[:1], *BASELINES[2:]])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("overrides", nargs="*", help="added to every training run (section.key=value)")
+    t = sub.add_parser("table", help="print the markdown table of the runs found")
+    t.add_argument("--runs", type=Path, default=REPO / "runs" / "ambiguity")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        bad = [m for m in args.models if m not in MODELS]
+        if bad:
+            parser.error(f"--models: unknown {bad}; valid: {', '.join(MODELS)}")
+        os.environ.setdefault("OMP_NUM_THREADS", "2")
+        run(args.runs, args.data, args.models, args.seeds, args.overrides)
+    else:
+        print(table(args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
