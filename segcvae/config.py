@@ -147,6 +147,10 @@ class DataConfig:
     lfw_masks: str = (
         ""  # extracted label folder; "" = under root (the .tgz is extracted to a cache)
     )
+    # known joint ambiguity (issue 33; datasets/lfw/README.md, "Flipped classes"): class name ->
+    # probability that all its pixels become <name>_alt, independently per class (Kohl et al.
+    # 2018's Cityscapes recipe), e.g. {hair: 0.4706, skin: 0.2941}; {} = the labels as they are
+    lfw_flips: dict[str, float] = field(default_factory=dict)
     # cub
     cub_classes: list[int] | None = None  # class ids to use (1-200); None = all listed classes
     cub_segmentations: str = ""  # <class>/<stem>.png masks; "" = <root>/segmentations
@@ -251,6 +255,19 @@ class DataConfig:
                 "null or a non-empty list of class ids 1..200",
                 self.cub_classes,
             )
+        lfw_classes = ("background", "skin", "hair")  # segcvae.data.lfw.CLASS_NAMES
+        bad_flips = {
+            c: p
+            for c, p in self.lfw_flips.items()
+            if c not in lfw_classes or not (_finite(p) and 0.0 < p < 1.0)
+        }
+        _require(
+            not bad_flips,
+            "data.lfw_flips",
+            "a mapping of LFW classes (background, skin, hair) to probabilities in (0, 1), e.g. "
+            "{hair: 0.4706, skin: 0.2941}",
+            bad_flips,
+        )
         _require(self.cub_crop_margin >= 0, "data.cub_crop_margin", ">= 0", self.cub_crop_margin)
         for key in ("cub_val_ratio", "folder_val_ratio", "folder_test_ratio"):
             v = getattr(self, key)

@@ -18,7 +18,7 @@ from segcvae.data.files import DataError, colours_to_index, read_image, read_mas
 from segcvae.data.folder import FolderDataset, check_split_files
 from segcvae.data.folds import FoldDataset, fold_dataset
 from segcvae.data.lesions import LesionsDataset
-from segcvae.data.lfw import LFWPartsDataset
+from segcvae.data.lfw import LFWPartsDataset, class_flips
 from segcvae.data.qubiq import QUBIQDataset
 from segcvae.data.raters import majority_vote
 from segcvae.data.shapes import ShapesDataset
@@ -28,6 +28,10 @@ Transform = Callable[..., dict[str, Any]]
 
 
 def _lfw(cfg: DataConfig, split: str, transform: Transform | None) -> SegmentationDataset:
+    try:
+        class_flips(cfg.lfw_flips)
+    except ValueError as e:  # a DataConfig built without from_dict's validation
+        raise ConfigError(f"data.lfw_flips: {e}") from e
     return LFWPartsDataset(
         root=_root(cfg),
         split=split,
@@ -36,6 +40,7 @@ def _lfw(cfg: DataConfig, split: str, transform: Transform | None) -> Segmentati
         transform=transform,
         on_bad_sample=cfg.on_bad_sample,
         ignore_index=cfg.ignore_index,
+        flips=cfg.lfw_flips,
     )
 
 

@@ -7,6 +7,10 @@ Expected layout under ``root`` (see datasets/lfw/README.md)::
     parts_lfw_funneled_gt_images/<Name>_NNNN.ppm     its extracted folder (or elsewhere: ``masks_dir``)
     parts_train.txt  parts_validation.txt  parts_test.txt
 
+With ``flips`` (``data.lfw_flips``) the masks are made jointly ambiguous by the Probabilistic
+U-Net paper's recipe (:mod:`segcvae.data.flips`): each listed class ``c`` gets a new class
+``c_alt`` and every item carries all ``2**F`` plausible masks with their probabilities.
+
 When only the archive is there, it is extracted once into a cache (:func:`extracted_labels`): the
 first of ``$SEGCVAE_CACHE``, ``$XDG_CACHE_HOME/segcvae`` (default ``~/.cache/segcvae``),
 ``<root>/.segcvae_cache`` and the system temporary folder that can be written (a read-only
@@ -21,18 +25,34 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from segcvae.data.base import Sample, SegmentationDataset, check_same_size, drop_missing
+from segcvae.data.base import (
+    SPLITS,
+    Sample,
+    SegmentationDataset,
+    check_same_size,
+    drop_missing,
+)
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
+from segcvae.data.flips import (
+    ClassFlip,
+    check_flip_probability,
+    draw_mode,
+    flip_mode_probs,
+    flip_modes,
+)
 
 MASKS_FOLDER = "parts_lfw_funneled_gt_images"
 SPLIT_FILES = {"train": "parts_train.txt", "val": "parts_validation.txt", "test": "parts_test.txt"}
 _LINE = re.compile(r"^(\S+)\s+(\d+)$")
 CACHE_ENV = "SEGCVAE_CACHE"
 _DONE = ".extracted"  # written last: a folder without it is an interrupted extraction
+CLASS_NAMES = ("background", "skin", "hair")
+LABEL_COLOURS = ((0, 0, 255), (0, 255, 0), (255, 0, 0))  # the label images' colours, by class
+ALT_COLOURS = ((0, 255, 255), (255, 255, 0), (255, 0, 255))  # <class>_alt: cyan, yellow, magenta
 
 log = logging.getLogger("segcvae")
 
@@ -144,7 +164,11 @@ class LFWPartsDataset(SegmentationDataset):
     """LFW Part Labels with the official splits (train 1,500 / val 500 / test 927).
 
     Classes: 0 background, 1 skin (face), 2 hair, read from the label colours
-    (0, 0, 255), (0, 255, 0) and (255, 0, 0).
+    (0, 0, 255), (0, 255, 0) and (255, 0, 0). With ``flips`` each flipped class ``c`` adds a class
+    ``c_alt`` after them, in class order (e.g. 3 skin_alt, 4 hair_alt), and every item holds
+    ``masks`` (2**F, H, W), all plausible masks in the order of :mod:`segcvae.data.flips` (the
+    flipped classes in class order, mode 0 = the labels as they are), ``mask_probs`` (2**F,) and
+    ``mask``, one of them drawn by the probabilities from ``(split, index)``.
 
     Args:
         root: folder holding ``lfw_funneled/``, the ``parts_*.txt`` files and the labels.
@@ -157,10 +181,16 @@ class LFWPartsDataset(SegmentationDataset):
         transform: albumentations transform applied to image and mask together.
         on_bad_sample: "error" or "skip" (see :class:`SegmentationDataset`).
         ignore_index: mask value excluded from losses (LFW labels never use it).
+        flips: class name -> probability that all its pixels are relabelled ``<name>_alt``,
+            independently per class (Kohl et al. 2018's recipe); None or empty = the labels as
+            they are.
+
+    Raises:
+        ValueError: ``flips`` names a class LFW does not have, or a probability outside (0, 1).
     """
 
-    class_names = ["background", "skin", "hair"]
-    palette = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]  # the label colours themselves
+    class_names = list(CLASS_NAMES)
+    palette = list(LABEL_COLOURS)  # the label colours themselves, then those of the _alt classes
 
     def __init__(
         self,
@@ -171,8 +201,14 @@ class LFWPartsDataset(SegmentationDataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         on_bad_sample: str = "error",
         ignore_index: int = 255,
+        flips: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(split, transform, on_bad_sample, ignore_index)
+        self.flips = class_flips(flips or {})
+        self.class_names = list(CLASS_NAMES) + [f"{CLASS_NAMES[f.source]}_alt" for f in self.flips]
+        self.palette = list(LABEL_COLOURS) + [ALT_COLOURS[f.source] for f in self.flips]
+        self.masks_are_modes = bool(self.flips)  # every plausible mask, with its probability
+        self.mode_probs = flip_mode_probs(self.flips) if self.flips else None  # (2**F,)
         self.root = Path(root)
         self.colour_tolerance = colour_tolerance
         if not self.root.is_dir():
@@ -227,11 +263,44 @@ class LFWPartsDataset(SegmentationDataset):
         if raw.ndim != 3:
             raise DataError(f"{mask_path}: single-channel label image; expected RGB label colours")
         mask = colours_to_index(
-            raw, self.palette, mask_path, self.class_names, self.colour_tolerance
+            raw, list(LABEL_COLOURS), mask_path, list(CLASS_NAMES), self.colour_tolerance
         )
         sample = Sample(image=image, mask=mask, id=item_id)
         check_same_size(sample, image_path, mask_path)
+        if self.flips:
+            masks = flip_modes(mask, self.flips)  # (2**F, H, W)
+            drawn = draw_mode(self.mode_probs, (SPLITS.index(self.split), index))
+            sample = Sample(image, masks[drawn], item_id, masks, self.mode_probs)
         return sample
 
 
-__all__ = ["LFWPartsDataset", "cache_folders", "extracted_labels", "read_lfw_split"]
+def class_flips(flips: Mapping[str, float]) -> list[ClassFlip]:
+    """The flips of ``{class name: probability}``, in class order, onto new classes 3, 4, 5.
+
+    Raises:
+        ValueError: an unknown class name, or a probability outside (0, 1).
+    """
+    unknown = [name for name in flips if name not in CLASS_NAMES]
+    if unknown:
+        raise ValueError(
+            f"flips name unknown classes {unknown}; expected LFW classes ({', '.join(CLASS_NAMES)})"
+        )
+    bad = {name: p for name, p in flips.items() if not check_flip_probability(p)}
+    if bad:
+        raise ValueError(f"flip probabilities {bad}; expected numbers in (0, 1)")
+    sources = [c for c, name in enumerate(CLASS_NAMES) if name in flips]
+    return [
+        ClassFlip(source=c, target=len(CLASS_NAMES) + i, probability=float(flips[CLASS_NAMES[c]]))
+        for i, c in enumerate(sources)
+    ]
+
+
+__all__ = [
+    "CLASS_NAMES",
+    "LABEL_COLOURS",
+    "LFWPartsDataset",
+    "cache_folders",
+    "class_flips",
+    "extracted_labels",
+    "read_lfw_split",
+]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from segcvae.config import Config, ConfigError
 from segcvae.data import DataError, LFWPartsDataset, build_dataset, build_transforms
 from segcvae.data.files import colours_to_index, read_mask
 from segcvae.data.lfw import CACHE_ENV
@@ -228,3 +229,117 @@ def test_skip_bad_sample_is_logged_and_counted(tiny_lfw, caplog):
 def test_config_path_to_labels(lfw_cfg):
     with pytest.raises(DataError, match="label folder not found"):
         build_dataset(replace(lfw_cfg, lfw_masks="/nonexistent/labels"), "train")
+
+
+# --- flipped classes (data.lfw_flips): Kohl et al. 2018's recipe on the real masks (issue 33)
+
+FLIPS = {"hair": 8 / 17, "skin": 5 / 17}  # the recipe's first probability and its fourth
+
+
+@pytest.fixture(scope="module")
+def flip_cfg(lfw_cfg):
+    return replace(lfw_cfg, lfw_flips=dict(FLIPS))
+
+
+def test_flipped_item_modes_and_probabilities_by_hand(lfw_cfg, flip_cfg):
+    ds = build_dataset(flip_cfg, "val")
+    assert ds.class_names == ["background", "skin", "hair", "skin_alt", "hair_alt"]
+    assert ds.num_classes == 5 and len(ds.palette) == 5 and len(set(ds.palette)) == 5
+    assert ds.masks_are_modes
+    item = ds[0]
+    labels = build_dataset(lfw_cfg, "val")[0]["mask"]  # Dianne_Feinstein_0002 as labelled
+    assert item["id"] == "Dianne_Feinstein_0002" and {0, 1, 2} <= set(np.unique(labels))
+    skin, hair = labels == 1, labels == 2
+    # the flipped classes in class order (skin, then hair); mode 0 = the labels as they are
+    by_hand = [
+        (labels, (12 / 17) * (9 / 17)),  # nothing flipped: 108/289
+        (np.where(hair, 4, labels), (12 / 17) * (8 / 17)),  # hair -> hair_alt: 96/289
+        (np.where(skin, 3, labels), (5 / 17) * (9 / 17)),  # skin -> skin_alt: 45/289
+        (np.where(skin, 3, np.where(hair, 4, labels)), (5 / 17) * (8 / 17)),  # both: 40/289
+    ]
+    assert item["masks"].shape == (4, 250, 250) and item["masks"].dtype == np.int64
+    for mode, (mask, _) in zip(item["masks"], by_hand, strict=True):
+        np.testing.assert_array_equal(mode, mask)
+    assert item["mask_probs"].dtype == np.float32
+    np.testing.assert_allclose(item["mask_probs"], [p for _, p in by_hand], rtol=1e-6)
+    np.testing.assert_allclose(item["mask_probs"] * 289, [108, 96, 45, 40], rtol=1e-5)
+    assert item["mask_probs"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert any(np.array_equal(item["mask"], m) for m in item["masks"])
+    again = build_dataset(flip_cfg, "val")[0]  # the drawn mask is seeded by (split, index)
+    np.testing.assert_array_equal(again["mask"], item["mask"])
+
+
+def test_an_image_without_hair_keeps_its_identical_modes(flip_cfg):
+    ds = build_dataset(flip_cfg, "val")
+    index = ds.ids.index("Michael_Jordan_0001")  # one of the 116 masks without hair pixels
+    masks = ds[index]["masks"]
+    assert masks.shape[0] == 4 and not (masks == 2).any() and not (masks == 4).any()
+    np.testing.assert_array_equal(masks[0], masks[1])  # hair kept / flipped: the same mask
+    np.testing.assert_array_equal(masks[2], masks[3])
+    assert not np.array_equal(masks[0], masks[2])  # skin flipped or not differs
+
+
+def test_drawn_masks_follow_the_probabilities(flip_cfg):
+    """Over the 1,500 training items each class flips at its rate, the pair independently."""
+    ds = build_dataset(flip_cfg, "train")
+    flipped = {"skin": [], "hair": []}
+    joint = np.zeros(4)
+    for index in range(len(ds)):
+        sample = ds.load(index)
+        skin, hair = (sample.masks[0] == 1).any(), (sample.masks[0] == 2).any()
+        if skin:
+            flipped["skin"].append((sample.mask == 3).any())
+        if hair:
+            flipped["hair"].append((sample.mask == 4).any())
+        if skin and hair:
+            joint[2 * flipped["skin"][-1] + flipped["hair"][-1]] += 1
+    assert len(flipped["skin"]) == 1500 and len(flipped["hair"]) > 1400
+    # binomial standard deviations: 0.012 (skin), 0.013 (hair), <= 0.013 per joint mode
+    assert np.mean(flipped["skin"]) == pytest.approx(5 / 17, abs=0.035)
+    assert np.mean(flipped["hair"]) == pytest.approx(8 / 17, abs=0.04)
+    np.testing.assert_allclose(joint / joint.sum(), ds.mode_probs, atol=0.04)
+
+
+def test_transformed_flipped_item(flip_cfg):
+    cfg = replace(flip_cfg, image_size=64)
+    item = build_dataset(cfg, "train", build_transforms(cfg, "train"))[0]
+    assert item["masks"].shape == (4, 64, 64) and item["masks"].dtype == torch.int64
+    assert item["mask"].shape == (64, 64) and item["mask_probs"].shape == (4,)
+    assert set(item["masks"].unique().tolist()) <= {0, 1, 2, 3, 4}
+
+
+def test_flips_off_leave_the_items_unchanged(lfw_cfg, flip_cfg):
+    plain, flipped = build_dataset(lfw_cfg, "val"), build_dataset(flip_cfg, "val")
+    assert lfw_cfg.lfw_flips == {}  # the default
+    assert plain.class_names == ["background", "skin", "hair"] and not plain.masks_are_modes
+    assert plain.palette == [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    for index in (0, 9, 100):
+        item = plain[index]
+        assert "mask_probs" not in item and item["masks"].shape == (1, 250, 250)
+        path = plain.mask_path(item["id"])
+        labels = colours_to_index(read_mask(path), plain.palette, path)
+        np.testing.assert_array_equal(item["mask"], labels)
+        np.testing.assert_array_equal(item["masks"][0], labels)
+        np.testing.assert_array_equal(flipped[index]["masks"][0], labels)  # mode 0: as labelled
+
+
+def test_one_flipped_class_and_the_mapping_order(lfw_cfg):
+    hair_only = build_dataset(replace(lfw_cfg, lfw_flips={"hair": 0.25}), "test")
+    assert hair_only.class_names[3:] == ["hair_alt"] and hair_only.num_classes == 4
+    np.testing.assert_allclose(hair_only.mode_probs, [0.75, 0.25])
+    item = hair_only[0]
+    assert item["masks"].shape[0] == 2 and set(np.unique(item["masks"][1])) <= {0, 1, 3}
+    reordered = build_dataset(replace(lfw_cfg, lfw_flips={"skin": 5 / 17, "hair": 8 / 17}), "test")
+    swapped = build_dataset(replace(lfw_cfg, lfw_flips={"hair": 8 / 17, "skin": 5 / 17}), "test")
+    assert reordered.class_names == swapped.class_names  # classes follow class order
+    np.testing.assert_array_equal(reordered[5]["masks"], swapped[5]["masks"])
+
+
+@pytest.mark.parametrize(
+    "flips", [{"beard": 0.5}, {"hair": 0.0}, {"hair": 1.0}, {"skin": 1.5}, {"hair": float("nan")}]
+)
+def test_bad_flips_are_config_errors(lfw_cfg, flips):
+    with pytest.raises(ConfigError, match=r"data\.lfw_flips"):
+        Config.from_dict({"data": {"name": "lfw", "root": "x", "lfw_flips": flips}})
+    with pytest.raises(ConfigError, match=r"data\.lfw_flips"):
+        build_dataset(replace(lfw_cfg, lfw_flips=flips), "val")
