@@ -34,7 +34,7 @@ DATA: dict[str, str] = {
     "independent": "configs/shapes_independent.yaml",
     "flip": "configs/shapes_flip.yaml",
     "mixed": "configs/shapes_mixed.yaml",
-    "lfw_flip": "configs/lfw_flip.yaml",
+    "lfw_flip": "configs/lfw_flip_cvae.yaml",  # with data.root=../shared/data/lfw
 }
 
 #: Models: name -> overrides of the data's config (the family and what it needs).
