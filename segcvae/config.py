@@ -115,6 +115,9 @@ def augment_parts(augment: str | list[str], hflip: bool = False) -> list[str]:
     return [p for p in AUGMENT_PARTS if p in wanted]
 
 
+ShapesAmbiguity = Literal["nested", "exclusive", "independent", "flip", "mixed"]
+
+
 @dataclass
 class DataConfig:
     """Which dataset to read and how to transform it (see ``segcvae.data``).
@@ -175,6 +178,12 @@ class DataConfig:
     shapes_completions: int = 3  # M plausible amodal masks per image
     shapes_difficulty: float = 0.5  # 0..1: how much of each object the occluder may hide
     shapes_seed: int = 0
+    # the kind of ambiguity (datasets/shapes/README.md): nested = one bar under a band, M equally
+    # likely hidden lengths (shapes_completions, shapes_difficulty); exclusive = an arm under
+    # exactly one of 2-3 patches; independent = 2-3 bars each under its own patch, lengths chosen
+    # independently (up to 27 joint masks); flip = 2-3 objects whose class is one of two,
+    # independently; mixed = each item one of these. All but nested carry mask_probs.
+    shapes_ambiguity: ShapesAmbiguity = "nested"
     # lesions (issue 22): embedded faint findings that some raters mark and others leave empty
     # (datasets/lesions/README.md); the image sets how many of the raters mark its finding
     lesions_train_size: int = 2000
@@ -356,6 +365,13 @@ class DataConfig:
         _require(
             self.shapes_completions >= 1, "data.shapes_completions", ">= 1", self.shapes_completions
         )
+        if self.name == "shapes" and self.shapes_ambiguity in ("independent", "flip", "mixed"):
+            _require(
+                self.shapes_classes >= 2,
+                "data.shapes_classes",
+                f">= 2 with data.shapes_ambiguity={self.shapes_ambiguity}",
+                self.shapes_classes,
+            )
 
 
 @dataclass
@@ -1045,6 +1061,7 @@ __all__ = [
     "EvalConfig",
     "LossConfig",
     "ModelConfig",
+    "ShapesAmbiguity",
     "TrainConfig",
     "LEGACY_FAMILY_KEYS",
     "apply_overrides",

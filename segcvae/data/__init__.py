@@ -115,6 +115,7 @@ def _shapes(cfg: DataConfig, split: str, transform: Transform | None) -> Segment
         seed=cfg.shapes_seed,
         transform=transform,
         ignore_index=cfg.ignore_index,
+        ambiguity=cfg.shapes_ambiguity,
     )
 
 

@@ -18,6 +18,16 @@ def test_embedded_default_is_shapes_cvae_yaml() -> None:
     assert Config.from_yaml(REPO / "configs" / "shapes_cvae.yaml") == Config()
 
 
+KIND_CONFIGS = {f"shapes_{k}": k for k in ("exclusive", "independent", "flip", "mixed")}
+
+
+@pytest.mark.parametrize("stem", sorted(KIND_CONFIGS))
+def test_kind_configs_are_the_default_job_on_their_kind(stem: str) -> None:
+    expected = Config()
+    expected.data.shapes_ambiguity = KIND_CONFIGS[stem]
+    assert Config.from_yaml(REPO / "configs" / f"{stem}.yaml") == expected
+
+
 FAMILIES = ("refine_cnn", "cnn", "prob_unet", "ssn")  # model.arch values other than Sohn et al.'s
 RESOLVED = json.loads((REPO / "tests" / "tools" / "data" / "resolved_configs.json").read_text())
 
@@ -69,6 +79,8 @@ def test_every_config_loads_and_names_its_objective(path: Path) -> None:
         assert cfg.data.name == path.stem.split("_")[0] and cfg.model.arch == family
         return  # the families other than Sohn et al.'s ignore loss.objective
     parts = path.stem.split("_")  # <dataset>[_<variant>]_<objective>
+    if path.stem in KIND_CONFIGS:  # shapes_<ambiguity>: the default job on another kind
+        parts.append(Config().loss.objective)
     dataset, objective = parts[0], parts[-1]
     assert cfg.data.name == dataset and cfg.loss.objective == objective
     assert cfg.model.arch == "sohn"
