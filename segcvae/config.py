@@ -69,10 +69,19 @@ SELECT_METRICS: dict[str, str] = {
     "nll": "min",
     "nll_mc": "min",
     "empty_share_error": "min",
+    "mode_freq_error": "min",
 }
 #: The metrics of :data:`SELECT_METRICS` computed from hypotheses (``eval.hypotheses`` > 0) and
 #: from the likelihood (``eval.samples`` > 0).
-HYPOTHESIS_METRICS = ("ged", "hm_iou", "soft_dice", "ncc", "ece", "empty_share_error")
+HYPOTHESIS_METRICS = (
+    "ged",
+    "hm_iou",
+    "soft_dice",
+    "ncc",
+    "ece",
+    "empty_share_error",
+    "mode_freq_error",
+)
 LIKELIHOOD_METRICS = ("nll", "nll_mc")
 
 

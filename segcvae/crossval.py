@@ -41,6 +41,7 @@ POOLED_METRICS = (
     "diversity",
     "rater_pairwise_iou",
     "empty_share_error",
+    "mode_freq_error",
     "nll",
 )
 #: Metrics of a whole fold (counts over its pixels), reported across folds only.

@@ -7,7 +7,9 @@ import torch
 from torch import Tensor
 
 
-def majority_vote(masks: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+def majority_vote(
+    masks: Tensor, num_classes: int, ignore_index: int = 255, probs: Tensor | None = None
+) -> Tensor:
     """The per-pixel majority of the rater masks.
 
     Each rater's label votes for its class; ``ignore_index`` (and any value outside [0, K)) does
@@ -19,6 +21,9 @@ def majority_vote(masks: Tensor, num_classes: int, ignore_index: int = 255) -> T
         masks: Rater labels (R, H, W), any integer dtype.
         num_classes: K (class 0 is background).
         ignore_index: Label that does not vote, and the output where nobody voted.
+        probs: (R,) the masks' probabilities, their votes' weights (the per-pixel likeliest
+            class; a mask of probability 0 does not vote; totals within 1e-9 are a tie).
+            None = one vote each.
 
     Returns:
         (H, W) int64 labels. For R = 1 the mask itself.
@@ -26,7 +31,14 @@ def majority_vote(masks: Tensor, num_classes: int, ignore_index: int = 255) -> T
     masks = masks.long()
     valid = (masks >= 0) & (masks < num_classes)
     one_hot = torch.nn.functional.one_hot(masks.clamp(0, num_classes - 1), num_classes)
-    counts = (one_hot * valid.unsqueeze(-1)).sum(0).float()  # (H, W, K)
+    if probs is not None:
+        p = probs.double().to(masks.device)
+        p = p / p.sum()
+        valid = valid & (p > 0).view(-1, 1, 1)
+        counts = (one_hot * valid.unsqueeze(-1) * p.view(-1, 1, 1, 1)).sum(0)  # (H, W, K)
+        counts = (counts * 1e9).round()  # equal up to rounding of the probabilities: a tie
+    else:
+        counts = (one_hot * valid.unsqueeze(-1)).sum(0).float()  # (H, W, K)
     counts[..., 0] -= 0.5  # background loses ties
     vote = counts.argmax(-1)  # first maximum: the lowest tied foreground class
     return torch.where(valid.any(0), vote, torch.full_like(vote, ignore_index))

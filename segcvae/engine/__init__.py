@@ -17,6 +17,7 @@ from segcvae.engine.data import (
     collate,
     eval_loader,
     select_targets,
+    target_weights,
     train_loader,
     training_pairs,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "save_checkpoint",
     "save_sample_grid",
     "select_targets",
+    "target_weights",
     "train",
     "train_loader",
     "training_pairs",

@@ -28,7 +28,9 @@ from segcvae.metrics import (
     majority_ged,
     majority_soft_dice,
     mode_coverage,
+    mode_frequency_error,
     mode_purity,
+    plausible_masks,
     rater_frequency,
     rater_pairwise_iou,
     soft_dice,
@@ -65,6 +67,8 @@ class EvalBatch:
         masks: (B, R, H, W) every rater's mask, padded to the batch's largest R.
         num_masks: (B,) real raters per image.
         ids: The images' ids.
+        probs: (B, R) the masks' probabilities (``mask_probs``, 0 on padding), or None where the
+            data does not give them (equally likely masks).
     """
 
     x: torch.Tensor
@@ -72,6 +76,7 @@ class EvalBatch:
     masks: torch.Tensor
     num_masks: torch.Tensor
     ids: list[str]
+    probs: torch.Tensor | None = None
 
     @classmethod
     def from_batch(
@@ -88,10 +93,14 @@ class EvalBatch:
             num_masks = torch.full((x.shape[0],), masks.shape[1], dtype=torch.long)
         num_masks = num_masks.to(device)
         ids = [str(i) for i in batch.get("id", range(first, first + x.shape[0]))]
+        probs = batch.get("mask_probs")
+        if probs is not None:
+            probs = probs.to(device)  # (B, R)
         if keep is not None and x.shape[0] > keep:
             x, y, masks, num_masks = x[:keep], y[:keep], masks[:keep], num_masks[:keep]
             ids = ids[:keep]
-        return cls(x, y, masks, num_masks, ids)
+            probs = None if probs is None else probs[:keep]
+        return cls(x, y, masks, num_masks, ids, probs)
 
     @property
     def size(self) -> int:
@@ -105,6 +114,15 @@ class EvalBatch:
     def raters(self) -> list[torch.Tensor]:
         """Each image's real rater masks, R_b x (H, W)."""
         return [self.masks[b, : int(self.num_masks[b])] for b in range(self.size)]
+
+    def plausible(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Image ``i``'s masks and their probabilities: without ``probs`` its real raters and
+        None; with them :func:`~segcvae.metrics.plausible_masks` (identical masks merged,
+        probability 0 dropped) and their (N,) probabilities."""
+        n = int(self.num_masks[i])
+        if self.probs is None:
+            return self.masks[i, :n], None
+        return plausible_masks(self.masks[i, :n], self.probs[i, :n])
 
 
 class Accumulator:
@@ -131,8 +149,11 @@ class Accumulator:
         """Count the deterministic prediction (B, H, W) against the reference, raters, majority."""
         real = b.real
         self.meter.update(pred, b.y)
+        if b.probs is not None:  # masks of probability 0 are not plausible answers
+            real = real & (b.probs > 0)
         self.rater_meter.update(pred.unsqueeze(1).expand_as(b.masks)[real], b.masks[real])
-        majority = [majority_vote(g, self.num_classes, self.ignore_index) for g in b.raters()]
+        plausible = [b.plausible(i) for i in range(b.size)]  # the majority is the weighted one
+        majority = [majority_vote(g, self.num_classes, self.ignore_index, p) for g, p in plausible]
         self.majority_meter.update(pred, torch.stack(majority))
         self.rows += [{"id": i} for i in b.ids]
 
@@ -161,17 +182,26 @@ class Accumulator:
             extra: (B, n, H, W) more hypotheses for ``ged_<n>``, or None.
         """
         fg_prob = 1.0 - probs[:, :, 0].mean(dim=1)  # (B, H, W)
-        gts = b.raters()
         k = self.num_classes
         rows = self.rows[-b.size :]
         for i in range(b.size):
-            freq, valid = rater_frequency(gts[i], k)
+            gts, mask_probs = b.plausible(i)  # mask_probs None: equally likely raters
+            freq, valid = rater_frequency(gts, k, mask_probs)
             values = image_metrics(
-                hyps[i], gts[i], fg_prob[i], k, masks_are_modes, self.ignore_index, (freq, valid)
+                hyps[i],
+                gts,
+                fg_prob[i],
+                k,
+                masks_are_modes,
+                self.ignore_index,
+                (freq, valid),
+                probs=mask_probs,
             )
             self.ece_bins += calibration_bins(fg_prob[i], freq, valid).cpu()
             if extra is not None:
-                values[f"ged_{extra.shape[1]}"] = generalized_energy_distance(extra[i], gts[i], k)
+                values[f"ged_{extra.shape[1]}"] = generalized_energy_distance(
+                    extra[i], gts, k, mask_probs
+                )
             for key, value in values.items():
                 self.per_image.setdefault(key, []).append(value)
             rows[i].update(values)
@@ -251,6 +281,7 @@ METRIC_ORDER = [
     "empty_share_error",
     "mode_purity",
     "mode_coverage",
+    "mode_freq_error",
 ]
 
 
@@ -270,28 +301,41 @@ def image_metrics(
     modes: bool,
     ignore_index: int = 255,
     frequency: tuple[torch.Tensor, torch.Tensor] | None = None,
+    probs: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """One image's multi-hypothesis metrics (hyps (S, H, W), gts (R, H, W)).
 
     With >= 2 raters also the data's own references (the majority vote's GED and soft Dice, ties
     to the foreground) and the empty-hypothesis share error. ``frequency``: the raters'
-    ``rater_frequency(gts, num_classes)`` when the caller has it already.
+    ``rater_frequency(gts, num_classes, probs)`` when the caller has it already.
+
+    ``probs`` (R,): the masks' probabilities (``mask_probs``; pass the masks through
+    :func:`~segcvae.metrics.plausible_masks` first, so that identical masks are one and none has
+    probability 0). GED, the matched IoU, NCC, the frequency (soft Dice, ECE), the majority and
+    the empty share weight the masks by them; ``rater_pairwise_iou`` is the plain mean over the
+    distinct plausible masks; ``mode_freq_error`` is reported. None = equally likely masks, the
+    metrics as without probabilities.
     """
-    freq, valid = frequency if frequency is not None else rater_frequency(gts, num_classes)
+    if frequency is not None:
+        freq, valid = frequency
+    else:
+        freq, valid = rater_frequency(gts, num_classes, probs)
     values = {
-        "ged": generalized_energy_distance(hyps, gts, num_classes),
-        "hm_iou": hungarian_matched_iou(hyps, gts, num_classes),
+        "ged": generalized_energy_distance(hyps, gts, num_classes, probs),
+        "hm_iou": hungarian_matched_iou(hyps, gts, num_classes, probs),
         "diversity": diversity(hyps, num_classes),
         "rater_pairwise_iou": rater_pairwise_iou(gts, num_classes),
-        "ncc": uncertainty_ncc(hyps, gts, num_classes),
+        "ncc": uncertainty_ncc(hyps, gts, num_classes, probs=probs),
         "soft_dice": soft_dice(fg_prob, freq, valid),
     }
     if gts.shape[0] >= 2:  # the data's own references, and the share of empty masks
-        majority = majority_vote(gts, num_classes, ignore_index)
-        values["majority_ged"] = majority_ged(majority, gts, num_classes)
-        values["majority_soft_dice"] = majority_soft_dice(majority, gts, num_classes)
-        values["empty_share_error"] = empty_share_error(hyps, gts, num_classes)
+        majority = majority_vote(gts, num_classes, ignore_index, probs)
+        values["majority_ged"] = majority_ged(majority, gts, num_classes, probs)
+        values["majority_soft_dice"] = majority_soft_dice(majority, gts, num_classes, probs)
+        values["empty_share_error"] = empty_share_error(hyps, gts, num_classes, probs)
     if modes:
-        values["mode_purity"] = mode_purity(hyps, gts, num_classes)
-        values["mode_coverage"] = mode_coverage(hyps, gts, num_classes)
+        values["mode_purity"] = mode_purity(hyps, gts, num_classes, probs=probs)
+        values["mode_coverage"] = mode_coverage(hyps, gts, num_classes, probs=probs)
+    if probs is not None:
+        values["mode_freq_error"] = mode_frequency_error(hyps, gts, num_classes, probs)
     return values

@@ -81,7 +81,8 @@ def evaluate(
     Args:
         model: A segcvae model (DDP is unwrapped).
         loader: Evaluation batches; ``image`` (B, 3, H, W), ``mask`` (B, H, W) the reference
-            mask, optionally ``masks`` (B, R, H, W) and ``num_masks`` (B,).
+            mask, optionally ``masks`` (B, R, H, W), ``num_masks`` (B,) and ``mask_probs``
+            (B, R), the masks' probabilities.
         num_classes: K.
         settings: ``cfg.eval`` (or :func:`eval_settings` of it); None = the defaults of
             :class:`~segcvae.config.EvalConfig`. Read: ``samples`` (S for the likelihood
@@ -116,6 +117,17 @@ def evaluate(
         metric undefined for every image (``ncc`` of a deterministic model, whose uncertainty map
         is flat; ``rater_pairwise_iou`` of one-rater data) is None (JSON null, "n/a" in the
         tables) and its reason is in ``metrics["undefined"]`` (``{name: reason}``).
+
+        **Mask probabilities.** Where the batches carry ``mask_probs``, each image's masks are
+        first made :func:`~segcvae.metrics.plausible_masks` (identical masks merged, their
+        probabilities summed; probability-0 masks dropped), and then weighted by their
+        probabilities: ``nll`` / ``nll_mc`` are the expectation over the masks, ``ged`` (and
+        ``ged_<n>``) weights E[d(s, y)] and E[d(y, y')], ``hm_iou`` is the optimal transport of
+        the hypotheses (1/S each) onto the masks (their probabilities), the rater frequency of
+        ``soft_dice`` / ``ece``, the majority vote, ``ncc`` and ``empty_share_error`` are
+        weighted, ``mode_purity`` / ``mode_coverage`` count the modes of probability > 0, the
+        pixel counts against every rater leave out masks of probability 0, and
+        ``mode_freq_error`` (:func:`~segcvae.metrics.mode_frequency_error`) is reported.
     """
     ev = settings if settings is not None else EvalConfig()
     samples, hypotheses, max_images = ev.samples, ev.hypotheses, ev.max_images
@@ -166,18 +178,37 @@ def evaluate(
 def _batch_nll(
     model: nn.Module, b: EvalBatch, ctx: Any, samples: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-log p(y | x) of each image, the mean over its real raters: (best estimator, Monte Carlo).
+    """-log p(y | x) of each image, the mean over its real raters (the expectation over its
+    masks where the batch gives their probabilities): (best estimator, Monte Carlo).
 
     Returns:
         Two (B,) tensors on the CPU.
     """
     real = b.real
+    if b.probs is not None:
+        return _weighted_nll(model, b, ctx, samples)
     totals = [torch.zeros(b.size, device=b.x.device) for _ in range(2)]
     for r in range(b.masks.shape[1]):  # padded raters are all ignore_index: nll 0
         nll = negative_log_likelihoods(model, b.x, b.masks[:, r], samples, ctx=ctx)
         for acc, v in zip(totals, (nll["nll"], nll["nll_mc"]), strict=True):
             acc += v.float() * real[:, r]
     return (totals[0] / b.num_masks).cpu(), (totals[1] / b.num_masks).cpu()
+
+
+def _weighted_nll(
+    model: nn.Module, b: EvalBatch, ctx: Any, samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_batch_nll` with mask probabilities: ``sum_j p_j (-log p(y_j | x))`` per image."""
+    w = b.probs.float() * b.real  # (B, R), 0 on padding
+    w = w / w.sum(1, keepdim=True)
+    totals = [torch.zeros(b.size, device=b.x.device) for _ in range(2)]
+    for r in range(b.masks.shape[1]):
+        if not bool((w[:, r] > 0).any()):
+            continue  # a mask no image of the batch can draw
+        nll = negative_log_likelihoods(model, b.x, b.masks[:, r], samples, ctx=ctx)
+        for acc, v in zip(totals, (nll["nll"], nll["nll_mc"]), strict=True):
+            acc += torch.where(w[:, r] > 0, v.float() * w[:, r], 0.0)
+    return totals[0].cpu(), totals[1].cpu()
 
 
 def _extra_hypotheses(

@@ -57,6 +57,8 @@ METRIC_DESCRIPTIONS = {
     "ece": "calibration error of the foreground probability vs rater frequency",
     "mode_purity": "hypotheses within IoU 0.9 of a plausible mask",
     "mode_coverage": "images with every plausible mask hit at IoU 0.9",
+    "mode_freq_error": "how often each mode is drawn vs its probability: total variation, "
+    "no-mode hypotheses included (data with mask probabilities; lower is better)",
 }
 
 

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from segcvae.config import Config, ConfigError, check_encoder_name
 from segcvae.engine.checkpoint import restore_rng_state
 from segcvae.engine.checkpointer import Checkpointer
-from segcvae.engine.data import training_pairs
+from segcvae.engine.data import target_weights, training_pairs
 from segcvae.engine.distributed import DistInfo, all_true
 from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
 from segcvae.engine.evaluation import unwrap
@@ -317,12 +317,15 @@ class Trainer:
         x, y = training_pairs(batch, tc.rater, tc.seed, self.step, target_sets=self.target_sets)
         x = x.to(self.device, non_blocking=True)  # (B, 3, H, W)
         y = y.to(self.device, non_blocking=True)  # (B, H, W), or (B, R, H, W) target sets
+        # target sets of masks with known probabilities: weighted by them instead of averaged
+        weights = target_weights(batch, tc.rater, target_sets=self.target_sets)
+        extra = {} if weights is None else {"mask_probs": weights.to(self.device)}
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model.train()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_enabled):
             out = self.model(x, y)
-            terms = self.objective(out, y, self.step)
+            terms = self.objective(out, y, self.step, **extra)
         loss = terms["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         # Every rank must take the same decision, or DDP's gradient all-reduce would hang.

@@ -69,6 +69,7 @@ def multiscale_nll(
     y: Tensor,
     weights: list[float] | tuple[float, ...],
     targets: list[tuple[Tensor, Tensor]] | None = None,
+    set_weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted sum of the per-pixel NLL at 1/4, 1/2 and 1.
 
@@ -80,6 +81,9 @@ def multiscale_nll(
         weights: One weight per scale.
         targets: ``scale_targets(y, K, sizes)`` if already computed (of ``y.flatten(0, 1)`` for a
             set), or None.
+        set_weights: (B, M) weights of a set's (image, mask) pairs (e.g. the masks'
+            probabilities): the targets are then summed with these weights, a weighted mean
+            over the pairs instead of the plain one. None = every pair alike.
 
     Returns:
         ``{"nll": weighted sum, "nll_4": ..., "nll_2": ..., "nll_1": ...}`` (nats per pixel).
@@ -92,8 +96,12 @@ def multiscale_nll(
     terms: dict[str, Tensor] = {}
     total = logits[-1].new_zeros((), dtype=torch.float32)
     for lg, w, (t, v) in zip(logits, weights, targets, strict=True):
-        if y.dim() == 4:  # the M masks' targets summed per image
+        if y.dim() == 4 and set_weights is None:  # the M masks' targets summed per image
             t, v = t.unflatten(0, y.shape[:2]).sum(1), v.unflatten(0, y.shape[:2]).sum(1)
+        elif y.dim() == 4:  # ... weighted by the pairs' weights
+            pair_w = set_weights.to(t.dtype)
+            t = (t.unflatten(0, y.shape[:2]) * pair_w[:, :, None, None, None]).sum(1)
+            v = (v.unflatten(0, y.shape[:2]) * pair_w[:, :, None, None]).sum(1)
         nll = soft_cross_entropy(lg, t, v)
         terms[f"nll_{y.shape[-1] // lg.shape[-1]}"] = nll.detach()
         total = total + w * nll

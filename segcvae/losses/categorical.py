@@ -51,7 +51,9 @@ class CategoricalObjective(SohnObjective):
     A set of masks per image (y (B, M, H, W), ``train.rater: all``) is scored from the one
     decoding of the codes: every term per (image, mask) pair, averaged over the real pairs (padding
     masks, all ignore index, count for nothing), so the prior learns the mean of the M exact
-    posteriors, p(c | x) averaged over the image's plausible masks, in every step.
+    posteriors, p(c | x) averaged over the image's plausible masks, in every step. Where the data
+    gives the masks' probabilities (``mask_probs`` (B, M)), each image's pairs are weighted by them
+    instead (each image counting once): the terms are the expectation over the image's masks.
 
     Args:
         kind: ``cvae``, ``gsnn`` or ``hybrid``.
@@ -79,7 +81,9 @@ class CategoricalObjective(SohnObjective):
         self.code_posterior = code_posterior
         self.code_temperature = code_temperature
 
-    def forward(self, out: SegOutput, y: Tensor, step: int = 0) -> dict[str, Tensor]:
+    def forward(
+        self, out: SegOutput, y: Tensor, step: int = 0, mask_probs: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Compute the loss terms.
 
         Args:
@@ -88,6 +92,10 @@ class CategoricalObjective(SohnObjective):
                 ignore index: every term is then the mean over the (image, mask) pairs, as if each
                 image were repeated once per mask.
             step: Training step (for the KL warm-up of ``code_posterior="recognition"``).
+            mask_probs: (B, M) the set's masks' probabilities (0 on padding), or None: every
+                term is then ``mean_b sum_m p_bm term_bm`` (p renormalised over the image's
+                labelled masks; the baseline's NLL pools the pixels with the same weights)
+                instead of the mean over the pairs.
 
         Returns:
             ``loss`` and its parts: ``nll`` (the prediction NLL of the objective), ``nll_4/2/1``
@@ -103,11 +111,14 @@ class CategoricalObjective(SohnObjective):
         num_classes = out.code_logits[-1].shape[-3]
         sizes = [lg.shape[-2:] for lg in out.code_logits]
         targets = scale_targets(sets.flatten(0, 1), num_classes, sizes)  # once for both terms
-        # sets: the pairs' mean
-        baseline = multiscale_nll(out.y_hat, y, self.scale_weights, targets)
         labelled = ((sets >= 0) & (sets < num_classes)).flatten(2).sum(2).float()  # (B, M)
-        pair_w = (labelled > 0).float()
-        pair_w = pair_w / pair_w.sum().clamp_min(1.0)  # (B, M): mean over the real pairs
+        if mask_probs is None:  # sets: the pairs' mean
+            baseline = multiscale_nll(out.y_hat, y, self.scale_weights, targets)
+            pair_w = (labelled > 0).float()
+            pair_w = pair_w / pair_w.sum().clamp_min(1.0)  # (B, M): mean over the real pairs
+        else:
+            pair_w = _probability_weights(mask_probs, labelled, y)
+            baseline = multiscale_nll(out.y_hat, y, self.scale_weights, targets, pair_w)
         # each (B, M, Z): mask m's multi-scale NLL under every code (the codes decoded once)
         per_scale = multiscale_nll_per_sample(out.code_logits, sets, targets)
         nll_codes = sum(w * t for w, t in zip(self.scale_weights, per_scale, strict=True))
@@ -165,3 +176,17 @@ class CategoricalObjective(SohnObjective):
         terms["nll"] = mean_pairs((main_weights * nll_codes).sum(-1)).detach()
         terms["loss"] = loss
         return terms
+
+
+def _probability_weights(mask_probs: Tensor, labelled: Tensor, y: Tensor) -> Tensor:
+    """(B, M) pair weights from the masks' probabilities: each image's labelled masks weighted by
+    them (renormalised), each image with any weight counting once; the weights sum to 1."""
+    if y.dim() != 4 or mask_probs.shape != y.shape[:2]:
+        raise ValueError(
+            f"mask_probs {tuple(mask_probs.shape)} must be (B, M) for a set of masks y (B, M, H, "
+            f"W); y is {tuple(y.shape)}"
+        )
+    w = mask_probs.float().clamp_min(0.0) * (labelled > 0)
+    per_image = w.sum(1, keepdim=True)  # (B, 1)
+    w = w / per_image.clamp_min(1e-12)
+    return w / (per_image > 0).sum().clamp_min(1)

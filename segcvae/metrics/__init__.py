@@ -1,4 +1,5 @@
-"""Metrics: segmentation counts, conditional log-likelihood, multi-hypothesis and multi-rater metrics."""
+"""Metrics: segmentation counts, conditional log-likelihood, multi-hypothesis and multi-rater
+metrics, and the mode-frequency error of data with known mode probabilities."""
 
 from segcvae.metrics._functional import (
     importance_log_likelihood,
@@ -10,6 +11,7 @@ from segcvae.metrics.likelihood import (
     conditional_log_likelihood,
     negative_log_likelihoods,
 )
+from segcvae.metrics.modes import mode_frequency_error, plausible_masks
 from segcvae.metrics.multi_hypothesis import (
     diversity,
     ged,
@@ -19,6 +21,7 @@ from segcvae.metrics.multi_hypothesis import (
     mean_pairwise_iou,
     mode_coverage,
     mode_purity,
+    normalized_probs,
     pairwise_iou,
     rater_pairwise_iou,
 )
@@ -59,11 +62,14 @@ __all__ = [
     "majority_soft_dice",
     "mean_pairwise_iou",
     "mode_coverage",
+    "mode_frequency_error",
     "mode_purity",
     "monte_carlo_log_likelihood",
     "negative_log_likelihoods",
     "ncc",
+    "normalized_probs",
     "pairwise_iou",
+    "plausible_masks",
     "rater_frequency",
     "rater_pairwise_iou",
     "soft_dice",

@@ -5,6 +5,10 @@ All are pure functions of one image's hypotheses / probabilities and its rater m
 evaluation loop averages them over images (ECE pools its bins over the dataset). "Foreground"
 is every class but 0, so two-class data reads as usual and multi-class data as object vs
 background.
+
+Where the data gives its masks' probabilities (``mask_probs``), the functions that average over
+raters take them as ``probs`` (R,) and weight the raters by them; None = equally likely raters,
+computed as without ``probs``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segcvae.metrics.multi_hypothesis import generalized_energy_distance
+from segcvae.metrics.multi_hypothesis import generalized_energy_distance, normalized_probs
 
 SOFT_DICE_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -71,7 +75,13 @@ def expected_cross_entropy_map(samples: Tensor, num_classes: int, eps: float = 1
     return -(mean * torch.log(oh + eps)).sum(1).mean(0)
 
 
-def uncertainty_ncc(samples: Tensor, gts: Tensor, num_classes: int, eps: float = 1e-8) -> float:
+def uncertainty_ncc(
+    samples: Tensor,
+    gts: Tensor,
+    num_classes: int,
+    eps: float = 1e-8,
+    probs: Tensor | None = None,
+) -> float:
     """S_NCC of PHiSeg (Baumgartner et al. 2019), the quantity the SSN code reports as NCC.
 
     ``mean_j NCC(E_s[CE(mean, s)], E_s[CE(y_j, s)])``: the correlation between the model's
@@ -85,30 +95,49 @@ def uncertainty_ncc(samples: Tensor, gts: Tensor, num_classes: int, eps: float =
         gts: Rater masks (R, H, W).
         num_classes: K.
         eps: As in :func:`expected_cross_entropy_map`.
+        probs: (R,) the raters' probabilities: a weighted mean over the raters whose NCC is
+            defined (weights renormalised over them); None = the plain mean.
     """
     gamma = expected_cross_entropy_map(samples, num_classes, eps)  # (H, W)
     valid = ((gts >= 0) & (gts < num_classes)).all(0)
     log_s = torch.log(_one_hot(samples, num_classes) + eps)  # (S, K, H, W)
-    values = []
-    for y in _one_hot(gts, num_classes):  # (K, H, W)
+    weights = [1.0] * gts.shape[0] if probs is None else normalized_probs(probs).tolist()
+    values, kept = [], []
+    for y, w in zip(_one_hot(gts, num_classes), weights, strict=True):  # (K, H, W)
         e_sy = -(y.unsqueeze(0) * log_s).sum(1).mean(0)  # (H, W)
         v = ncc(gamma, e_sy, valid)
         if not math.isnan(v):
             values.append(v)
-    return sum(values) / len(values) if values else float("nan")
+            kept.append(w)
+    if probs is None:
+        return sum(values) / len(values) if values else float("nan")
+    total = sum(kept)
+    return (
+        sum(v * w for v, w in zip(values, kept, strict=True)) / total if total > 0 else float("nan")
+    )
 
 
-def rater_frequency(gts: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+def rater_frequency(
+    gts: Tensor, num_classes: int, probs: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Fraction of raters marking each pixel as foreground, and where any rater labels it.
 
     Args:
         gts: Rater masks (R, H, W); values outside [0, K) (the ignore index) do not count.
         num_classes: K.
+        probs: (R,) the raters' probabilities: the frequency is then the probability of
+            foreground, ``sum_j p_j [y_j fg] / sum_j p_j [y_j labelled]``, and a pixel counts as
+            labelled where a rater of probability > 0 labels it. None = equally likely.
 
     Returns:
         ``(frequency, valid)``, both (H, W): float64 in [0, 1] and bool.
     """
     labelled = (gts >= 0) & (gts < num_classes)
+    if probs is not None:
+        p = normalized_probs(probs).to(gts.device).view(-1, 1, 1)
+        n_w = (labelled * p).sum(0)
+        fg_w = ((gts > 0) & labelled).double().mul(p).sum(0)
+        return fg_w / n_w.clamp_min(1e-12), n_w > 0
     n = labelled.sum(0)
     fg = ((gts > 0) & labelled).sum(0)
     return fg.double() / n.clamp_min(1), n > 0
@@ -206,7 +235,9 @@ def empty_masks(masks: Tensor, num_classes: int) -> Tensor:
     return ~foreground.flatten(1).any(1)
 
 
-def empty_share_error(samples: Tensor, gts: Tensor, num_classes: int) -> float:
+def empty_share_error(
+    samples: Tensor, gts: Tensor, num_classes: int, probs: Tensor | None = None
+) -> float:
     """``|share of empty hypotheses - share of empty raters|`` for one image.
 
     Where raters disagree about whether anything is there (a lesion some mark and others leave
@@ -218,16 +249,24 @@ def empty_share_error(samples: Tensor, gts: Tensor, num_classes: int) -> float:
         samples: Hypotheses (S, H, W).
         gts: Rater masks (R, H, W).
         num_classes: K.
+        probs: (R,) the raters' probabilities: the raters' share is then the probability of an
+            empty mask. None = equally likely.
 
     Returns:
         In [0, 1]; 0 when both shares are equal (e.g. 2 of 8 hypotheses and 1 of 4 raters empty).
     """
     hyp = empty_masks(samples, num_classes).double().mean()
-    raters = empty_masks(gts, num_classes).double().mean()
+    empty = empty_masks(gts, num_classes).double()
+    if probs is None:
+        raters = empty.mean()
+    else:
+        raters = (empty * normalized_probs(probs).to(empty.device)).sum()
     return float((hyp - raters).abs())
 
 
-def majority_ged(majority: Tensor, gts: Tensor, num_classes: int) -> float:
+def majority_ged(
+    majority: Tensor, gts: Tensor, num_classes: int, probs: Tensor | None = None
+) -> float:
     """The GED of the raters' majority mask taken as one deterministic hypothesis.
 
     A reference from the data alone: a model that always predicts the majority vote scores
@@ -239,11 +278,14 @@ def majority_ged(majority: Tensor, gts: Tensor, num_classes: int) -> float:
         majority: The raters' majority mask (H, W), e.g. ``segcvae.data.raters.majority_vote``.
         gts: Rater masks (R, H, W).
         num_classes: K.
+        probs: (R,) the raters' probabilities (weighted GED); None = equally likely.
     """
-    return generalized_energy_distance(majority.unsqueeze(0), gts, num_classes)
+    return generalized_energy_distance(majority.unsqueeze(0), gts, num_classes, probs)
 
 
-def majority_soft_dice(majority: Tensor, gts: Tensor, num_classes: int) -> float:
+def majority_soft_dice(
+    majority: Tensor, gts: Tensor, num_classes: int, probs: Tensor | None = None
+) -> float:
     """The QUBIQ soft Dice of the raters' majority mask, as a 0/1 foreground probability.
 
     The same definition as the model's ``soft_dice`` (:func:`soft_dice` of the probability
@@ -255,9 +297,11 @@ def majority_soft_dice(majority: Tensor, gts: Tensor, num_classes: int) -> float
         majority: The raters' majority mask (H, W) (the ignore index counts as background).
         gts: Rater masks (R, H, W).
         num_classes: K.
+        probs: (R,) the raters' probabilities (the frequency is weighted by them); None = equally
+            likely.
     """
     prob = ((majority > 0) & (majority < num_classes)).double()
-    freq, valid = rater_frequency(gts, num_classes)
+    freq, valid = rater_frequency(gts, num_classes, probs)
     return soft_dice(prob, freq, valid)
 
 
