@@ -126,8 +126,8 @@ class DataConfig:
     root: str = ""  # dataset root (unused by shapes and lesions)
     image_size: int = 64  # images and masks are resized to image_size x image_size
     hflip: bool = True  # random horizontal flip in training (the part hflip of data.augment)
-    # training augmentation, moving the image and every rater mask together (README: Multi-rater
-    # data): a preset, none | flip (hflip) | geometric (hflip, affine) | mri (hflip, affine,
+    # training augmentation, moving the image and every rater mask together (docs/training.md):
+    # a preset, none | flip (hflip) | geometric (hflip, affine) | mri (hflip, affine,
     # elastic, intensity), or a list of presets and parts (hflip, vflip, affine, elastic,
     # intensity), e.g. [geometric, intensity]. Masks: nearest neighbour; pixels moved in from
     # outside the image are 0 in the image and data.ignore_index in the masks. data.hflip=true
