@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+import subprocess
 import sys
 import types
 from collections.abc import Callable
@@ -232,3 +233,20 @@ def test_block_runs(block: Block, workspace: Path, request) -> None:
         check_yaml(block)
     else:
         run_shell(block, exports)
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in BLOCKS if b.lang == "python"])
+def test_python_block_is_formatted(block: Block) -> None:
+    """A block that `ruff format` would change gets mangled by the next formatter run (a tuple
+    split over five lines by a long comment): write it as the formatter leaves it."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).is_file():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    done = subprocess.run(
+        [ruff, "format", "--line-length", "100", "--stdin-filename", "snippet.py", "-"],
+        input=block.code,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout == block.code, f"{block.id}: ruff format would write\n{done.stdout}"
