@@ -135,12 +135,12 @@ class DataConfig:
     ``lesions_*``).
     """
 
-    name: Literal["shapes", "lfw", "cub", "folder", "qubiq", "lesions"] = "shapes"
+    name: Literal["shapes", "lfw", "cub", "folder", "qubiq", "lesions"] = "shapes"  # the dataset
     root: str = ""  # dataset root (unused by shapes and lesions)
     image_size: int = 64  # images and masks are resized to image_size x image_size
     hflip: bool = True  # random horizontal flip in training (the part hflip of data.augment)
-    # training augmentation, moving the image and every rater mask together (README: Multi-rater
-    # data): a preset, none | flip (hflip) | geometric (hflip, affine) | mri (hflip, affine,
+    # training augmentation, moving the image and every rater mask together (docs/training.md):
+    # a preset, none | flip (hflip) | geometric (hflip, affine) | mri (hflip, affine,
     # elastic, intensity), or a list of presets and parts (hflip, vflip, affine, elastic,
     # intensity), e.g. [geometric, intensity]. Masks: nearest neighbour; pixels moved in from
     # outside the image are 0 in the image and data.ignore_index in the masks. data.hflip=true
@@ -148,9 +148,9 @@ class DataConfig:
     augment: str | list[str] = "none"
     omission_max: float = 0.4  # block omission: max side as a fraction of the image side; 0 = off
     omission_p: float = 1.0  # probability of applying block omission to a training image
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    num_workers: int = 0
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # RGB normalisation
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])  # (x - mean) / std
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the main process)
     on_bad_sample: Literal["error", "skip"] = "error"  # skipped items are counted and logged
     ignore_index: int = 255  # mask value excluded from losses and metrics (0..255)
     # RGB label masks (lfw, folder with a palette)
@@ -176,17 +176,17 @@ class DataConfig:
     folder_palette: list[list[int]] | None = None  # RGB colour per class; None = index masks
     folder_classes: list[str] | None = None  # class names (index masks need them); None = class_k
     folder_splits: str = ""  # folder with train.txt / val.txt / test.txt (stems); "" = random
-    folder_val_ratio: float = 0.1
-    folder_test_ratio: float = 0.1
+    folder_val_ratio: float = 0.1  # share of the items in val when no split says
+    folder_test_ratio: float = 0.1  # share of the items in test when no split says
     split_seed: int = 0  # seed of the random folder split and of the cub val draw
     # shapes
-    shapes_train_size: int = 2000
+    shapes_train_size: int = 2000  # images per split (rendered from the seed and the index)
     shapes_val_size: int = 200
     shapes_test_size: int = 200
     shapes_classes: int = 3  # object classes (1-8), plus background
     shapes_completions: int = 3  # M plausible amodal masks per image
     shapes_difficulty: float = 0.5  # 0..1: how much of each object the occluder may hide
-    shapes_seed: int = 0
+    shapes_seed: int = 0  # seed of the rendering: the same seed gives the same images
     # the kind of ambiguity (datasets/shapes/README.md): nested = one bar under a band, M equally
     # likely hidden lengths (shapes_completions, shapes_difficulty); exclusive = an arm under
     # exactly one of 2-3 patches; independent = 2-3 bars each under its own patch, lengths chosen
@@ -195,11 +195,11 @@ class DataConfig:
     shapes_ambiguity: ShapesAmbiguity = "nested"
     # lesions (issue 22): embedded faint findings that some raters mark and others leave empty
     # (datasets/lesions/README.md); the image sets how many of the raters mark its finding
-    lesions_train_size: int = 2000
+    lesions_train_size: int = 2000  # images per split
     lesions_val_size: int = 200
     lesions_test_size: int = 200
     lesions_raters: int = 4  # R rater masks per image (the share of empty raters moves by 1/R)
-    lesions_seed: int = 0
+    lesions_seed: int = 0  # seed of the rendering
     # --- multi-rater and binary masks (issue 12; folder and qubiq, see datasets/folder/README.md)
     # single-channel masks -> class 1 where value >= threshold, else 0 (0/255 PNGs, JPEG masks);
     # None = masks hold class indices
@@ -218,7 +218,7 @@ class DataConfig:
     # NIfTI (.nii, .nii.gz; pip install -e ".[medical]"): 3D volumes are sliced along this axis
     # (0, 1, 2 = x, y, z), one item per slice; all slices, or those where a rater marked foreground
     nifti_axis: int = 2
-    nifti_slices: Literal["all", "foreground"] = "all"
+    nifti_slices: Literal["all", "foreground"] = "all"  # foreground: only slices a rater marked
     # per file: percentile = clip to the 0.5 / 99.5 percentiles, scale to [0, 1]; minmax = scale
     # min..max to [0, 1]; none = already 8-bit (0..255); then x255 -> uint8 (segcvae/data/nifti.py)
     nifti_intensity: Literal["percentile", "minmax", "none"] = "percentile"
@@ -226,10 +226,10 @@ class DataConfig:
     # cv_folds = k >= 2 the items of every split are pooled and dealt into k folds in a seeded
     # order (cv_seed); test = fold cv_fold, val = a seeded cv_val_ratio of the other folds' items,
     # train = the rest. The slices of one volume stay in one fold. 0 = the dataset's own splits.
-    cv_folds: int = 0
-    cv_fold: int = 0
-    cv_seed: int = 0
-    cv_val_ratio: float = 0.15
+    cv_folds: int = 0  # k; 0 = the dataset's own splits
+    cv_fold: int = 0  # the test fold, 0 .. k - 1
+    cv_seed: int = 0  # seed of the deal into folds
+    cv_val_ratio: float = 0.15  # share of the other folds' items used for validation
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first key outside its allowed range."""
@@ -388,7 +388,7 @@ class ModelConfig:
     """Network sizes and the model family; for ``arch=sohn`` the sub-networks follow ``loss.objective``."""
 
     encoder_name: str = "resnet18"  # any segmentation_models_pytorch encoder name
-    encoder_depth: int = 5
+    encoder_depth: int = 5  # encoder stages (3 to 5); the image side must divide by 2 ** depth
     encoder_weights: str | None = None  # e.g. "imagenet"; None = random init, no download
     # the last three blocks (strides 4, 2, 1) are 64 / 32 / 32 wide: the full-resolution head reads
     # the last one (docs/RESULTS.md, mode study: sharper hidden ends than 32 / 32 / 16)
@@ -397,13 +397,13 @@ class ModelConfig:
         "categorical"  # z map | z vector | one code
     )
     latent_channels: int = 8  # Z: channels of a Gaussian z, or codes of a categorical one
-    latent_stride: int = 16
+    latent_stride: int = 16  # stride of a spatial z map (a power of two, 4 .. 2 ** encoder_depth)
     hidden_channels: int = 32  # width of prior / recognition / generation nets
     # width of generation_net alone: with generation=full, what each code costs
     # per pixel (two products of this width per code and pixel; docs/RESULTS.md, "Speed", 2026-12-05:
     # 16 kept the shapes targets on validation at a quarter of 32's products)
     head_channels: int = 16
-    logvar_min: float = -10.0
+    logvar_min: float = -10.0  # bounds of every Gaussian log-variance (a sigmoid maps into them)
     logvar_max: float = 4.0
     # where z enters generation_net: at stride 4 (cheapest) or at full resolution (sharp); refine:
     # generation_net is a second U-Net stage refining y_hat from image features, y_hat and z (with
@@ -560,21 +560,21 @@ class LossConfig:
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    steps: int = 850
-    batch_size: int = 16
-    lr: float = 2e-3
+    steps: int = 850  # optimiser steps of the run
+    batch_size: int = 16  # images per step (per process under torchrun)
+    lr: float = 2e-3  # Adam learning rate at step 0
     lr_decay: float = 1e-3  # lr_schedule=inverse: lr_t = lr / (1 + lr_decay * t), as in the paper
     # inverse: the paper's lr / (1 + lr_decay * t); cosine: lr * (1 + cos(pi * t / steps)) / 2
     lr_schedule: Literal["inverse", "cosine"] = "cosine"
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # Adam (L2) weight decay
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     # Adam's fused kernel where the device has one (CPU with torch >= 2.4, CUDA), else multi-tensor
     # Adam; false: multi-tensor Adam always (the optimiser of runs before 2026-12-05)
     fused_adam: bool = True
-    seed: int = 0
-    eval_every: int = 300
-    log_every: int = 20
-    checkpoint_every: int = 100
+    seed: int = 0  # seeds the weights, the data order, the raters drawn and the augmentation
+    eval_every: int = 300  # validate every this many steps and at the end (0 = only at the end)
+    log_every: int = 20  # write the training loss terms every this many steps
+    checkpoint_every: int = 100  # write last.pt every this many steps and at each validation
     max_bad_steps: int = 10  # stop after this many non-finite losses in a row
     # mixed precision: bf16 on CUDA or on a CPU with native bf16 (e.g. AVX512-BF16, AMX), fp16 on
     # CUDA; the generation head's per-pixel products and every loss stay float32
@@ -624,12 +624,12 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation settings."""
 
-    split: Literal["train", "val", "test"] = "val"
-    batch_size: int = 16
+    split: Literal["train", "val", "test"] = "val"  # the split validation reads
+    batch_size: int = 16  # images per evaluation batch
     samples: int = 20  # S for the likelihood estimates (the paper: 50; the lfw/cub configs use 50)
     hypotheses: int = 8  # hypotheses for GED / Hungarian-matched IoU and sample grids
     omission: bool = False  # seeded block omission on the evaluation images
-    omission_seed: int = 0
+    omission_seed: int = 0  # seed of the evaluation omission squares
     max_images: int = 64  # 0 = the whole split
     num_vis: int = 4  # images in the validation sample grid
     # --- multi-rater metrics (issue 12)
