@@ -67,9 +67,7 @@ def available_memory(device: Any = None) -> int | None:
     if kind == "cuda":
         import torch
 
-        index = getattr(device, "index", None)
-        if index is None and ":" in str(device):
-            index = int(str(device).split(":")[1])
+        index = torch.device(device).index  # "cuda:1" or a torch.device
         index = torch.cuda.current_device() if index is None else index
         free, _ = torch.cuda.mem_get_info(index)
         cached = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)

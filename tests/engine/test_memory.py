@@ -22,6 +22,16 @@ def test_the_available_memory_is_read_on_this_machine() -> None:
     assert free is not None and 0 < free < 2**50
 
 
+def test_on_cuda_the_free_memory_and_the_unused_cache_count(monkeypatch) -> None:
+    """(No GPU needed: torch.cuda's answers are stood in for.)"""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: asked.append(i) or (1000, 8000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i: 500)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda i: 200)
+    assert available_memory(torch.device("cuda", 1)) == 1300 and available_memory("cuda:2") == 1300
+    assert asked == [1, 2]
+
+
 def test_a_need_above_the_limit_is_one_line_naming_the_setting(monkeypatch) -> None:
     monkeypatch.setattr(memory, "available_memory", lambda device=None: 4_000_000_000)
     check_memory(1_999_999_999, "eval.hypotheses", 10, "10 hypotheses")  # under half: fine
