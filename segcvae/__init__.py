@@ -1,7 +1,8 @@
 """segcvae: conditional generative models for semantic segmentation (Sohn, Lee & Yan, 2015).
 
-``segcvae.load(checkpoint, device="cpu")`` returns a :class:`segcvae.api.Predictor`; torch and the
-models are imported on first use, so ``import segcvae`` itself stays light.
+``segcvae.load(checkpoint, device="cpu")`` returns a :class:`segcvae.api.Predictor`;
+``segcvae.evaluate(checkpoint, split="test")`` an :class:`segcvae.evaluation.EvaluationReport`.
+torch and the models are imported on first use, so ``import segcvae`` itself stays light.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from segcvae.api import PredictionResult, Predictor
+    from segcvae.evaluation import EvaluationReport, evaluate
 
-_LAZY = {"Predictor", "PredictionResult"}
+# name -> the module that defines it, imported on first use
+_LAZY = {
+    "Predictor": "segcvae.api",
+    "PredictionResult": "segcvae.api",
+    "evaluate": "segcvae.evaluation",
+    "EvaluationReport": "segcvae.evaluation",
+}
 
 
 def load(path: Any, device: str = "cpu", **kwargs: Any) -> Predictor:
@@ -31,10 +39,17 @@ def load(path: Any, device: str = "cpu", **kwargs: Any) -> Predictor:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from segcvae import api
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'segcvae' has no attribute {name!r}")
 
 
-__all__ = ["PredictionResult", "Predictor", "__version__", "load"]
+__all__ = [
+    "EvaluationReport",
+    "PredictionResult",
+    "Predictor",
+    "__version__",
+    "evaluate",
+    "load",
+]

@@ -133,37 +133,22 @@ def evaluate_fold(
     ``eval_overrides`` (``eval.key=value``) change the checkpoint's evaluation settings (a
     --retest); by default the test uses the settings the fold was trained and validated with.
     """
-    from segcvae.data import build_transforms
-    from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from segcvae.engine.data import eval_loader, open_dataset
-    from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.evaluation import eval_settings, evaluate
+    from segcvae.engine.checkpoint import load_checkpoint
+    from segcvae.evaluation import evaluate
 
     ckpt = load_checkpoint(run / "best.pt")
-    model, cfg = model_from_checkpoint(ckpt, "cpu", list(eval_overrides or []))
-    model.to(resolve_device(cfg.train.device))
-    settings = eval_settings(
-        cfg.eval, split="test", max_images=0, num_vis=0, samples=samples, hypotheses=hypotheses
-    )
-    dataset = open_dataset(cfg.data, "test", build_transforms(cfg.data, "test"))
-    loader = eval_loader(dataset, settings.batch_size, cfg.data.num_workers)
-    result = evaluate(
-        model,
-        loader,
-        int(ckpt["meta"]["num_classes"]),
-        settings,
-        ignore_index=cfg.data.ignore_index,
-        seed=cfg.train.seed,
+    report = evaluate(
+        ckpt, split="test", samples=samples, hypotheses=hypotheses, overrides=eval_overrides or []
     )
     return {
-        "fold": cfg.data.cv_fold,
-        "step": int(ckpt["step"]),
+        "fold": report.config.data.cv_fold,
+        "step": report.step,
         "select": ckpt.get("select", "mean_iou"),
         "best_metric": ckpt.get("best_metric"),
-        "samples": settings.samples,
-        "hypotheses": settings.hypotheses,
-        **result.metrics,
-        "per_image": result.per_image,
+        "samples": report.samples,
+        "hypotheses": report.hypotheses,
+        **report.metrics,
+        "per_image": report.per_image,
     }
 
 
@@ -257,7 +242,7 @@ def crossval(
     Raises:
         ConfigError: a bad config or override, or ``out`` holds another cross-validation.
     """
-    from segcvae.engine.logger import _jsonable
+    from segcvae.engine.logger import write_json
     from segcvae.engine.run import train
 
     out = Path(out)
@@ -290,7 +275,7 @@ def crossval(
             log.info("fold %d: testing %s again with %s", fold, run / "best.pt", eval_overrides)
             report = evaluate_fold(cfg, run, samples, hypotheses, eval_overrides)
             report |= {"train_s": before.get("train_s"), "retest": eval_overrides}
-            report_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+            write_json(report_path, report)
             continue
         if report_path.is_file():
             log.info("fold %d: done (%s)", fold, report_path)
@@ -303,7 +288,7 @@ def crossval(
         # the training time of a fold trained in one go (a resumed fold's is not known whole)
         train_s = summary["wall_s"] if fresh else None
         report = evaluate_fold(cfg, run, samples, hypotheses) | {"train_s": train_s}
-        report_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+        write_json(report_path, report)
     # every fold finished in `out` by now, this command's or another's (--only)
     paths = [out / f"fold{f}" / "test.json" for f in range(folds)]
     reports = [json.loads(p.read_text()) for p in paths if p.is_file()]
@@ -316,5 +301,5 @@ def crossval(
         **({"retest": eval_overrides} if retest else {}),
         **summarise(reports),
     }
-    (out / "crossval.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    write_json(out / "crossval.json", summary)
     return summary

@@ -141,10 +141,11 @@ def segment(
     Raises:
         DemoError: No file, not an image, float pixels outside [0, 1] (the predictor's rule,
             :func:`segcvae.api.check_float_pixels`), or too large (the message says which and
-            the limit).
+            the limit), or its hypotheses would not fit in memory.
     """
     from segcvae.api import check_float_file
     from segcvae.data import DataError, read_image
+    from segcvae.engine.memory import MemoryLimitError
     from segcvae.engine.predict import hypotheses_grid
 
     if not path:
@@ -172,7 +173,10 @@ def segment(
         )
     samples = int(min(max(samples, 1), MAX_SAMPLES))
     start = time.perf_counter()
-    pred = predictor(image, samples=samples)
+    try:
+        pred = predictor(image, samples=samples)
+    except MemoryLimitError as e:  # S hypotheses of this size would not fit: say so on the page
+        raise DemoError(f"{path.name}: {e}") from e
     seconds = time.perf_counter() - start
 
     palette = predictor.palette

@@ -22,12 +22,19 @@ with a decorated class::
         settings = PHiSegSettings  # read from model.phiseg (model.phiseg.levels=4)
         ...
 
-Import that file before the config is read (a ``model.arch: phiseg`` names it from then on).
+Import that file before the config is read (a ``model.arch: phiseg`` names it from then on): every
+command takes ``--import phiseg`` (a module on ``sys.path``) or ``--import path/to/phiseg.py``. A
+package that ships families declares them as entry points of the group ``segcvae.families``
+(in its ``pyproject.toml``: ``[project.entry-points."segcvae.families"] phiseg =
+"my_package.phiseg:PHiSeg"``); they are listed without being imported, and imported when a
+config names them.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +48,18 @@ BUILTIN_FAMILIES: dict[str, str] = {
 }
 
 _REGISTERED: dict[str, type] = {}
+
+#: The entry-point group of families that other installed packages provide.
+ENTRY_POINT_GROUP = "segcvae.families"
+
+
+@functools.cache
+def plugin_families() -> dict[str, importlib.metadata.EntryPoint]:
+    """The families installed packages declare in :data:`ENTRY_POINT_GROUP`, by name (not
+    imported; read once per process, ``plugin_families.cache_clear()`` reads them again). A name
+    of a built-in family is left out."""
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {ep.name: ep for ep in found if ep.name not in BUILTIN_FAMILIES}
 
 
 def register_family(name: str) -> Callable[[type], type]:
@@ -70,7 +89,8 @@ def unregister_family(name: str) -> None:
 
 def family_names() -> list[str]:
     """Every ``model.arch`` value, built-in families first."""
-    return [*BUILTIN_FAMILIES, *(n for n in _REGISTERED if n not in BUILTIN_FAMILIES)]
+    names = [*BUILTIN_FAMILIES, *(n for n in _REGISTERED if n not in BUILTIN_FAMILIES)]
+    return names + [n for n in plugin_families() if n not in names]
 
 
 def family_settings(name: str) -> type | None:
@@ -92,6 +112,11 @@ def get_family(name: str) -> Any:
     """
     if name in _REGISTERED:
         return _REGISTERED[name]
+    if name in plugin_families():  # an entry point of an installed package: import it
+        family = plugin_families()[name].load()
+        if name not in _REGISTERED:  # its module did not register it by decorator
+            register_family(name)(family)
+        return _REGISTERED[name]
     if name not in BUILTIN_FAMILIES:
         raise KeyError(f"unknown model.arch {name!r}; valid: {', '.join(family_names())}")
     module, attr = BUILTIN_FAMILIES[name].split(":")
@@ -100,9 +125,11 @@ def get_family(name: str) -> Any:
 
 __all__ = [
     "BUILTIN_FAMILIES",
+    "ENTRY_POINT_GROUP",
     "family_names",
     "family_settings",
     "get_family",
+    "plugin_families",
     "register_family",
     "unregister_family",
 ]

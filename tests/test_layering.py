@@ -36,8 +36,15 @@ LAYERS = [
     ["segcvae.data", "segcvae.metrics", "segcvae.losses", "segcvae.viz", "segcvae.inference"],
     ["segcvae.models"],
     ["segcvae.engine"],
-    ["segcvae.api", "segcvae.export", "segcvae.demo", "segcvae.benchmark", "segcvae.crossval"],
-    ["segcvae.cli"],
+    [
+        "segcvae.api",
+        "segcvae.evaluation",
+        "segcvae.export",
+        "segcvae.demo",
+        "segcvae.benchmark",
+        "segcvae.crossval",
+    ],
+    ["segcvae.cli", "segcvae.commands"],
     ["segcvae.toy"],
 ]
 

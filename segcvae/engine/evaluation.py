@@ -23,6 +23,7 @@ from segcvae.engine.eval_accumulator import (  # noqa: F401  (re-exported: part 
     EvalBatch,
     VisBatch,
 )
+from segcvae.engine.memory import check_memory
 from segcvae.inference import decode_samples_chunked, hypothesis_labels
 from segcvae.metrics import negative_log_likelihoods
 
@@ -58,6 +59,56 @@ def eval_settings(ev: EvalConfig, **changes: Any) -> EvalConfig:
         ``eval_settings(cfg.eval, samples=args.samples, max_images=0)``
     """
     return dataclasses.replace(ev, **{k: v for k, v in changes.items() if v is not None})
+
+
+def hypotheses_memory(
+    batch: int, hypotheses: int, classes: int, height: int, width: int, chunk: int | None = None
+) -> int:
+    """Bytes the evaluation holds at once for ``hypotheses`` per image (a lower bound).
+
+    Their logits and probabilities (B, S, K, H, W) float32, or with ``chunk`` those of ``chunk``
+    hypotheses at a time; their label maps (B, S, H, W) int64; and for each image's metrics the
+    one-hot maps (S, H * W, K - 1) and the S x S pairwise terms.
+    """
+    s, pixels, fg = hypotheses, height * width, max(classes - 1, 1)
+    decoded = batch * min(s, chunk or s) * pixels * classes * 4 * 2
+    labels = batch * s * pixels * 8
+    return decoded + labels + 2 * s * pixels * fg * 4 + 5 * s * s * fg * 4
+
+
+def check_eval_memory(
+    settings: EvalConfig,
+    num_classes: int,
+    height: int,
+    width: int,
+    device: Any = None,
+    names: dict[str, str] | None = None,
+) -> None:
+    """Refuse ``eval.hypotheses`` / ``eval.extra_ged_hypotheses`` that would not fit in memory.
+
+    The likelihood's samples are not checked: they are decoded a chunk at a time and only their
+    log-likelihoods are kept.
+
+    Args:
+        settings: The evaluation settings (``batch_size``, ``hypotheses``,
+            ``extra_ged_hypotheses``, ``sample_chunk``).
+        num_classes: K.
+        height: Image height of the evaluated batches.
+        width: Image width.
+        device: Where the model runs.
+        names: How the error names a setting (default ``eval.<key>``).
+
+    Raises:
+        segcvae.engine.memory.MemoryLimitError: naming the setting, the bytes and the limit.
+    """
+    b, k = settings.batch_size, num_classes
+    for key, chunk in (("hypotheses", None), ("extra_ged_hypotheses", settings.sample_chunk)):
+        n = getattr(settings, key)
+        if n <= 0:
+            continue
+        what = f"{n} hypotheses for each of {b} images per batch of {height}x{width}, {k} classes,"
+        need = hypotheses_memory(b, n, k, height, width, chunk)
+        check_memory(need, (names or {}).get(key, f"eval.{key}"), n, what, device)
 
 
 @torch.no_grad()
@@ -153,6 +204,8 @@ def evaluate(
             for batch in loader:
                 keep = max_images - acc.seen if max_images > 0 else None
                 b = EvalBatch.from_batch(batch, device, keep, first=acc.seen)
+                if acc.seen == 0:  # before the first hypotheses are drawn
+                    check_eval_memory(ev, num_classes, *b.x.shape[-2:], device=device)
                 ctx = model.encode(b.x)  # image features once, shared by every estimate below
                 pred = model.decode_mean(ctx).argmax(dim=1)  # (B, H, W)
                 acc.add_predictions(pred, b)

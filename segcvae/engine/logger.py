@@ -72,7 +72,7 @@ class RunLogger:
         if not self.enabled:
             return
         with open(self.train_path, "a") as fh:
-            fh.write(json.dumps(_jsonable(record)) + "\n")
+            fh.write(json.dumps(to_jsonable(record)) + "\n")
         if self._tb is not None:
             for k, v in (record.get("train") or {}).items():
                 self._tb.add_scalar(f"train_step/{k}", float(v), record["step"])
@@ -81,7 +81,7 @@ class RunLogger:
         """Write one evaluation record ``{"step", "train": {...}, "val": {...}, ...}``."""
         if not self.enabled:
             return
-        record = _jsonable(record)
+        record = to_jsonable(record)
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
@@ -123,16 +123,28 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    """Floats stay floats (NaN/inf become null), tensors and numpy scalars become numbers."""
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON data: dicts (keys as strings), lists, numbers, strings, None.
+
+    Floats stay floats (NaN and infinities become null), tensors and NumPy arrays become (nested
+    lists of) numbers, tuples become lists.
+    """
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
         obj = obj.item()
     if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
+        return to_jsonable(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write :func:`to_jsonable` of ``obj`` to ``path`` (indented, parent folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
+    return path

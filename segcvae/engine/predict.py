@@ -3,13 +3,17 @@
 The prediction itself is :class:`segcvae.api.Predictor` (one implementation for the Python API,
 ``tools/predict.py``, the demo page and the ONNX check), whose per-image result is
 :class:`segcvae.inference.PredictionResult`; this module only expands the inputs and writes the
-outputs. A NIfTI input (:func:`predict_nifti`) is predicted slice by slice and also written back
-as NIfTI files on its voxel grid.
+outputs: :func:`predict_files` (``Predictor.predict_files``, ``segcvae predict``) reads the files a
+batch at a time and writes the pictures of each. A NIfTI input (:func:`predict_nifti`) is
+predicted slice by slice and also written back as NIfTI files on its voxel grid.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,13 @@ import numpy as np
 from PIL import Image
 
 from segcvae import viz
-from segcvae.data.files import file_extension, file_stem
+from segcvae.data.files import DataError, file_extension, file_stem
 from segcvae.data.folder import IMAGE_EXTENSIONS
+from segcvae.data.pixels import load_image
+from segcvae.engine.memory import check_memory
 from segcvae.inference import PredictionResult
+
+log = logging.getLogger("segcvae")
 
 
 def expand_inputs(patterns: list[str]) -> list[Path]:
@@ -49,10 +57,112 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
 
 
 OUTPUT_KINDS = ("mask", "overlay", "samples", "uncertainty", "foreground")
+GRID_TILE = 512  # longest side of a hypothesis in the samples grid
+
+
+@dataclass
+class FilesPrediction:
+    """What :func:`predict_files` did.
+
+    Attributes:
+        written: Each input segmented, with the files written for it.
+        failed: Each input that could not be read, with the one-line reason (naming the file).
+    """
+
+    written: dict[Path, list[Path]] = field(default_factory=dict)
+    failed: dict[Path, str] = field(default_factory=dict)
+
+
+def predict_files(
+    predictor: Any,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    samples: int = 8,
+    seed: int | None = 0,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> FilesPrediction:
+    """Segment image files and write the pictures of each (:func:`write_prediction`) to ``out_dir``.
+
+    Images are predicted ``predictor.batch_size`` at a time under one seed; a NIfTI input
+    (:func:`predict_nifti`) slice by slice. Two inputs with the same name from different folders
+    are written as ``<stem>`` and ``<stem>_1``. An input that cannot be read is recorded in
+    ``failed`` (and passed to ``on_error`` at once) and the others are still done.
+
+    Args:
+        predictor: A :class:`segcvae.api.Predictor`.
+        inputs: Files, folders (their images) or glob patterns (:func:`expand_inputs`).
+        out_dir: Output folder (made if missing).
+        samples: Hypotheses per image (>= 1).
+        seed: Seed of the hypotheses (None: the global torch RNG).
+        on_error: Called with each unreadable input and the reason, as it happens.
+
+    Raises:
+        segcvae.engine.memory.MemoryLimitError: ``samples`` hypotheses of a batch would not fit
+            in memory (named ``samples``).
+    """
+    from segcvae.data.nifti import is_nifti
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = FilesPrediction()
+    used: dict[str, int] = {}  # output stem -> inputs of that name so far
+    batch: list[tuple[Path, str, np.ndarray]] = []
+    with predictor.seeded(seed):  # one seed for the whole call
+        for path in expand_inputs([str(p) for p in inputs]):
+            try:
+                if is_nifti(path):  # slice by slice, also written back as NIfTI
+                    written = predict_nifti(predictor, path, out, _unique(path, used), samples)
+                    done.written[path] = written
+                    log.info("%s -> %s", path, ", ".join(p.name for p in written[-3:]))
+                    continue
+                image = load_image(path)
+            except (DataError, OSError) as e:  # a DataError names the file
+                done.failed[path] = str(e) if str(path) in str(e) else f"{path}: {e}"
+                if on_error is not None:
+                    on_error(path, done.failed[path])
+                continue
+            batch.append((path, _unique(path, used), image))
+            if len(batch) == predictor.batch_size:
+                _predict_batch(predictor, batch, out, samples, done)
+        _predict_batch(predictor, batch, out, samples, done)
+    return done
+
+
+def _predict_batch(
+    predictor: Any,
+    batch: list[tuple[Path, str, np.ndarray]],
+    out: Path,
+    samples: int,
+    done: FilesPrediction,
+) -> None:
+    """Predict the (path, stem, image) of ``batch``, write their pictures, and empty it."""
+    if not batch:
+        return
+    h, w = (max(im.shape[i] for _, _, im in batch) for i in (0, 1))
+    scale = min(1.0, GRID_TILE / max(h, w))
+    grid = 2 * samples * round(h * scale) * round(w * scale) * 3  # the tiles and the grid, RGB
+    what = f"the samples grid of {samples} hypotheses of an image of {h}x{w}"
+    check_memory(grid, "samples", samples, what)
+    preds = predictor.predict_arrays([im for _, _, im in batch], samples=samples)
+    for (path, stem, image), pred in zip(batch, preds, strict=True):
+        written = write_prediction(out, stem, image, pred, predictor.palette, predictor.num_classes)
+        done.written[path] = written
+        log.info("%s -> %s", path, ", ".join(p.name for p in written))
+    batch.clear()
+
+
+def _unique(path: Path, used: dict[str, int]) -> str:
+    """The output stem of ``path``, numbered when an earlier input had the same name."""
+    stem = input_stem(path)
+    if stem in used:  # same name from different folders: keep both
+        used[stem] += 1
+        return f"{stem}_{used[stem]}"
+    used[stem] = 0
+    return stem
 
 
 def hypotheses_grid(
-    pred: PredictionResult, palette: list[list[int]], max_tile: int = 512, min_tile: int = 0
+    pred: PredictionResult, palette: list[list[int]], max_tile: int = GRID_TILE, min_tile: int = 0
 ) -> np.ndarray:
     """The hypotheses (or the mask when there are none) as a colour grid.
 

@@ -38,7 +38,7 @@ from segcvae.engine.checkpointer import Checkpointer
 from segcvae.engine.data import target_weights, training_pairs
 from segcvae.engine.distributed import DistInfo, all_true
 from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
-from segcvae.engine.evaluation import unwrap
+from segcvae.engine.evaluation import check_eval_memory, unwrap
 from segcvae.engine.loaders import build_training_data, dataset_meta
 from segcvae.engine.logger import RunLogger
 from segcvae.engine.meters import TrainingLog
@@ -120,6 +120,8 @@ class Trainer:
         self.loader, self.sampler = self.data.loader, self.data.sampler
         self._seed("model")
         self._build_model()
+        size = cfg.data.image_size  # the validation's hypotheses: refused now if they cannot fit
+        check_eval_memory(cfg.eval, self.num_classes, size, size, self.device)
         self.step = 0
         self.guard = DivergenceGuard(
             tc.max_bad_steps,

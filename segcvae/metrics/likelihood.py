@@ -8,14 +8,18 @@ module scores them and combines them with log-sum-exp.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from segcvae.metrics._functional import label_log_likelihood, log_mean_exp
+from segcvae.metrics._functional import label_log_likelihood
 
 METHODS = ("is", "mc")
+#: Samples the model draws per ``likelihood_samples`` call. A larger S is drawn in rounds, and
+#: only each round's log-sum-exp per image is kept: S costs time, not memory.
+SAMPLES_PER_ROUND = 256
 
 
 @torch.no_grad()
@@ -38,8 +42,8 @@ def conditional_log_likelihood(
       net), ``log (1/S) sum_s p(y | x, z_s) p(z_s | x) / q(z_s | x, y)``, ``z_s ~ q(z | x, y)``.
       Falls back to the model's own best estimator when it has no proposal (GSNN, SSN: ``mc``).
 
-    Image features are computed once; samples are decoded ``chunk_size`` at a time, and everything
-    is combined with log-sum-exp.
+    Image features are computed once; samples are drawn :data:`SAMPLES_PER_ROUND` at a time and
+    decoded ``chunk_size`` at a time, and everything is combined with log-sum-exp.
 
     Args:
         model: Any segcvae model (unwrap DDP before calling).
@@ -59,14 +63,24 @@ def conditional_log_likelihood(
     if method not in supported:
         method = supported[-1]  # the model's fallback: "exact" for the CNN, "mc" without a proposal
     ctx = model.encode(x) if ctx is None else ctx
-    log_lik, log_w = [], []
-    for logits, weight in model.likelihood_samples(ctx, y, n_samples, method, chunk_size):
-        log_lik.append(label_log_likelihood(logits, y))  # (B, s)
-        log_w.append(weight)
-    ll = torch.cat(log_lik, dim=1)  # (B, S)
-    if log_w[0] is not None:  # importance weights log p(z|x) - log q(z|x, y)
-        ll = ll + torch.cat(log_w, dim=1)
-    return log_mean_exp(ll)
+    rounds = [n_samples]  # an exact likelihood, or few samples: one call
+    if method != "exact" and n_samples > SAMPLES_PER_ROUND:
+        rounds = [
+            min(SAMPLES_PER_ROUND, n_samples - s) for s in range(0, n_samples, SAMPLES_PER_ROUND)
+        ]
+    sums, count = [], 0  # per round: log-sum-exp over its samples (B,), and the samples counted
+    for n in rounds:
+        log_lik, log_w = [], []
+        for logits, weight in model.likelihood_samples(ctx, y, n, method, chunk_size):
+            log_lik.append(label_log_likelihood(logits, y))  # (B, s)
+            log_w.append(weight)
+        ll = torch.cat(log_lik, dim=1)  # (B, n)
+        if log_w[0] is not None:  # importance weights log p(z|x) - log q(z|x, y)
+            ll = ll + torch.cat(log_w, dim=1)
+        sums.append(torch.logsumexp(ll, dim=1))
+        count += ll.shape[1]
+    total = sums[0] if len(sums) == 1 else torch.logsumexp(torch.stack(sums, dim=1), dim=1)
+    return total - math.log(count)
 
 
 @torch.no_grad()

@@ -103,6 +103,18 @@ def test_segment_refuses_bad_uploads(tiny_ckpt: Path, real_image: Path, tmp_path
         segment(predictor, str(nan), 2)
 
 
+def test_segment_says_when_the_hypotheses_would_not_fit(
+    tiny_ckpt: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import segcvae.engine.memory
+
+    image = tmp_path / "im.png"
+    viz.save_png(image, np.zeros((40, 30, 3), np.uint8))
+    monkeypatch.setattr(segcvae.engine.memory, "available_memory", lambda device=None: 100_000)
+    with pytest.raises(DemoError, match=r"^im.png: samples=8: 8 hypotheses .* would need about"):
+        segment(segcvae.load(tiny_ckpt), str(image), 8)
+
+
 def test_examples_are_shapes_images(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -341,7 +341,7 @@ def test_metrics_undefined_for_a_model_are_na_with_the_reason() -> None:
     """NCC of a deterministic model (flat uncertainty), rater agreement of one-rater data."""
     import json
 
-    from segcvae.engine.logger import _jsonable
+    from segcvae.engine.logger import to_jsonable
 
     torch.manual_seed(0)
     model = create_model(tiny_config("cnn"), 3)
@@ -351,7 +351,7 @@ def test_metrics_undefined_for_a_model_are_na_with_the_reason() -> None:
     assert "deterministic model" in m["undefined"]["ncc"]
     assert "every image has one rater" in m["undefined"]["rater_pairwise_iou"]
     assert isinstance(m["ged"], float) and "nll" not in m  # skipped (samples=0), not undefined
-    report = json.loads(json.dumps(_jsonable(m)))  # evaluate --json
+    report = json.loads(json.dumps(to_jsonable(m)))  # evaluate --json
     assert report["ncc"] is None and report["undefined"]["ncc"] == m["undefined"]["ncc"]
 
     text = format_markdown(m, ["a", "b", "c"])
