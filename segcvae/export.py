@@ -18,8 +18,9 @@ the family's noise contract (``noise_shape(H, W)``, ``decode_noise(ctx, eps)``, 
 hypothesis ``generate(prior.mean + prior.stddev * eps)`` for a Gaussian latent, the Gumbel-max code
 of ``Phi(eps)`` for a categorical one, ``loc + W eps_r + sqrt(D) eps_d`` for SSN's low-rank
 Gaussian; a family without a latent (the CNN) takes ``noise`` (S, B, 1) and uses only its length S.
-Its shape is stored in the files' metadata (``noise_shape``, e.g. ``S,B,32,H/16,W/16``; see
-:func:`noise_shape`).
+Its shape is the family's ``noise_shape(H, W)``, asked once with symbols for the sides
+(:func:`noise_formula`), and stored in the files' metadata (``noise_shape``, e.g.
+``S,B,32,H/16,W/16``; see :func:`noise_shape`).
 
 Normalisation (the checkpoint's ``data.mean`` / ``data.std``) is inside the graphs; resizing is
 the caller's: H and W must be multiples of 32 (``data.image_size`` is what the model was trained
@@ -44,7 +45,6 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 MULTIPLE = 32  # image sides must be multiples of this (the encoder's total stride)
-PROBE_SIZES = ((32, 32), (64, 32), (32, 64), (64, 64))
 
 
 class ExportError(RuntimeError):
@@ -95,43 +95,56 @@ class SamplerModule(_Normalised):
         return self.model.decode_noise(self.encode(image), noise)
 
 
-def _no_capacitance(cov_factor: Tensor, cov_diag: Tensor) -> Tensor:
-    # LowRankMultivariateNormal computes a Cholesky factor when built (for log_prob / entropy);
-    # neither graph uses it, and ONNX has no Cholesky operator. A stand-in of its shape.
-    rank = cov_factor.shape[-1]
-    return cov_factor.new_zeros((*cov_factor.shape[:-2], rank, rank))
-
-
 @contextlib.contextmanager
 def _no_validation() -> Iterator[None]:
-    """Tracing mode for the distributions in a model's context.
-
-    Argument checks are data-dependent branches that ``torch.export`` rejects, so they are off;
-    a low-rank Gaussian skips its (unused here) Cholesky factor. Both are restored afterwards.
-    """
-    from torch.distributions import lowrank_multivariate_normal as lowrank
-
+    """Tracing mode for the distributions in a model's context: argument checks are data-dependent
+    branches that ``torch.export`` rejects, so they are off, and restored afterwards."""
     old = Distribution._validate_args
-    old_capacitance = lowrank._batch_capacitance_tril
     Distribution.set_default_validate_args(False)
-    lowrank._batch_capacitance_tril = _no_capacitance
     try:
         yield
     finally:
         Distribution.set_default_validate_args(old)
-        lowrank._batch_capacitance_tril = old_capacitance
 
 
-def _fit(values: dict[tuple[int, int], int]) -> tuple[Fraction, Fraction, Fraction, Fraction]:
-    """d(H, W) = a + b H + c W + e H W through the four probe sizes."""
-    (h0, w0), (h1, _), (_, w1) = PROBE_SIZES[0], PROBE_SIZES[1], PROBE_SIZES[2]
-    d00, d10, d01, d11 = (values[s] for s in PROBE_SIZES)
-    dh, dw = Fraction(h1 - h0), Fraction(w1 - w0)
-    e = Fraction(d11 - d10 - d01 + d00) / (dh * dw)
-    b = Fraction(d10 - d00) / dh - e * w0
-    c = Fraction(d01 - d00) / dw - e * h0
-    a = d00 - b * h0 - c * w0 - e * h0 * w0
-    return a, b, c, e
+Coefficients = tuple[Fraction, Fraction, Fraction, Fraction]
+
+
+def _noise_axes(model: nn.Module) -> list[Coefficients]:
+    """The family's noise shape as polynomials ``a + b H + c W + e H W``, one per axis.
+
+    ``model.noise_shape`` is called once with symbols for the sides (H = 32 h, W = 32 w, h and w
+    positive integers: the graphs' sides are multiples of 32), so ``H // 16`` is exactly ``H/16``.
+
+    Raises:
+        ExportError: an axis that is not such a polynomial (``H // 64``: 0 at H = 32), or a
+            ``noise_shape`` that cannot take symbols (``int(height)``, ``max(...)``).
+    """
+    import sympy
+
+    h, w = sympy.symbols("h w", integer=True, positive=True)
+    try:
+        axes = [sympy.sympify(d) for d in model.noise_shape(MULTIPLE * h, MULTIPLE * w)]
+    except (TypeError, ValueError, sympy.SympifyError) as e:
+        raise ExportError(
+            f"{type(model).__name__}.noise_shape(height, width) must be written with +, * and // "
+            f"of the sides and integers to be exported ({e})"
+        ) from None
+    coefficients = []
+    for i, axis in enumerate(axes):
+        poly = sympy.Poly(axis, h, w) if axis.is_polynomial(h, w) else None
+        if poly is None or any(a > 1 or b > 1 for a, b in poly.monoms()):
+            raise ExportError(
+                f"noise axis {i} of {type(model).__name__} is {axis} for H = {MULTIPLE}*h, "
+                f"W = {MULTIPLE}*w; expected a + b H + c W + e H W"
+            )
+
+        def coef(a: int, b: int, poly: Any = poly) -> Fraction:
+            c = sympy.Rational(poly.coeff_monomial(h**a * w**b))
+            return Fraction(int(c.p), int(c.q)) / MULTIPLE ** (a + b)
+
+        coefficients.append((coef(0, 0), coef(1, 0), coef(0, 1), coef(1, 1)))
+    return coefficients
 
 
 def _term(coef: Fraction, var: str) -> str:
@@ -153,24 +166,8 @@ def _formula(a: Fraction, b: Fraction, c: Fraction, e: Fraction) -> str:
 
 def noise_formula(model: nn.Module) -> list[str]:
     """The family's noise shape (``model.noise_shape(H, W)``) as formulas of the image size, e.g.
-    ``["4", "H/16", "W/16"]``, for the ONNX files' metadata and their dynamic axes.
-
-    ``noise_shape`` is a function of (H, W) whose axes are constant or linear in H, W or H*W;
-    evaluating it at four sizes gives the formula (no model runs).
-    """
-    values = {size: tuple(int(d) for d in model.noise_shape(*size)) for size in PROBE_SIZES}
-    ndim = {len(v) for v in values.values()}
-    if len(ndim) != 1:
-        raise ExportError("the model's noise has a different number of axes at different sizes")
-    formula = [_formula(*_fit({s: v[i] for s, v in values.items()})) for i in range(ndim.pop())]
-    for h, w in ((96, 160), (128, 128)):  # a formula that does not hold elsewhere is not linear
-        got = tuple(int(_evaluate(f, h, w)) for f in formula)
-        if got != tuple(model.noise_shape(h, w)):
-            raise ExportError(
-                f"noise_shape({h}, {w}) = {tuple(model.noise_shape(h, w))} is not a linear "
-                f"function of H, W, H*W (the fit {formula} gives {got})"
-            )
-    return formula
+    ``["4", "H/16", "W/16"]``, for the ONNX files' metadata (no model runs)."""
+    return [_formula(*axis) for axis in _noise_axes(model)]
 
 
 _TERM = re.compile(r"^(?:(\d+)\*)?(H\*W|H|W)(?:/(\d+))?$")
@@ -215,11 +212,11 @@ def noise_shape(
     return (samples, batch, *(dims or [1]))
 
 
-def _dynamic_dim(formula: str, h32: Any, w32: Any) -> Any:
+def _dynamic_dim(axis: Coefficients, h32: Any, w32: Any) -> Any:
     """The torch.export dimension of one noise axis: static, a multiple of H/32 or W/32, or AUTO."""
     from torch.export import Dim
 
-    a, b, c, e = _fit({s: int(_evaluate(formula, *s)) for s in PROBE_SIZES})
+    a, b, c, e = axis
     if b == c == e == 0:
         return None  # static
     if e == 0 and (b == 0) != (c == 0) and a.denominator == 1:
@@ -296,15 +293,16 @@ def export_onnx(
             f"example batch {tuple(example.shape)} / samples {samples}: need B >= 2, S >= 2 and "
             f"H, W >= 64 multiples of {MULTIPLE}"
         )
-    formula = noise_formula(model)
+    axes = _noise_axes(model)
+    formula = [_formula(*axis) for axis in axes]
     noise = torch.randn(
         noise_shape(formula, samples, b, h, w), generator=torch.Generator().manual_seed(0)
     )
     batch = Dim("batch", min=1, max=4096)
     h32, w32 = Dim("h32", min=1, max=512), Dim("w32", min=1, max=512)
     noise_dims: dict[int, Any] = {0: Dim("samples", min=1, max=4096), 1: batch}
-    for i, f in enumerate(formula):
-        d = _dynamic_dim(f, h32, w32)
+    for i, axis in enumerate(axes):
+        d = _dynamic_dim(axis, h32, w32)
         if d is not None:
             noise_dims[2 + i] = d
     image_dims = {0: batch, 2: MULTIPLE * h32, 3: MULTIPLE * w32}

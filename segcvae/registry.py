@@ -42,7 +42,10 @@ from typing import Any
 BUILTIN_FAMILIES: dict[str, str] = {
     "cnn": "segcvae.models.baseline:BaselineCNN",
     "refine_cnn": "segcvae.models.refine:RefinedCNN",
-    "sohn": "segcvae.models.cvae:SegCVAE",
+    # Sohn et al.'s CVAE, one family per latent kind; sohn with model.latent=categorical (the
+    # default) is sohn_categorical (GaussianSegCVAE.family_for)
+    "sohn": "segcvae.models.cvae_gaussian:GaussianSegCVAE",
+    "sohn_categorical": "segcvae.models.cvae_categorical:CategoricalSegCVAE",
     "prob_unet": "segcvae.models.prob_unet:ProbUNet",
     "ssn": "segcvae.models.ssn:SSN",
 }

@@ -1,10 +1,13 @@
 """Models: the model families behind one interface, and the networks they are made of.
 
 Families (``model.arch``, listed by :mod:`segcvae.registry`): ``cnn`` (:class:`BaselineCNN`),
-``refine_cnn`` (:class:`RefinedCNN`), ``sohn`` (Sohn et al.'s :class:`SegCVAE`), ``prob_unet``
-(:class:`ProbUNet`) and ``ssn`` (:class:`SSN`). Each is a :class:`ModelFamily`: built from the
-config by :func:`create_model`, trained with :func:`build_objective`, used through ``encode(x)``
-once, then ``decode_mean(ctx)`` / ``decode_samples(ctx, n)`` / ``decode_noise(ctx, eps)``.
+``refine_cnn`` (:class:`RefinedCNN`), Sohn et al.'s CVAE with a Gaussian z, ``sohn``
+(:class:`GaussianSegCVAE`), or a categorical one, ``sohn_categorical`` (:class:`CategoricalSegCVAE`;
+also ``sohn`` with ``model.latent: categorical``), both on :class:`SegCVAE`'s networks,
+``prob_unet`` (:class:`ProbUNet`) and ``ssn`` (:class:`SSN`). Each is a :class:`ModelFamily`: built
+from the config by :func:`create_model`, trained with :func:`build_objective`, used through
+``encode(x)`` once, then ``decode_mean(ctx)`` / ``decode_samples(ctx, n)`` /
+``decode_noise(ctx, eps)``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from segcvae.config import Config, ConfigError
 from segcvae.models.base import DeterministicModel, ModelFamily
 from segcvae.models.baseline import BaselineCNN, BaselineFeatures, unet_kwargs
 from segcvae.models.cvae import SegContext, SegCVAE
+from segcvae.models.cvae_categorical import CategoricalSegCVAE
+from segcvae.models.cvae_gaussian import GaussianSegCVAE
 from segcvae.models.generation import GenerationNet
 from segcvae.models.latent import (
     GaussianNet,
@@ -33,15 +38,18 @@ from segcvae.registry import family_names, get_family, register_family
 
 
 def family_of(cfg: Config) -> type[ModelFamily]:
-    """The family class ``cfg.model.arch`` names.
+    """The family class that builds the model of ``cfg``: the one ``cfg.model.arch`` names, or
+    the class of it that ``cfg`` picks (:meth:`ModelFamily.family_for`: ``model.arch: sohn`` by
+    ``model.latent``).
 
     Raises:
         ConfigError: an unknown ``model.arch`` (the message lists the families).
     """
     try:
-        return get_family(cfg.model.arch)
+        family = get_family(cfg.model.arch)
     except KeyError as e:
         raise ConfigError(e.args[0]) from None
+    return family.family_for(cfg)
 
 
 def create_model(cfg: Config, num_classes: int) -> ModelFamily:
@@ -66,9 +74,11 @@ __all__ = [
     "BaselineCNN",
     "BaselineFeatures",
     "CNNOutput",
+    "CategoricalSegCVAE",
     "DeterministicModel",
     "FComb",
     "GaussianNet",
+    "GaussianSegCVAE",
     "GenerationNet",
     "ModelFamily",
     "PriorNet",

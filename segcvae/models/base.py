@@ -13,7 +13,11 @@ A family is one class, listed in :mod:`segcvae.registry` under its ``model.arch`
   W), ``decode_samples(ctx, n)`` (B, n, K, H, W); ``likelihood_methods`` and
   ``likelihood_samples`` for ``segcvae.metrics.conditional_log_likelihood``;
 * its noise contract: :meth:`ModelFamily.noise_shape` and :meth:`ModelFamily.decode_noise`, the
-  hypotheses as a deterministic function of standard-normal noise (what the ONNX sampler exports).
+  hypotheses as a deterministic function of standard-normal noise (what the ONNX sampler exports);
+* what reports say about it: :meth:`ModelFamily.describe`, :meth:`ModelFamily.report_fields`.
+
+One ``model.arch`` name may cover several classes (Sohn et al.'s model is one class per latent
+kind): :meth:`ModelFamily.family_for` picks the class from the config.
 
 Nothing outside the family branches on which family it is.
 """
@@ -57,6 +61,14 @@ class ModelFamily(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def family_for(cls, cfg: Config) -> type[ModelFamily]:
+        """The class that builds this family's model for ``cfg``: the family itself, unless its
+        ``model.arch`` name covers several classes and ``cfg`` picks one (``model.arch: sohn``
+        with ``model.latent: categorical`` is the categorical model). ``segcvae.models.family_of``
+        asks it before anything else."""
+        return cls
+
+    @classmethod
     def from_config(cls, cfg: Config, num_classes: int) -> ModelFamily:
         """Build the family's model for an experiment with K = ``num_classes``."""
         return cls(num_classes, **cls.config_kwargs(cfg))
@@ -71,6 +83,12 @@ class ModelFamily(nn.Module):
         """What logs and reports call a model of this family built from ``cfg``."""
         return cls.name
 
+    @classmethod
+    def report_fields(cls, cfg: Config) -> dict[str, Any]:
+        """Settings of ``cfg`` that an evaluation report names beside ``model.arch`` (none by
+        default; Sohn et al.'s models name their ``loss.objective``)."""
+        return {}
+
     # ------------------------------------------------------------------ inference
     def predict(self, x: Tensor) -> Tensor:
         """Deterministic logits (B, K, H, W) for images x (B, C, H, W)."""
@@ -80,8 +98,13 @@ class ModelFamily(nn.Module):
         """n hypotheses as logits (B, n, K, H, W) for images x (B, C, H, W)."""
         return self.decode_samples(self.encode(x), n)
 
-    def noise_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """Shape of the standard-normal noise of one hypothesis of one image of (height, width)."""
+    def noise_shape(self, height: Any, width: Any) -> tuple[Any, ...]:
+        """Shape of the standard-normal noise of one hypothesis of one image of (height, width).
+
+        Written with ``+``, ``*`` and ``//`` of the sides and integers (e.g. ``(z, height // 16,
+        width // 16)``): the ONNX export calls it with symbols (``sympy`` expressions) for the
+        formula of its ``noise`` input, every other caller with ints.
+        """
         raise NotImplementedError
 
     def decode_noise(self, ctx: Any, eps: Tensor) -> Tensor:
@@ -107,7 +130,7 @@ class DeterministicModel(ModelFamily):
         """The deterministic prediction repeated n times: (B, n, K, H, W)."""
         return self.decode_mean(ctx).unsqueeze(1).expand(-1, n, -1, -1, -1)
 
-    def noise_shape(self, height: int, width: int) -> tuple[int, ...]:
+    def noise_shape(self, height: Any, width: Any) -> tuple[Any, ...]:
         """(1,): the noise only says how many hypotheses to return."""
         return (1,)
 

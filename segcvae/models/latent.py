@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import (
-    Distribution,
-    Independent,
-    LowRankMultivariateNormal,
-    Normal,
-    OneHotCategorical,
-)
+from torch.distributions import Distribution, Independent, Normal, OneHotCategorical
+
+
+class LowRankGaussian(Protocol):
+    """The parameters of a low-rank Gaussian ``N(loc, P P^T + D)``: a
+    ``torch.distributions.LowRankMultivariateNormal``, or SSN's context (which skips building one)."""
+
+    loc: Tensor  # (B, E)
+    cov_factor: Tensor  # P (B, E, R)
+    cov_diag: Tensor  # D (B, E)
 
 
 def bounded_logvar(raw: Tensor, logvar_min: float, logvar_max: float) -> Tensor:
@@ -37,7 +41,7 @@ def diagonal_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
     return Independent(Normal(mu, torch.exp(0.5 * logvar)), mu.dim() - 1)
 
 
-def low_rank_draws(dist: LowRankMultivariateNormal, eps_w: Tensor, eps_d: Tensor) -> Tensor:
+def low_rank_draws(dist: LowRankGaussian, eps_w: Tensor, eps_d: Tensor) -> Tensor:
     """Draws ``mu + P eps_w + sqrt(D) eps_d`` of a low-rank Gaussian, batch first.
 
     One batched product per batch element; ``LowRankMultivariateNormal.rsample`` instead broadcasts
@@ -45,7 +49,7 @@ def low_rank_draws(dist: LowRankMultivariateNormal, eps_w: Tensor, eps_d: Tensor
     images with E = 4 x 128 x 128). Used by SSN's sampler and by the ONNX export's noise input.
 
     Args:
-        dist: Batch shape (B,), event (E,), factor rank R.
+        dist: A low-rank Gaussian's parameters, batch shape (B,), event (E,), factor rank R.
         eps_w: Standard-normal noise (B, n, R).
         eps_d: Standard-normal noise (B, n, E).
 

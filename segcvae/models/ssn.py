@@ -29,31 +29,42 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class SSNContext:
-    """The logit distribution of a batch (everything the image determines).
+    """The logit distribution of a batch (everything the image determines): a Gaussian with batch
+    shape (B,) and event (E,) = (K*H*W,), the event flattened from (K, H, W) in that order.
 
     Attributes:
-        distribution: ``LowRankMultivariateNormal`` with batch shape (B,) and event (K*H*W,), the
-            event flattened from (K, H, W) in that order.
+        loc: Mean (B, E).
+        cov_factor: Covariance factor P (B, E, R).
+        cov_diag: Diagonal D of the covariance P P^T + D (B, E).
         shape: (K, H, W).
     """
 
-    distribution: LowRankMultivariateNormal
+    loc: Tensor
+    cov_factor: Tensor
+    cov_diag: Tensor
     shape: tuple[int, int, int]
+
+    @property
+    def distribution(self) -> LowRankMultivariateNormal:
+        """The ``LowRankMultivariateNormal``, built when asked: it computes a Cholesky factor
+        (for ``log_prob`` and ``entropy``) that the mean and the samples do not need, and that the
+        ONNX export could not express."""
+        return LowRankMultivariateNormal(self.loc, self.cov_factor, self.cov_diag)
 
     @property
     def mean(self) -> Tensor:
         """Mean logits (B, K, H, W)."""
-        return self.distribution.loc.unflatten(-1, self.shape)
+        return self.loc.unflatten(-1, self.shape)
 
     def sample(self, n: int, reparameterised: bool = False) -> Tensor:
         """n logit samples (B, n, K, H, W): the distribution's own draws (the noise is drawn in
         ``rsample``'s order, so a seed gives the same samples), computed by
         :func:`~segcvae.models.latent.low_rank_draws` without copying the factor per sample."""
-        d = self.distribution
         with torch.set_grad_enabled(reparameterised and torch.is_grad_enabled()):
-            eps_w = d.loc.new_empty(n, *d.cov_factor.shape[:-2], d.cov_factor.shape[-1]).normal_()
-            eps_d = d.loc.new_empty(n, *d.loc.shape).normal_()  # (n, B, E)
-            out = low_rank_draws(d, eps_w.transpose(0, 1), eps_d.transpose(0, 1))
+            b, _, rank = self.cov_factor.shape
+            eps_w = self.loc.new_empty(n, b, rank).normal_()
+            eps_d = self.loc.new_empty(n, *self.loc.shape).normal_()  # (n, B, E)
+            out = low_rank_draws(self, eps_w.transpose(0, 1), eps_d.transpose(0, 1))
         return out.unflatten(-1, self.shape)
 
 
@@ -164,8 +175,7 @@ class SSN(ModelFamily):
         diagonal = logvar.exp().flatten(1) + self.epsilon  # (B, K*H*W)
         # Channel r*K + k of the factor head is column r of P at class k.
         factor = self.factor_head(feature).reshape(b, self.rank, k * h * w).transpose(1, 2)
-        dist = LowRankMultivariateNormal(mu.float(), factor.float(), diagonal.float())
-        return SSNContext(distribution=dist, shape=(k, h, w))
+        return SSNContext(mu.float(), factor.float(), diagonal.float(), shape=(k, h, w))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> SSNOutput:
         """The logit distribution and M reparameterised samples of it (for the loss).
@@ -193,7 +203,7 @@ class SSN(ModelFamily):
     def decode_noise(self, ctx: SSNContext, eps: Tensor) -> Tensor:
         """Logit draws ``mu + P eps[:R] + sqrt(D) eps[R:]`` (B, S, K, H, W), eps (S, B, R + KHW)."""
         eps = eps.transpose(0, 1)  # (B, S, R + E)
-        draws = low_rank_draws(ctx.distribution, eps[..., : self.rank], eps[..., self.rank :])
+        draws = low_rank_draws(ctx, eps[..., : self.rank], eps[..., self.rank :])
         return draws.unflatten(-1, ctx.shape)
 
     def likelihood_samples(

@@ -15,6 +15,7 @@ from segcvae.cli import export_main
 from segcvae.data import read_image
 from segcvae.export import (
     DeterministicModule,
+    ExportError,
     SamplerModule,
     _evaluate,
     check_onnx,
@@ -44,8 +45,55 @@ def test_noise_formula_and_shape() -> None:
     assert noise_shape([], 3, 2, 32, 32) == (3, 2, 1)
     cat = create_model(tiny_config("cvae", latent="categorical"), 3).eval()
     assert noise_formula(cat) == ["4"]
+    ssn_cfg = tiny_config()
+    ssn_cfg.model.arch = "ssn"
+    assert noise_formula(create_model(ssn_cfg, 3)) == ["10+3*H*W"]  # R + K H W
     assert _evaluate("8+3*H*W", 32, 64) == 8 + 3 * 32 * 64
     assert _evaluate("H/4+W/8", 32, 64) == 16
+
+
+@pytest.mark.parametrize(
+    ("arch", "latent"),
+    [
+        ("cnn", "spatial"),
+        ("sohn", "spatial"),
+        ("sohn", "global"),
+        ("sohn_categorical", "categorical"),
+        ("prob_unet", "spatial"),
+        ("ssn", "spatial"),
+    ],
+)
+def test_the_formula_is_the_familys_noise_shape(arch: str, latent: str) -> None:
+    """The metadata's formula, read back at any size, is what the family's noise_shape says."""
+    cfg = tiny_config(latent=latent)
+    cfg.model.arch = arch
+    model = create_model(cfg, 3)
+    formula = noise_formula(model)
+    for h, w in ((32, 32), (64, 96), (224, 160)):
+        assert noise_shape(formula, 2, 1, h, w)[2:] == (tuple(model.noise_shape(h, w)) or (1,))
+
+
+class _Noise(torch.nn.Module):
+    def __init__(self, shape) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def noise_shape(self, height, width):
+        return self.shape(height, width)
+
+
+def test_a_noise_shape_the_export_cannot_express_says_why() -> None:
+    assert noise_formula(_Noise(lambda h, w: (3, h // 8 + 1, h * w // 64))) == [
+        "3",
+        "1+H/8",
+        "H*W/64",
+    ]
+    with pytest.raises(ExportError, match=r"noise axis 0 of _Noise is floor\(h/2\)"):
+        noise_formula(_Noise(lambda h, w: (h // 64,)))  # 0 at H = 32: no formula a + b H
+    with pytest.raises(ExportError, match=r"noise axis 1 .* expected a \+ b H \+ c W \+ e H W"):
+        noise_formula(_Noise(lambda h, w: (1, h * h)))
+    with pytest.raises(ExportError, match=r"must be written with \+, \* and //"):
+        noise_formula(_Noise(lambda h, w: (int(h) // 16,)))
 
 
 def test_sampler_wrapper_draws_what_the_model_draws(real_image: Path) -> None:
@@ -163,6 +211,7 @@ def test_export_command_checks_onnxruntime_against_pytorch(
         ("hybrid", "spatial", "cnn", "quarter"),
         ("gsnn", "global", "sohn", "quarter"),
         ("cvae", "categorical", "sohn", "full"),
+        ("cvae", "categorical", "sohn_categorical", "quarter"),
         ("hybrid", "spatial", "sohn", "refine"),
         ("hybrid", "spatial", "refine_cnn", "quarter"),  # the refinement stage without z
         ("hybrid", "spatial", "prob_unet", "quarter"),

@@ -308,7 +308,7 @@ def test_ssn_samples_are_the_distributions_own_draws():
     g = torch.Generator().manual_seed(0)
     loc, factor = torch.randn(2, 60, generator=g), torch.randn(2, 60, 4, generator=g)
     dist = LowRankMultivariateNormal(loc, factor, torch.rand(2, 60, generator=g) + 0.1)
-    ctx = SSNContext(distribution=dist, shape=(3, 4, 5))
+    ctx = SSNContext(dist.loc, dist.cov_factor, dist.cov_diag, shape=(3, 4, 5))
     torch.manual_seed(3)
     ours = ctx.sample(7)
     torch.manual_seed(3)

@@ -40,12 +40,13 @@ from tests.tools.conftest import TINY
 # ------------------------------------------------------------------ one source of defaults
 @pytest.mark.parametrize("name", list(BUILTIN_FAMILIES))
 def test_constructor_defaults_are_the_config_defaults(name: str) -> None:
-    """Every keyword of a family's constructor defaults to what the default config gives it."""
+    """Every keyword of a family's constructor defaults to what the default config gives it
+    (``sohn``, the Gaussian z, with ``model.latent=spatial``: the default latent is categorical)."""
     family = get_family(name)
     cfg = Config()
     cfg.model.arch = name
     if name == "sohn":
-        cfg.loss.objective = "cvae"
+        cfg.model.latent = "spatial"
     given = family.config_kwargs(cfg)
     params = inspect.signature(family.__init__).parameters
     keyword_only = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
@@ -57,7 +58,14 @@ def test_constructor_defaults_are_the_config_defaults(name: str) -> None:
 
 
 def test_families_are_listed_and_unknown_ones_name_the_valid() -> None:
-    assert family_names()[:5] == ["cnn", "refine_cnn", "sohn", "prob_unet", "ssn"]
+    assert family_names()[:6] == [
+        "cnn",
+        "refine_cnn",
+        "sohn",
+        "sohn_categorical",
+        "prob_unet",
+        "ssn",
+    ]
     for name in BUILTIN_FAMILIES:
         assert get_family(name).name == name
     with pytest.raises(KeyError, match="valid: cnn, refine_cnn, sohn"):

@@ -41,6 +41,7 @@ from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint  # 
 from segcvae.engine.data import open_dataset  # noqa: E402
 from segcvae.inference import hypothesis_labels, sample_probs, uncertainty  # noqa: E402
 from segcvae.metrics import expected_cross_entropy_map, rater_frequency  # noqa: E402
+from segcvae.models import family_of  # noqa: E402
 
 
 def _load(path: Path, overrides: list[str]) -> tuple[torch.nn.Module, object, dict]:
@@ -113,7 +114,7 @@ def lfw_figure(args: argparse.Namespace) -> None:
             row.append(viz.heatmap(ent, vmax=max_ent))
             rows.append([_upscale(p, 2) for p in row])
             labels.append(f"{item['id'][:14]}\n{'omission' if omission else 'clean'}")
-    name = args.cvae_name or (cfg.loss.objective if cfg.model.arch == "sohn" else cfg.model.arch)
+    name = args.cvae_name or family_of(cfg).describe(cfg)
     headers = ["image", "truth", "CNN", f"{name} det."]
     headers += [f"sample {i + 1}" for i in range(args.samples)]
     headers.append(f"entropy (S={args.uncertainty_samples})")
@@ -169,7 +170,7 @@ def qubiq_figure(args: argparse.Namespace) -> None:
         row.append(viz.heatmap(expected_cross_entropy_map(hyps, k, eps), vmax=ce_max))
         rows.append(row)
         labels.append(str(item.get("id", f"test {idx}")))
-    name = args.cvae_name or (cfg.loss.objective if cfg.model.arch == "sohn" else cfg.model.arch)
+    name = args.cvae_name or family_of(cfg).describe(cfg)
     headers = ["image"] + [f"rater {i + 1}" for i in range(n_raters)] + ["rater freq."]
     headers += [f"{name} hyp. {i + 1}" for i in range(args.samples)]
     headers += [f"model freq. (S={n})", f"E[CE] (S={n})"]
@@ -182,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cnn", type=Path, default=None, help="baseline CNN checkpoint (lfw: required)")
     p.add_argument("--cvae", type=Path, required=True, help="cvae / hybrid checkpoint")
     p.add_argument(
-        "--cvae-name", default="", help="column label (default: its objective or model.arch)"
+        "--cvae-name",
+        default="",
+        help="column label (default: what its family calls it: the objective for Sohn et al.'s "
+        "models, model.arch for the others)",
     )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--indices", type=int, nargs="+", default=[0, 1, 2, 3])

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         difficulty=dc.shapes_difficulty,
         seed=dc.shapes_seed,
     )
-    if args.codes and getattr(predictor.model, "latent", None) != "categorical":
+    if args.codes and not hasattr(predictor.model, "decode_codes"):  # a categorical latent's
         p.error(f"--codes needs a categorical latent; {args.ckpt} has none")
     rows, codes = [], []
     for i in range(min(args.max_images, len(ds))):
