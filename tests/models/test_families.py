@@ -32,6 +32,8 @@ def family_config(arch: str) -> Config:
     cfg = tiny_config()
     cfg.model.arch = arch
     cfg.model.ssn.mc_samples = 8
+    if arch == "sohn_categorical":  # tiny_config's latent is a spatial Gaussian
+        cfg.model.latent, cfg.loss.objective = "categorical", "cvae"
     return cfg
 
 
