@@ -10,7 +10,7 @@
     report.save_json("test.json")   # what ``segcvae evaluate --json`` writes
 
 ``segcvae evaluate``, cross-validation's test of each fold and the Python API call the same
-function; the loop itself is :func:`segcvae.engine.evaluation.evaluate`.
+function; the loop itself is :func:`segcvae.engine.eval_loop.evaluate`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from segcvae.config import Config
-    from segcvae.engine.evaluation import VisBatch
+    from segcvae.engine.eval_loop import VisBatch
 
 
 @dataclass
@@ -45,7 +45,7 @@ class EvaluationReport:
         omission: Whether a seeded block was omitted from every image.
         samples: S of the likelihood (0: none).
         hypotheses: Hypotheses per image (0: none).
-        metrics: The metrics (:func:`segcvae.engine.evaluation.evaluate`).
+        metrics: The metrics (:func:`segcvae.engine.eval_loop.evaluate`).
         class_names: The K class names.
         per_image: Each image's id and own values.
         vis: The images kept for a sample grid (``keep_vis``), else None.
@@ -96,7 +96,7 @@ class EvaluationReport:
 
     def save_grid(self, path: str | os.PathLike) -> Path | None:
         """Write the sample grid of the kept images; None when none were kept (``keep_vis``)."""
-        from segcvae.engine.report import save_sample_grid
+        from segcvae.engine.eval_report import save_sample_grid
 
         if self.vis is None or self.config is None:
             return None
@@ -108,7 +108,7 @@ class EvaluationReport:
 
     def table(self) -> str:
         """The metrics as a markdown table (``| metric | value | meaning |``)."""
-        from segcvae.engine.report import format_markdown
+        from segcvae.engine.eval_report import format_markdown
 
         return format_markdown(self.metrics, list(self.class_names))
 
@@ -161,11 +161,11 @@ def evaluate(
         segcvae.data.DataError: The data is missing, or has another number of classes.
     """
     from segcvae.data import DataError, build_transforms
+    from segcvae.engine.batches import eval_loader, open_dataset
     from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from segcvae.engine.data import eval_loader, open_dataset
     from segcvae.engine.distributed import resolve_device
-    from segcvae.engine.evaluation import check_eval_memory, eval_settings
-    from segcvae.engine.evaluation import evaluate as run_evaluation
+    from segcvae.engine.eval_loop import check_eval_memory, eval_settings
+    from segcvae.engine.eval_loop import evaluate as run_evaluation
     from segcvae.models import family_of
 
     name = "" if isinstance(checkpoint, dict) else str(checkpoint)

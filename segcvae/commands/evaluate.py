@@ -71,8 +71,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "segcvae evaluate") -> i
     if (code := begin(args, args.quiet)) is not None:
         return code
     from segcvae.engine.distributed import resolve_device
+    from segcvae.engine.hook_validation import warn_unscored_classes
     from segcvae.engine.memory import MemoryLimitError
-    from segcvae.engine.validation import warn_unscored_classes
     from segcvae.evaluation import evaluate
 
     try:

@@ -21,7 +21,7 @@ The image is interpolated bilinearly, the masks by nearest neighbour, so a mask 
 labels (the ignore index included). Pixels that ``affine`` or ``elastic`` move in from outside the
 image are 0 in the image and ``data.ignore_index`` in every mask: no label is invented there, and
 the loss leaves them out. The draws come from the pipeline's random state, which
-``segcvae.engine.data.SeededAugmentation`` sets per (seed, epoch, index) for exact resume.
+``segcvae.engine.batches.SeededAugmentation`` sets per (seed, epoch, index) for exact resume.
 
 Seeded omission (the paper's partial-observation evaluation): ``BlockOmission(fixed_seed=s)``
 draws its block from a generator seeded by ``s`` and a checksum of the image it receives. The

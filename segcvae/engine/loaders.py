@@ -10,8 +10,7 @@ from torch.utils.data import DataLoader, Subset
 
 from segcvae.config import Config
 from segcvae.data import build_transforms
-from segcvae.engine.checks import check_labels, check_splits
-from segcvae.engine.data import (
+from segcvae.engine.batches import (
     ItemSeededTransform,
     ResumableSampler,
     SeededAugmentation,
@@ -19,6 +18,7 @@ from segcvae.engine.data import (
     open_dataset,
     train_loader,
 )
+from segcvae.engine.checks import check_labels, check_splits
 from segcvae.engine.distributed import DistInfo
 
 

@@ -8,9 +8,9 @@ config by the family ``model.arch`` names). It runs unchanged in one process or 
 The loop is detectron2's shape: :meth:`Trainer.fit` calls :meth:`Trainer.run_step` (one
 optimisation step, ~30 lines) and :meth:`Trainer.after_step`, which hands over to the parts, each
 small and testable alone: the training log (:class:`~segcvae.engine.meters.LossWindow`), the
-divergence guard (:class:`~segcvae.engine.divergence.DivergenceGuard`), the evaluation hook
-(:class:`~segcvae.engine.validation.ValidationHook`, ``cfg.eval`` whole) and the checkpointer
-(:class:`~segcvae.engine.checkpointer.Checkpointer`: ``last.pt``, ``best.pt`` by ``train.select``).
+divergence guard (:class:`~segcvae.engine.hook_divergence.DivergenceGuard`), the evaluation hook
+(:class:`~segcvae.engine.hook_validation.ValidationHook`, ``cfg.eval`` whole) and the checkpointer
+(:class:`~segcvae.engine.hook_checkpoints.Checkpointer`: ``last.pt``, ``best.pt`` by ``train.select``).
 The run folder's layout is in :mod:`segcvae.engine.run_dir`.
 
 Exact resume: the data order is a function of ``(seed, epoch)``, augmentations of
@@ -33,12 +33,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from segcvae.config import Config, ConfigError, check_encoder_name
+from segcvae.engine.batches import target_weights, training_pairs
 from segcvae.engine.checkpoint import restore_rng_state
-from segcvae.engine.checkpointer import Checkpointer
-from segcvae.engine.data import target_weights, training_pairs
 from segcvae.engine.distributed import DistInfo, all_true
-from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
-from segcvae.engine.evaluation import check_eval_memory, unwrap
+from segcvae.engine.eval_loop import check_eval_memory, unwrap
+from segcvae.engine.hook_checkpoints import Checkpointer
+from segcvae.engine.hook_divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
+from segcvae.engine.hook_validation import ValidationHook, warn_unscored_classes
 from segcvae.engine.loaders import build_training_data, dataset_meta
 from segcvae.engine.logger import RunLogger
 from segcvae.engine.meters import TrainingLog
@@ -52,7 +53,6 @@ from segcvae.engine.run_dir import (
     make_run_dir,
     remove_partial_writes,
 )
-from segcvae.engine.validation import ValidationHook, warn_unscored_classes
 from segcvae.models import family_of
 
 log = logging.getLogger("segcvae")

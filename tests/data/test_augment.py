@@ -12,7 +12,7 @@ from segcvae.config import AUGMENT_PARTS, AUGMENT_PRESETS, Config, ConfigError, 
 from segcvae.config import augment_parts as parts_of
 from segcvae.data import Sample, SegmentationDataset, build_transforms
 from segcvae.data.transforms import augmentation
-from segcvae.engine.data import ItemSeededTransform, SeededAugmentation
+from segcvae.engine.batches import ItemSeededTransform, SeededAugmentation
 
 GEOMETRIC = ["hflip", "vflip", "affine", "elastic"]
 IGNORE = 250  # a data.ignore_index other than the default, so a hard-coded 255 would show

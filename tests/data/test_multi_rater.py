@@ -11,7 +11,7 @@ import torch
 
 from segcvae.config import ConfigError, DataConfig
 from segcvae.data import DataError, FolderDataset, QUBIQDataset, build_dataset, build_transforms
-from segcvae.engine.data import collate
+from segcvae.engine.batches import collate
 from tests.conftest import SHARED_DATA
 
 SIZE = (12, 16)  # H, W

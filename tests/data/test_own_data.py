@@ -13,8 +13,8 @@ import pytest
 from segcvae.config import Config, ConfigError, DataConfig, _check_type
 from segcvae.data import DataError, FolderDataset, Sample, SegmentationDataset, build_dataset
 from segcvae.data.folder import check_split_files
+from segcvae.engine.batches import eval_loader
 from segcvae.engine.checks import check_labels, check_splits
-from segcvae.engine.data import eval_loader
 
 CLASSES = ["background", "object"]
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from segcvae.engine.data import (
+from segcvae.engine.batches import (
     ItemSeededTransform,
     ResumableSampler,
     SeededAugmentation,

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from segcvae.config import EvalConfig
 from segcvae.data.raters import majority_vote
-from segcvae.engine.data import collate
-from segcvae.engine.evaluation import UNDEFINED_REASONS, evaluate
-from segcvae.engine.report import format_markdown, format_table
+from segcvae.engine.batches import collate
+from segcvae.engine.eval_loop import UNDEFINED_REASONS, evaluate
+from segcvae.engine.eval_report import format_markdown, format_table
 from segcvae.metrics import conditional_log_likelihood, majority_ged, rater_pairwise_iou
 from segcvae.models import create_model
 from tests.conftest import tiny_config
@@ -260,7 +260,7 @@ def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
     from torch.utils.data import Subset
 
     from segcvae.data import ShapesDataset, build_transforms
-    from segcvae.engine.data import eval_loader
+    from segcvae.engine.batches import eval_loader
 
     cfg = tiny_config("hybrid")
     shapes = ShapesDataset("val", 4, image_size=32, transform=build_transforms(cfg.data, "val"))
@@ -279,7 +279,7 @@ def test_mode_metrics_are_reported_for_data_that_lists_its_modes() -> None:
 
 # ---------------------------------------------------------------- evaluate's steps, one at a time
 def test_an_eval_batch_without_masks_has_its_one_rater_and_is_cut_to_the_images_wanted() -> None:
-    from segcvae.engine.eval_accumulator import EvalBatch as _EvalBatch
+    from segcvae.engine.eval_metrics import EvalBatch as _EvalBatch
 
     batch = next(iter(_loader(with_masks=False)))
     b = _EvalBatch.from_batch(batch, torch.device("cpu"), keep=3)
@@ -290,8 +290,8 @@ def test_an_eval_batch_without_masks_has_its_one_rater_and_is_cut_to_the_images_
 
 
 def test_batch_nll_averages_over_the_real_raters_only() -> None:
-    from segcvae.engine.eval_accumulator import EvalBatch as _EvalBatch
-    from segcvae.engine.evaluation import _batch_nll
+    from segcvae.engine.eval_loop import _batch_nll
+    from segcvae.engine.eval_metrics import EvalBatch as _EvalBatch
 
     torch.manual_seed(0)
     model = create_model(tiny_config("cnn"), 3).eval()
@@ -309,8 +309,8 @@ def test_batch_nll_averages_over_the_real_raters_only() -> None:
 
 
 def test_the_accumulator_keeps_the_images_asked_for_the_grid() -> None:
-    from segcvae.engine.eval_accumulator import Accumulator as _Accumulator
-    from segcvae.engine.eval_accumulator import EvalBatch as _EvalBatch
+    from segcvae.engine.eval_metrics import Accumulator as _Accumulator
+    from segcvae.engine.eval_metrics import EvalBatch as _EvalBatch
 
     acc = _Accumulator(3, 255)
     assert acc.vis() is None and "nll" not in acc.metrics()

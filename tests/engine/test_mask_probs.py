@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from segcvae.config import Config, ConfigError
 from segcvae.data import DataError
 from segcvae.data.base import Sample, SegmentationDataset
-from segcvae.engine.data import (
+from segcvae.engine.batches import (
     collate,
     eval_loader,
     item_key,
@@ -19,8 +19,8 @@ from segcvae.engine.data import (
     target_weights,
     training_pairs,
 )
-from segcvae.engine.evaluation import evaluate
-from segcvae.engine.report import format_markdown
+from segcvae.engine.eval_loop import evaluate
+from segcvae.engine.eval_report import format_markdown
 from segcvae.losses import CategoricalObjective
 from segcvae.metrics import generalized_energy_distance
 from segcvae.models import create_model

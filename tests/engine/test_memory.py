@@ -12,7 +12,7 @@ import torch
 import segcvae.engine.memory as memory
 import segcvae.metrics.likelihood as likelihood
 from segcvae.config import ConfigError, EvalConfig
-from segcvae.engine.evaluation import check_eval_memory, hypotheses_memory
+from segcvae.engine.eval_loop import check_eval_memory, hypotheses_memory
 from segcvae.engine.memory import MemoryLimitError, available_memory, check_memory, format_bytes
 from segcvae.metrics import conditional_log_likelihood
 

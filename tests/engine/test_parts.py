@@ -10,8 +10,8 @@ from torch import nn
 
 from segcvae.config import Config, ConfigError
 from segcvae.engine.checkpoint import load_checkpoint
-from segcvae.engine.checkpointer import Checkpointer
-from segcvae.engine.divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
+from segcvae.engine.hook_checkpoints import Checkpointer
+from segcvae.engine.hook_divergence import DivergenceError, DivergenceGuard, NonFiniteLossError
 from segcvae.engine.run_dir import (
     RunDirError,
     make_run_dir,

@@ -203,7 +203,7 @@ def test_kl_per_image_is_logged_and_an_unused_latent_is_reported(tmp_path: Path,
     trainer.fit()
     record = trainer.logger.train_records()[-1]["train"]
     assert record["kl_per_image"] == pytest.approx(record["kl"] * 32 * 32, rel=1e-5)
-    from segcvae.engine.validation import warn_if_latent_unused
+    from segcvae.engine.hook_validation import warn_if_latent_unused
 
     with caplog.at_level("WARNING", logger="segcvae"):
         warn_if_latent_unused(trainer.cfg, 2, {"kl_per_image": 0.01}, {"diversity": 0.99})
@@ -298,7 +298,7 @@ class _Record:
 def test_the_step_trains_on_the_drawn_raters(
     tmp_path: Path, rater: str, latent: str, shape: tuple[int, ...]
 ) -> None:
-    from segcvae.engine.data import training_pairs
+    from segcvae.engine.batches import training_pairs
 
     trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}", f"model.latent={latent}")
     trainer.objective = _Record(trainer.objective)
@@ -427,7 +427,7 @@ def test_an_os_error_writing_the_run_folder_is_one_line(tmp_path: Path, monkeypa
     def disk_full(self, step):
         raise OSError(28, "No space left on device", str(tmp_path / "run" / "last.pt"))
 
-    import segcvae.engine.checkpointer as checkpointer
+    import segcvae.engine.hook_checkpoints as checkpointer
 
     monkeypatch.setattr(checkpointer.Checkpointer, "save_last", disk_full)
     cfg = Config.from_yaml(None, [*TINY, "train.steps=2", "train.checkpoint_every=1"])

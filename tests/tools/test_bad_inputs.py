@@ -66,7 +66,7 @@ def test_binary_0_255_masks_are_refused_before_training(tmp_path: Path, capsys) 
     )
     line = _one_line(capsys.readouterr().err)
     assert code == 2
-    # the mask reader names the first such file (the label scan of engine/data.py would catch
+    # the mask reader names the first such file (the label scan of engine/batches.py would catch
     # what it lets through: tests/engine/test_label_check.py)
     assert "masks/im0.png: values [0, 255] found" in line
     assert "data.binary_threshold=128" in line and "data.ignore_index" in line

@@ -147,8 +147,8 @@ def test_the_rule_is_written_where_users_read_it() -> None:
     assert "**2**: the user's input is wrong" in doc and "**1**: the run itself failed" in doc
     for command in cli.COMMANDS:
         assert command in doc, command
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "Exit codes, the same for every command" in readme
+    page = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text()
+    assert "## Exit codes" in page and "| 2 |" in page and "| 1 |" in page
     assert (USAGE_ERROR, RUN_ERROR) == (2, 1)
 
 

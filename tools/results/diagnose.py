@@ -34,8 +34,8 @@ from torch.distributions import kl_divergence
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from segcvae.data import build_transforms  # noqa: E402
+from segcvae.engine.batches import eval_loader, open_dataset  # noqa: E402
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from segcvae.engine.data import eval_loader, open_dataset  # noqa: E402
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor, k: int) -> tuple[int, int]:

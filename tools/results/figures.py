@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from segcvae import viz  # noqa: E402
 from segcvae.data import build_transforms  # noqa: E402
+from segcvae.engine.batches import open_dataset  # noqa: E402
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from segcvae.engine.data import open_dataset  # noqa: E402
 from segcvae.inference import hypothesis_labels, sample_probs, uncertainty  # noqa: E402
 from segcvae.metrics import expected_cross_entropy_map, rater_frequency  # noqa: E402
 from segcvae.models import family_of  # noqa: E402

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from segcvae.data import build_transforms, majority_vote
+from segcvae.engine.batches import eval_loader, open_dataset
 from segcvae.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from segcvae.engine.data import eval_loader, open_dataset
 from segcvae.inference import hypothesis_labels
 from segcvae.metrics import pairwise_iou
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from segcvae.config import EvalConfig
-from segcvae.engine.eval_accumulator import (  # noqa: F401  (re-exported: part of this API)
+from segcvae.engine.eval_metrics import (  # noqa: F401  (re-exported: part of this API)
     UNDEFINED_REASONS,
     Accumulator,
     EvalBatch,

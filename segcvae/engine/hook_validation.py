@@ -12,9 +12,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from segcvae.config import Config
-from segcvae.engine.evaluation import evaluate
+from segcvae.engine.eval_loop import evaluate
+from segcvae.engine.eval_report import save_sample_grid
 from segcvae.engine.logger import RunLogger
-from segcvae.engine.report import save_sample_grid
 
 log = logging.getLogger("segcvae")
 

@@ -1,7 +1,7 @@
 """What the evaluation loop gathers batch by batch and the metrics it makes of it.
 
 :class:`EvalBatch` is one batch on the model's device, :class:`Accumulator` collects the
-predictions, likelihoods and hypotheses of :func:`segcvae.engine.evaluation.evaluate` and turns
+predictions, likelihoods and hypotheses of :func:`segcvae.engine.eval_loop.evaluate` and turns
 them into the reported metrics (per image and pooled), :class:`VisBatch` the few images of the
 validation sample grid.
 """

@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from segcvae.engine.evaluation import VisBatch
+    from segcvae.engine.eval_loop import VisBatch
 
 
 def format_table(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
