@@ -35,10 +35,8 @@ Acceptance targets are stated in docs/RESULTS.md, not here: this tool only measu
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -47,6 +45,14 @@ from typing import Any
 
 import torch
 
+from segcvae.benchmark_timing import (
+    cpu_busy_fraction,
+    interleaved_times,
+    machine,
+    median_time,
+    peak_memory_bytes,
+    ratio_stats,
+)
 from segcvae.config import Config, ConfigError
 from segcvae.engine.optim import build_optimizer
 from segcvae.inference import decode_samples_chunked
@@ -54,76 +60,24 @@ from segcvae.metrics import conditional_log_likelihood
 from segcvae.models import build_objective, create_model
 from segcvae.registry import family_names, get_family
 
-# Sohn et al.'s objectives of the default model, timed for training beside the CNN.
-OBJECTIVES = ("gsnn", "cvae", "hybrid")
+__all__ = [
+    "benchmark_families",
+    "cpu_busy_fraction",
+    "family_config",
+    "interleaved_times",
+    "machine",
+    "main",
+    "median_time",
+    "peak_memory_bytes",
+    "ratio_stats",
+    "sampling_rows",
+    "train_memory_bytes",
+    "training_rows",
+]
+
+#: The family every other is put in scale against (``*_vs_cnn``): the plain CNN.
+REFERENCE = "cnn"
 SETTINGS = ((8, 128), (1, 128), (8, 256))  # (batch, image size)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved_times(
-    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1
-) -> dict[str, list[float]]:
-    """Wall times of each function, measured in rounds (every function once per round).
-
-    Args:
-        fns: Name -> function; the first is the reference the others are compared with.
-        device: Where the work runs (CUDA is synchronised around each call).
-        repeats: Rounds.
-        warmup: Untimed rounds first.
-
-    Returns:
-        Name -> list of ``repeats`` times in seconds, in round order.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def ratio_stats(num: list[float], den: list[float]) -> dict[str, float]:
-    """Median, min and max of the per-round ratios ``num[i] / den[i]``."""
-    ratios = [a / b for a, b in zip(num, den, strict=True)]
-    return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-
-
-def median_time(
-    fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2
-) -> float:
-    """Median wall time of ``fn`` in seconds over ``repeats`` runs after ``warmup`` runs."""
-    return statistics.median(interleaved_times({"f": fn}, device, repeats, warmup)["f"])
-
-
-def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
-    """Peak tensor memory torch allocates while ``fn`` runs (see the module docstring)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # Allocations are an op's own (self) memory, frees are "[memory]" events with a negative size.
-    current = peak = 0
-    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += e.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak
 
 
 def benchmark_families() -> dict[str, list[str]]:
@@ -140,8 +94,26 @@ def benchmark_families() -> dict[str, list[str]]:
 def family_config(name: str, encoder: str, image_size: int) -> Config | None:
     """The defaults with a benchmark row's overrides (:func:`benchmark_families`), or None when the
     config cannot express it."""
+    return _config(benchmark_families()[name], encoder, image_size)
+
+
+def training_variants() -> dict[str, list[str]]:
+    """The rows of the training-step part: every registered family at the defaults, or in its place
+    the rows it names (``ModelFamily.benchmark_training_variants``, e.g. Sohn et al.'s objectives):
+    row name -> config overrides."""
+    rows: dict[str, list[str]] = {}
+    for name in family_names():
+        variants = get_family(name).benchmark_training_variants or {name: []}
+        for row, overrides in variants.items():
+            rows[row] = [f"model.arch={name}", *overrides]
+    return rows
+
+
+def _config(overrides: list[str], encoder: str, image_size: int) -> Config | None:
+    """The defaults with ``overrides``, the encoder and the image size; None when the config
+    cannot express it."""
     try:
-        cfg = Config.from_yaml(None, benchmark_families()[name])
+        cfg = Config.from_yaml(None, overrides)
     except ConfigError:
         return None
     cfg.model.encoder_name = encoder
@@ -174,7 +146,7 @@ def sampling_rows(
                 continue
             torch.manual_seed(0)
             model = create_model(cfg, classes).to(device).eval()
-            cnn_cfg = family_config("cnn", encoder, size)
+            cnn_cfg = family_config(REFERENCE, encoder, size)
             assert cnn_cfg is not None
             cnn = create_model(cnn_cfg, classes).to(device).eval()
             x, y = _inputs(batch, size, classes, device)
@@ -255,31 +227,30 @@ def train_memory_bytes(cfg: Config, num_classes: int, x: torch.Tensor, y: torch.
 def training_rows(
     encoder: str, batch: int, size: int, device: torch.device, repeats: int, classes: int = 4
 ) -> dict[str, Any]:
-    """Training-step time of the CNN, of each objective of the default model (``sohn``: gsnn,
-    cvae = the default job's, hybrid) and of every other family, interleaved with the CNN's; peak
-    training memory of the CNN and of the default model."""
+    """Training-step time of every row of :func:`training_variants` (each of Sohn et al.'s
+    objectives of the default model, every other family at its defaults), interleaved with the
+    CNN's; peak training memory of the CNN and of the default job's model (keys ``*_cvae_*``: its
+    objective)."""
     x, y = _inputs(batch, size, classes, device)
     configs: dict[str, Config] = {}
-    for name in family_names():
-        cfg = family_config(name, encoder, size)
-        assert cfg is not None
-        if name == "sohn":
-            for objective in OBJECTIVES:
-                configs[objective] = copy.deepcopy(cfg)
-                configs[objective].loss.objective = objective
-        else:
-            configs[name] = cfg
+    for row, overrides in training_variants().items():
+        cfg = _config(overrides, encoder, size)
+        assert cfg is not None, row
+        configs[row] = cfg
     fns = {name: train_step_fn(cfg, classes, x, y)[0] for name, cfg in configs.items()}
     t = interleaved_times(fns, device, repeats)
     r: dict[str, Any] = {f"train_step_{o}_s": statistics.median(t[o]) for o in fns}
-    for o in [k for k in fns if k != "cnn"]:
-        stats = ratio_stats(t[o], t["cnn"])
+    for o in [k for k in fns if k != REFERENCE]:
+        stats = ratio_stats(t[o], t[REFERENCE])
         r[f"train_step_{o}_vs_cnn"] = stats["ratio"]
         r[f"train_step_{o}_vs_cnn_spread"] = [stats["min"], stats["max"]]
-    mem = {o: train_memory_bytes(configs[o], classes, x, y) for o in ("cnn", "cvae")}
-    r["peak_mem_train_cnn_mb"] = mem["cnn"] / 2**20
-    r["peak_mem_train_cvae_mb"] = mem["cvae"] / 2**20
-    r["peak_mem_train_cvae_vs_cnn"] = mem["cvae"] / mem["cnn"]
+    default_job = _config([], encoder, size)
+    assert default_job is not None
+    cnn = train_memory_bytes(configs[REFERENCE], classes, x, y)
+    cvae = train_memory_bytes(default_job, classes, x, y)
+    r["peak_mem_train_cnn_mb"] = cnn / 2**20
+    r["peak_mem_train_cvae_mb"] = cvae / 2**20
+    r["peak_mem_train_cvae_vs_cnn"] = cvae / cnn
     return r
 
 
@@ -287,8 +258,8 @@ def sampling_memory(
     encoder: str, batch: int, size: int, n: int, chunks: list[int], device: torch.device
 ) -> dict[str, float]:
     """Peak memory of n hypotheses (label maps, as evaluation and predict keep them) of the
-    default model, for each ``eval.sample_chunk`` (MB); the image encoding is not counted."""
-    cfg = family_config("sohn", encoder, size)
+    default job's model, for each ``eval.sample_chunk`` (MB); the image encoding is not counted."""
+    cfg = _config([], encoder, size)
     assert cfg is not None
     torch.manual_seed(0)
     model = create_model(cfg, 4).to(device).eval()
@@ -328,43 +299,6 @@ def loader_benchmark(
     r["train_consumption_images_per_s"] = bs / t
     r["loader_vs_train_consumption"] = r["loader_images_per_s_1_workers"] / (bs / t)  # type: ignore[operator]
     return r
-
-
-def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
-    """Share of all CPUs' time spent busy during ``seconds`` (Linux ``/proc/stat``; None elsewhere).
-
-    Unlike the load average, which lags by a minute (a benchmark run right after another reads the
-    first one's load), this says whether other work is running now.
-    """
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-        return sum(values), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    total = total1 - total0
-    return None if total <= 0 else 1.0 - (idle1 - idle0) / total
-
-
-def machine(threads: int) -> dict[str, Any]:
-    """Where the numbers come from."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0,
-    }
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:

@@ -84,3 +84,27 @@ def test_cpu_busy_fraction_is_a_share_or_none():
 
     busy = cpu_busy_fraction(0.05)
     assert busy is None or 0.0 <= busy <= 1.0
+
+
+def test_training_rows_are_what_each_family_names():
+    """The training part times the rows a family names in place of its own (Sohn et al.'s
+    objectives for ``sohn``), and any registered family's, without the benchmark knowing it."""
+    from segcvae.benchmark import training_variants
+    from segcvae.models.baseline import BaselineCNN
+    from segcvae.registry import register_family, unregister_family
+
+    rows = training_variants()
+    assert rows["cnn"] == ["model.arch=cnn"] and "sohn" not in rows
+    assert rows["gsnn"] == ["model.arch=sohn", "loss.objective=gsnn"]
+    assert {"cvae", "hybrid"} <= set(rows)
+
+    class TwoWidths(BaselineCNN):
+        benchmark_training_variants = {"narrow": ["model.head_channels=8"], "wide": []}
+
+    register_family("bench_two_widths")(TwoWidths)
+    try:
+        rows = training_variants()
+    finally:
+        unregister_family("bench_two_widths")
+    assert rows["narrow"] == ["model.arch=bench_two_widths", "model.head_channels=8"]
+    assert rows["wide"] == ["model.arch=bench_two_widths"] and "bench_two_widths" not in rows

@@ -42,6 +42,7 @@ LAYERS = [
         "segcvae.export",
         "segcvae.demo",
         "segcvae.benchmark",
+        "segcvae.benchmark_timing",
         "segcvae.crossval",
     ],
     ["segcvae.cli", "segcvae.commands"],

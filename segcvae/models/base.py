@@ -53,6 +53,9 @@ class ModelFamily(nn.Module):
     scores_target_sets: bool = False
     #: Named config variants measured beside the family by ``tools/benchmark.py``: name -> overrides.
     benchmark_variants: ClassVar[dict[str, list[str]]] = {}
+    #: The rows ``tools/benchmark.py`` times a training step of in place of the family's own
+    #: (e.g. one per objective): row name -> config overrides; empty = one row, the family's name.
+    benchmark_training_variants: ClassVar[dict[str, list[str]]] = {}
 
     # ------------------------------------------------------------------ built from the config
     @classmethod

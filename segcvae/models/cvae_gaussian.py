@@ -70,6 +70,11 @@ class GaussianSegCVAE(SegCVAE):
             "model.generation=refine",
         ],
     }
+    # the training step of model.arch=sohn at the defaults (the default job's model, categorical:
+    # see family_for) under each of Sohn et al.'s objectives; "cvae" is the default job's
+    benchmark_training_variants = {
+        objective: [f"loss.objective={objective}"] for objective in ("gsnn", "cvae", "hybrid")
+    }
 
     def __init__(
         self,
