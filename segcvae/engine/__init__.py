@@ -8,7 +8,8 @@ The modules, by what they are:
   ``hook_validation`` (validate every ``train.eval_every`` steps), ``hook_divergence`` (the
   non-finite-loss guard);
 * data: ``loaders`` (the run's loaders from the config), ``batches`` (collation, the resumable
-  order, each step's rater targets), ``checks`` (the data checked before the first step);
+  order), ``targets`` (each step's rater targets), ``checks`` (the data checked before the first
+  step);
 * evaluation: ``eval_loop`` (the loop), ``eval_metrics`` (what it gathers per batch and the metrics
   it makes), ``eval_report`` (tables and the sample grid); ``memory`` (settings refused before
   they would allocate more than the machine has);
@@ -22,10 +23,7 @@ from segcvae.engine.batches import (
     SeededAugmentation,
     collate,
     eval_loader,
-    select_targets,
-    target_weights,
     train_loader,
-    training_pairs,
 )
 from segcvae.engine.checkpoint import (
     CheckpointError,
@@ -51,6 +49,7 @@ from segcvae.engine.logger import RunLogger
 from segcvae.engine.optim import build_optimizer, build_scheduler
 from segcvae.engine.run import train
 from segcvae.engine.run_dir import RunDirError, RunExistsError, check_run_dir
+from segcvae.engine.targets import expand_raters, select_targets, target_weights, training_pairs
 from segcvae.engine.trainer import Trainer
 
 __all__ = [
@@ -80,6 +79,7 @@ __all__ = [
     "collate",
     "eval_loader",
     "evaluate",
+    "expand_raters",
     "format_markdown",
     "format_table",
     "init_distributed",

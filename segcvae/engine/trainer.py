@@ -33,7 +33,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from segcvae.config import Config, ConfigError, check_encoder_name
-from segcvae.engine.batches import target_weights, training_pairs
 from segcvae.engine.checkpoint import restore_rng_state
 from segcvae.engine.distributed import DistInfo, all_true
 from segcvae.engine.eval_loop import check_eval_memory, unwrap
@@ -53,6 +52,7 @@ from segcvae.engine.run_dir import (
     make_run_dir,
     remove_partial_writes,
 )
+from segcvae.engine.targets import target_weights, training_pairs
 from segcvae.models import family_of
 
 log = logging.getLogger("segcvae")

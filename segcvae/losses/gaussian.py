@@ -38,7 +38,7 @@ class GaussianObjective(SohnObjective):
         if y.dim() != 3:
             raise ValueError(
                 f"a Gaussian latent scores one mask per image, y (B, H, W); got {tuple(y.shape)} "
-                "(repeat the images instead: segcvae.engine.batches.expand_raters)"
+                "(repeat the images instead: segcvae.engine.targets.expand_raters)"
             )
         terms: dict[str, Tensor] = {}
         loss = None

@@ -13,11 +13,9 @@ from segcvae.engine.batches import (
     SeededAugmentation,
     _collate_for,
     collate,
-    item_key,
-    select_targets,
     train_loader,
-    training_pairs,
 )
+from segcvae.engine.targets import item_key, select_targets, training_pairs
 
 
 class _Toy(Dataset):

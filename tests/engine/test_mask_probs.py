@@ -11,16 +11,10 @@ from torch.utils.data import DataLoader
 from segcvae.config import Config, ConfigError
 from segcvae.data import DataError
 from segcvae.data.base import Sample, SegmentationDataset
-from segcvae.engine.batches import (
-    collate,
-    eval_loader,
-    item_key,
-    select_targets,
-    target_weights,
-    training_pairs,
-)
+from segcvae.engine.batches import collate, eval_loader
 from segcvae.engine.eval_loop import evaluate
 from segcvae.engine.eval_report import format_markdown
+from segcvae.engine.targets import item_key, select_targets, target_weights, training_pairs
 from segcvae.losses import CategoricalObjective
 from segcvae.metrics import generalized_energy_distance
 from segcvae.models import create_model

@@ -298,7 +298,7 @@ class _Record:
 def test_the_step_trains_on_the_drawn_raters(
     tmp_path: Path, rater: str, latent: str, shape: tuple[int, ...]
 ) -> None:
-    from segcvae.engine.batches import training_pairs
+    from segcvae.engine.targets import training_pairs
 
     trainer = _trainer(tmp_path, "train.steps=2", f"train.rater={rater}", f"model.latent={latent}")
     trainer.objective = _Record(trainer.objective)
