@@ -2,7 +2,9 @@
 
 Families (``model.arch``, listed by :mod:`segcvae.registry`): ``cnn`` (:class:`BaselineCNN`),
 ``refine_cnn`` (:class:`RefinedCNN`), ``sohn`` (Sohn et al.'s :class:`SegCVAE`), ``prob_unet``
-(:class:`ProbUNet`) and ``ssn`` (:class:`SSN`). Each is a :class:`ModelFamily`: built from the
+(:class:`ProbUNet`), ``ssn`` (:class:`SSN`), and the baselines the field compares with,
+``mc_dropout`` (:class:`MCDropoutCNN`) and ``ensemble`` (:class:`EnsembleCNN`); the third baseline
+is ``cnn`` with level-set hypotheses (``eval.hypothesis_masks: level_set``). Each is a :class:`ModelFamily`: built from the
 config by :func:`create_model`, trained with :func:`build_objective`, used through ``encode(x)``
 once, then ``decode_mean(ctx)`` / ``decode_samples(ctx, n)`` / ``decode_noise(ctx, eps)``.
 """
@@ -13,8 +15,9 @@ from torch import nn
 
 from segcvae.config import Config, ConfigError
 from segcvae.models.base import DeterministicModel, ModelFamily
-from segcvae.models.baseline import BaselineCNN, BaselineFeatures, unet_kwargs
+from segcvae.models.baseline import BaselineCNN, BaselineFeatures, DecoderStep, unet_kwargs
 from segcvae.models.cvae import SegContext, SegCVAE
+from segcvae.models.ensemble import EnsembleCNN, EnsembleContext, EnsembleOutput
 from segcvae.models.generation import GenerationNet
 from segcvae.models.latent import (
     GaussianNet,
@@ -23,6 +26,7 @@ from segcvae.models.latent import (
     gumbel_max_codes,
     systematic_draws,
 )
+from segcvae.models.mc_dropout import MCDropoutCNN, MCDropoutContext
 from segcvae.models.prior import PriorNet
 from segcvae.models.prob_unet import AxisAlignedGaussianNet, FComb, ProbUNet, ProbUNetContext
 from segcvae.models.recognition import RecognitionNet
@@ -66,10 +70,16 @@ __all__ = [
     "BaselineCNN",
     "BaselineFeatures",
     "CNNOutput",
+    "DecoderStep",
     "DeterministicModel",
+    "EnsembleCNN",
+    "EnsembleContext",
+    "EnsembleOutput",
     "FComb",
     "GaussianNet",
     "GenerationNet",
+    "MCDropoutCNN",
+    "MCDropoutContext",
     "ModelFamily",
     "PriorNet",
     "ProbUNet",

@@ -18,7 +18,7 @@ def test_embedded_default_is_shapes_cvae_yaml() -> None:
     assert Config.from_yaml(REPO / "configs" / "shapes_cvae.yaml") == Config()
 
 
-FAMILIES = ("refine_cnn", "cnn", "prob_unet", "ssn")  # model.arch values other than Sohn et al.'s
+FAMILIES = ("refine_cnn", "cnn", "prob_unet", "ssn", "mc_dropout", "ensemble")  # not Sohn et al.'s
 RESOLVED = json.loads((REPO / "tests" / "tools" / "data" / "resolved_configs.json").read_text())
 
 
