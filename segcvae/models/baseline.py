@@ -65,6 +65,13 @@ def unet_kwargs(cfg: Config) -> dict[str, Any]:
 class BaselineCNN(DeterministicModel):
     """The paper's baseline CNN: x -> y_hat, with multi-scale heads (``model.arch: cnn``).
 
+    Its hypotheses are its one prediction repeated. With ``eval.hypothesis_masks: level_set`` they
+    are level sets of its probability map (one uniform level per hypothesis,
+    :func:`segcvae.inference.level_set_labels`): the CNN with level-set hypotheses, one of the
+    three baselines the field compares with, beside ``mc_dropout`` and ``ensemble``
+    (``configs/shapes_level_set_cnn.yaml``; the QUBIQ configs draw every family's masks so). Level
+    sets hold nested alternatives (a boundary further or less far), not either/or ones.
+
     Args:
         classes: Number of classes K.
         encoder_name: Any ``segmentation_models_pytorch`` encoder (``resnet18``, ``tu-...``).
