@@ -48,6 +48,8 @@ BUILTIN_FAMILIES: dict[str, str] = {
     "sohn_categorical": "segcvae.models.cvae_categorical:CategoricalSegCVAE",
     "prob_unet": "segcvae.models.prob_unet:ProbUNet",
     "ssn": "segcvae.models.ssn:SSN",
+    "mc_dropout": "segcvae.models.mc_dropout:MCDropoutCNN",
+    "ensemble": "segcvae.models.ensemble:EnsembleCNN",
 }
 
 _REGISTERED: dict[str, type] = {}

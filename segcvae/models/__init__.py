@@ -4,10 +4,12 @@ Families (``model.arch``, listed by :mod:`segcvae.registry`): ``cnn`` (:class:`B
 ``refine_cnn`` (:class:`RefinedCNN`), Sohn et al.'s CVAE with a Gaussian z, ``sohn``
 (:class:`GaussianSegCVAE`), or a categorical one, ``sohn_categorical`` (:class:`CategoricalSegCVAE`;
 also ``sohn`` with ``model.latent: categorical``), both on :class:`SegCVAE`'s networks,
-``prob_unet`` (:class:`ProbUNet`) and ``ssn`` (:class:`SSN`). Each is a :class:`ModelFamily`: built
-from the config by :func:`create_model`, trained with :func:`build_objective`, used through
-``encode(x)`` once, then ``decode_mean(ctx)`` / ``decode_samples(ctx, n)`` /
-``decode_noise(ctx, eps)``.
+``prob_unet`` (:class:`ProbUNet`), ``ssn`` (:class:`SSN`), and the baselines the field compares
+with, ``mc_dropout`` (:class:`MCDropoutCNN`) and ``ensemble`` (:class:`EnsembleCNN`); the third
+baseline is ``cnn`` with level-set hypotheses (``eval.hypothesis_masks: level_set``). Each is a
+:class:`ModelFamily`: built from the config by :func:`create_model`, trained with
+:func:`build_objective`, used through ``encode(x)`` once, then ``decode_mean(ctx)`` /
+``decode_samples(ctx, n)`` / ``decode_noise(ctx, eps)``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from torch import nn
 
 from segcvae.config import Config, ConfigError
 from segcvae.models.base import DeterministicModel, ModelFamily
-from segcvae.models.baseline import BaselineCNN, BaselineFeatures, unet_kwargs
+from segcvae.models.baseline import BaselineCNN, BaselineFeatures, DecoderStep, unet_kwargs
 from segcvae.models.cvae import SegContext, SegCVAE
 from segcvae.models.cvae_categorical import CategoricalSegCVAE
 from segcvae.models.cvae_gaussian import GaussianSegCVAE
+from segcvae.models.ensemble import EnsembleCNN, EnsembleContext, EnsembleOutput
 from segcvae.models.generation import GenerationNet
 from segcvae.models.latent import (
     GaussianNet,
@@ -28,6 +31,7 @@ from segcvae.models.latent import (
     gumbel_max_codes,
     systematic_draws,
 )
+from segcvae.models.mc_dropout import MCDropoutCNN, MCDropoutContext
 from segcvae.models.prior import PriorNet
 from segcvae.models.prob_unet import AxisAlignedGaussianNet, FComb, ProbUNet, ProbUNetContext
 from segcvae.models.recognition import RecognitionNet
@@ -75,11 +79,17 @@ __all__ = [
     "BaselineFeatures",
     "CNNOutput",
     "CategoricalSegCVAE",
+    "DecoderStep",
     "DeterministicModel",
+    "EnsembleCNN",
+    "EnsembleContext",
+    "EnsembleOutput",
     "FComb",
     "GaussianNet",
     "GaussianSegCVAE",
     "GenerationNet",
+    "MCDropoutCNN",
+    "MCDropoutContext",
     "ModelFamily",
     "PriorNet",
     "ProbUNet",

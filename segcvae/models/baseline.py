@@ -36,6 +36,21 @@ class BaselineFeatures:
     y_hat: list[Tensor]
 
 
+@dataclass
+class DecoderStep:
+    """How one decoder block is called: output size (height, width) and skip connection.
+
+    Attributes:
+        height: Output height (an int, or a symbolic size when traced for export).
+        width: Output width.
+        skip: Encoder map joined in, (B, C, height, width), or None (the last block).
+    """
+
+    height: Any
+    width: Any
+    skip: Tensor | None
+
+
 def unet_kwargs(cfg: Config) -> dict[str, Any]:
     """The U-Net arguments every family reads from ``cfg.model``: encoder and decoder."""
     m = cfg.model
@@ -49,6 +64,13 @@ def unet_kwargs(cfg: Config) -> dict[str, Any]:
 
 class BaselineCNN(DeterministicModel):
     """The paper's baseline CNN: x -> y_hat, with multi-scale heads (``model.arch: cnn``).
+
+    Its hypotheses are its one prediction repeated. With ``eval.hypothesis_masks: level_set`` they
+    are level sets of its probability map (one uniform level per hypothesis,
+    :func:`segcvae.inference.level_set_labels`): the CNN with level-set hypotheses, one of the
+    three baselines the field compares with, beside ``mc_dropout`` and ``ensemble``
+    (``configs/shapes_level_set_cnn.yaml``; the QUBIQ configs draw every family's masks so). Level
+    sets hold nested alternatives (a boundary further or less far), not either/or ones.
 
     Args:
         classes: Number of classes K.
@@ -120,8 +142,8 @@ class BaselineCNN(DeterministicModel):
         """Channels of the decoder feature at stride 4 (input of the generation net)."""
         return self.heads[0][0].in_channels
 
-    def features(self, x: Tensor) -> BaselineFeatures:
-        """Encode and decode once, keeping the intermediate maps.
+    def encoder_features(self, x: Tensor) -> list[Tensor]:
+        """The encoder's maps, index i at stride 2**i: (B, C_i, H / 2**i, W / 2**i).
 
         Args:
             x: Images (B, C, H, W); H and W divisible by 2**encoder_depth.
@@ -130,16 +152,43 @@ class BaselineCNN(DeterministicModel):
         stride = 2**self.encoder_depth
         if h % stride or w % stride:
             raise ValueError(f"image size {h}x{w} must be divisible by {stride}")
-        enc = self.encoder(x)
-        # smp's UnetDecoder.forward returns only the last block; this loop is its own loop, kept
-        # here so the stride-4 and stride-2 block outputs are available to the extra heads.
+        return self.encoder(x)
+
+    def decoder_steps(self, enc: list[Tensor]) -> tuple[Tensor, list[DecoderStep]]:
+        """The decoder's input and, for each of its blocks, what the block is called with.
+
+        smp's ``UnetDecoder.forward`` returns only the last block; this is its own loop laid out,
+        so :meth:`features` can keep the stride-4 and stride-2 outputs and a family can run the
+        blocks in two parts (MC dropout reruns only the last ones per hypothesis).
+
+        Args:
+            enc: :meth:`encoder_features`.
+
+        Returns:
+            ``(center, steps)``: the centre block's output and, per decoder block j, its output
+            size and skip connection; block j is ``decoder.blocks[j](d, h, w, skip_connection=s)``.
+        """
         shapes = [f.shape[2:] for f in enc][::-1]
         skips = enc[1:][::-1]
-        d = self.decoder.center(skips[0])
+        steps = [
+            DecoderStep(
+                shapes[i + 1][0], shapes[i + 1][1], skips[i + 1] if i + 1 < len(skips) else None
+            )
+            for i in range(len(self.decoder.blocks))
+        ]
+        return self.decoder.center(skips[0]), steps
+
+    def features(self, x: Tensor) -> BaselineFeatures:
+        """Encode and decode once, keeping the intermediate maps.
+
+        Args:
+            x: Images (B, C, H, W); H and W divisible by 2**encoder_depth.
+        """
+        enc = self.encoder_features(x)
+        d, steps = self.decoder_steps(enc)
         decoded = []
-        for i, block in enumerate(self.decoder.blocks):
-            skip = skips[i + 1] if i + 1 < len(skips) else None
-            d = block(d, shapes[i + 1][0], shapes[i + 1][1], skip_connection=skip)
+        for block, step in zip(self.decoder.blocks, steps, strict=True):
+            d = block(d, step.height, step.width, skip_connection=step.skip)
             decoded.append(d)
         dec = [decoded[j] for j in self.head_blocks]
         y_hat = [head(f) for head, f in zip(self.heads, dec, strict=False)]  # (B, K, H/s, W/s)

@@ -117,10 +117,11 @@ def test_sampler_wrapper_draws_what_the_model_draws(real_image: Path) -> None:
     torch.testing.assert_close(mean, model.predict(normalised), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["ssn", "prob_unet"])
+@pytest.mark.parametrize("arch", ["ssn", "prob_unet", "mc_dropout"])
 def test_noise_contract_reproduces_decode_samples(arch: str) -> None:
     """decode_noise fed the standard normals decode_samples draws gives decode_samples' hypotheses
-    (SSN: the low-rank draw [eps_r, eps_d]; the Prob. U-Net: mean + stddev * eps)."""
+    (SSN: the low-rank draw [eps_r, eps_d]; the Prob. U-Net: mean + stddev * eps; MC dropout: the
+    channels with Phi(eps) >= p kept)."""
     torch.manual_seed(0)
     cfg = tiny_config()
     cfg.model.arch = arch
@@ -216,6 +217,8 @@ def test_export_command_checks_onnxruntime_against_pytorch(
         ("hybrid", "spatial", "refine_cnn", "quarter"),  # the refinement stage without z
         ("hybrid", "spatial", "prob_unet", "quarter"),
         ("hybrid", "spatial", "ssn", "quarter"),
+        ("hybrid", "spatial", "mc_dropout", "quarter"),
+        ("hybrid", "spatial", "ensemble", "quarter"),
     ],
 )
 def test_other_families_export(

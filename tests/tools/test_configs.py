@@ -28,7 +28,7 @@ def test_kind_configs_are_the_default_job_on_their_kind(stem: str) -> None:
     assert Config.from_yaml(REPO / "configs" / f"{stem}.yaml") == expected
 
 
-FAMILIES = ("refine_cnn", "cnn", "prob_unet", "ssn")  # model.arch values other than Sohn et al.'s
+FAMILIES = ("refine_cnn", "cnn", "prob_unet", "ssn", "mc_dropout", "ensemble")  # not Sohn et al.'s
 RESOLVED = json.loads((REPO / "tests" / "tools" / "data" / "resolved_configs.json").read_text())
 
 

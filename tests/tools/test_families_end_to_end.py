@@ -1,4 +1,5 @@
-"""train -> evaluate -> predict for the Probabilistic U-Net and SSN, through the command-line functions."""
+"""train -> evaluate -> predict for the Probabilistic U-Net, SSN, MC dropout and the ensemble, through
+the command-line functions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.tools.conftest import TINY
 pytestmark = pytest.mark.slow  # train / evaluate / predict each family end to end
 
 
-@pytest.mark.parametrize("arch", ["prob_unet", "ssn"])
+@pytest.mark.parametrize("arch", ["prob_unet", "ssn", "mc_dropout", "ensemble"])
 def test_train_evaluate_predict(arch: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = tmp_path / "run"
@@ -42,7 +43,7 @@ def test_train_evaluate_predict(arch: str, tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     assert report["arch"] == arch and report["images"] == 4
     assert report["nll"] > 0 and np.isfinite(report["nll"]) and np.isfinite(report["ged"])
-    if arch == "ssn":  # Monte Carlo is its only estimator
+    if arch != "prob_unet":  # one estimator: Monte Carlo (ssn, mc_dropout) or exact (ensemble)
         assert report["nll"] == report["nll_mc"]
 
     (tmp_path / "in").mkdir()
@@ -64,3 +65,17 @@ def test_train_evaluate_predict(arch: str, tmp_path: Path) -> None:
     )
     assert code == 0
     assert Image.open(out / "a_mask.png").size == (45, 30)
+
+
+@pytest.mark.parametrize("arch", ["mc_dropout", "ensemble"])
+def test_the_baselines_cross_validate(arch: str, tmp_path: Path) -> None:
+    from segcvae.cli import crossval_main
+
+    torch.set_num_threads(1)
+    out = tmp_path / "cv"
+    fast = ["train.steps=2", "train.eval_every=2", "eval.samples=2", "eval.hypotheses=4", *TINY]
+    args = ["--folds", "2", "--out", str(out), "--no-progress", f"model.arch={arch}", *fast]
+    assert crossval_main(args) == 0
+    summary = json.loads((out / "crossval.json").read_text())
+    assert summary["folds_done"] == [0, 1] and summary["cases"] == 24
+    assert np.isfinite(summary["pooled"]["ged"]) and summary["pooled"]["nll"] > 0
