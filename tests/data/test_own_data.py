@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from segcvae.config import Config, ConfigError, DataConfig, _check_type
+from segcvae.config import Config, ConfigError, DataConfig
+from segcvae.config.checks import check_type as _check_type
 from segcvae.data import DataError, FolderDataset, Sample, SegmentationDataset, build_dataset
 from segcvae.data.folder import check_split_files
 from segcvae.engine.batches import eval_loader
