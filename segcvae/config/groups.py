@@ -69,9 +69,8 @@ class SettingsGroups:
         return None if cls is None else cls()
 
     def settings_dict(self) -> dict[str, dict[str, Any]]:
-        """The settings given or used, ``{group: {key: value}}``, the group in use included."""
-        if getattr(self, self.selector) in self.group_names():
-            self.settings()
+        """The settings given or used so far, ``{group: {key: value}}`` (validation uses the
+        group in use's, so a loaded config writes them)."""
         return {name: asdict(value) for name, value in self._settings.items()}
 
     def check_groups(self) -> None:
