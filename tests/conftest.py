@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from segcvae.config import Config, apply_overrides
+from segcvae.config import Config, DataConfig, apply_overrides
 
 # Tiny test models gain nothing from a second thread, and two OpenMP threads competing with other
 # processes on a 2-core machine can be many times slower; child processes (torchrun, kill/resume
@@ -33,6 +35,23 @@ TINY_MODEL = [
     "model.hidden_channels=16",
     "model.latent_channels=4",
 ]
+
+
+def data_cfg(**values: Any) -> DataConfig:
+    """A data section from keyword values, read as a config file's ``data:`` mapping would be
+    (keys and types checked, ranges not): a dataset's settings as a mapping
+    (``shapes={"train_size": 5}``); flat keys of before (``shapes_train_size=5``) read the same."""
+    return Config._build({"data": values}, "test").data
+
+
+def data_replace(cfg: DataConfig, **values: Any) -> DataConfig:
+    """``cfg`` with ``values`` changed, as :func:`data_cfg` reads them (``dataclasses.replace``
+    would drop the datasets' settings, which are not fields)."""
+    from segcvae.config.legacy import nest_legacy_keys
+    from segcvae.config.loader import _merge
+
+    raw = {"data": {**asdict(cfg), **cfg.settings_dict()}}
+    return Config._build(_merge(raw, nest_legacy_keys({"data": values}, "test")), "test").data
 
 
 def tiny_config(objective: str = "hybrid", latent: str = "spatial") -> Config:

@@ -10,9 +10,9 @@ from segcvae.config import Config, ConfigError
 def test_overrides_and_yaml_numbers(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  lr: 1e-3\nmodel:\n  encoder_weights: null\n")
-    cfg = Config.from_yaml(p, ["train.steps=7", "--loss.alpha=0.25", "data.cub_classes=[1, 2]"])
+    cfg = Config.from_yaml(p, ["train.steps=7", "--loss.alpha=0.25", "data.cub.classes=[1, 2]"])
     assert cfg.train.lr == 1e-3 and cfg.train.steps == 7 and cfg.loss.alpha == 0.25
-    assert cfg.data.cub_classes == [1, 2]
+    assert cfg.data.cub.classes == [1, 2]
 
 
 def test_round_trip_through_plain_data():
@@ -87,7 +87,7 @@ def test_choice_keys_are_checked_at_load(override, valid):
         ("data.ignore_index=300", r"data.ignore_index: expected an integer in 0..255"),
         ("train.device=gpu", r"train.device: expected auto, cpu, cuda, cuda:N or mps"),
         ("data.omission_max=2", r"data.omission_max: expected a number in \[0, 1\]"),
-        ("data.name=folder", r"data.folder_classes: expected class names"),
+        ("data.name=folder", r"data.folder.classes: expected class names"),
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_range(override, message):

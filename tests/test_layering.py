@@ -32,7 +32,14 @@ def test_no_import_from_models(package: str) -> None:
 
 # The floors of the package, lowest first: a module imports only from its own floor or below.
 LAYERS = [
-    ["segcvae.settings", "segcvae.registry", "segcvae.config", "segcvae.labels", "segcvae.outputs"],
+    [
+        "segcvae.settings",
+        "segcvae.registry",
+        "segcvae.data.registry",  # import-light: the config finds a dataset's settings by it
+        "segcvae.config",
+        "segcvae.labels",
+        "segcvae.outputs",
+    ],
     ["segcvae.data", "segcvae.metrics", "segcvae.losses", "segcvae.viz", "segcvae.inference"],
     ["segcvae.models"],
     ["segcvae.engine"],

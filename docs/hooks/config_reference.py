@@ -2,8 +2,9 @@
 
 A page writes ``<!-- config-reference -->`` where the tables go. Each section of
 :class:`segcvae.config.Config` becomes a table of its keys (type, default, meaning), and so does
-each model family's own settings dataclass where the registry offers one
-(``segcvae.registry.family_settings(name)``; skipped while that function does not exist).
+each model family's and each dataset's own settings dataclass where the registries offer one
+(``segcvae.registry.family_settings(name)``, ``segcvae.data.registry.dataset_settings(name)``;
+skipped while those do not exist).
 
 A key's meaning is, in this order: ``dataclasses.field(metadata={"help": ...})`` with its bounds
 (``ge``, ``le``, ``gt``, ``lt``, under ``"bounds"`` as ``segcvae.settings.setting`` writes them),
@@ -220,6 +221,38 @@ def family_settings() -> list[tuple[str, type]]:
     return found
 
 
+def dataset_settings() -> list[tuple[str, type]]:
+    """(dataset name, settings dataclass) for every dataset that declares settings, where the
+    dataset registry can say (``segcvae.data.registry``); nothing before it exists."""
+    try:
+        from segcvae.data import registry
+    except ImportError:
+        return []
+    found = []
+    for name in registry.dataset_names():
+        settings = registry.dataset_settings(name)
+        if settings is not None:
+            found.append((name, settings))
+    return found
+
+
+def _groups(title: str, selector: str, section: str, groups: list[tuple[str, type]]) -> list[str]:
+    """A ``## title`` with one table per group (``### `model.arch: ssn` ``, keys ``model.ssn.*``)."""
+    if not groups:
+        return []
+    parts = [f"## {title}", ""]
+    for name, cls in groups:
+        parts += [
+            f"### `{section}.{selector}: {name}`",
+            "",
+            _summary(cls),
+            "",
+            table(cls, f"{section}.{name}"),
+            "",
+        ]
+    return parts
+
+
 def reference() -> str:
     """The whole reference: a section per config section, then the families' own settings."""
     from segcvae.config import Config
@@ -227,18 +260,8 @@ def reference() -> str:
     parts = []
     for name, cls in sections(Config):
         parts += [f"## `{name}`", "", _summary(cls), "", table(cls, name), ""]
-    families = family_settings()
-    if families:
-        parts += ["## Settings of the model families", ""]
-        for name, cls in families:
-            parts += [
-                f"### `model.arch: {name}`",
-                "",
-                _summary(cls),
-                "",
-                table(cls, f"model.{name}"),
-                "",
-            ]
+    parts += _groups("Settings of the model families", "arch", "model", family_settings())
+    parts += _groups("Settings of the datasets", "name", "data", dataset_settings())
     return "\n".join(parts)
 
 

@@ -26,7 +26,7 @@ def parser(prog: str = "segcvae predict") -> argparse.ArgumentParser:
         "the input's size), <stem>_overlay.png, <stem>_samples.png (hypotheses), "
         "<stem>_uncertainty.png (entropy) and <stem>_foreground.png (8-bit grayscale: the fraction "
         "of hypotheses that are not background, x255). A NIfTI input (.nii, .nii.gz; a 3D volume "
-        "slice by slice along data.nifti_axis) also gets <stem>_mask.nii.gz, "
+        "slice by slice along data.folder.nifti_axis) also gets <stem>_mask.nii.gz, "
         "<stem>_foreground.nii.gz and <stem>_uncertainty.nii.gz on its voxel grid.",
     )
     p.add_argument("--ckpt", type=Path, required=True)

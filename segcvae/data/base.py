@@ -42,6 +42,13 @@ class Sample:
     mask_probs: np.ndarray | None = None
 
 
+def dataset_root(cfg: Any) -> str:
+    """``data.root``, or a :class:`DataError` saying the dataset needs its folder."""
+    if not cfg.root:
+        raise DataError(f"data.root is empty; the {cfg.name} dataset needs its folder")
+    return cfg.root
+
+
 def check_split(split: str) -> str:
     """Return ``split`` if it is one of train / val / test, else raise ValueError."""
     if split not in SPLITS:
@@ -122,6 +129,21 @@ class SegmentationDataset(Dataset):
     class_names: list[str]
     palette: list[tuple[int, int, int]]
     masks_are_modes: bool = False
+    #: the dataset's own settings dataclass, read from ``data.<name>`` (None: it has none)
+    settings: type | None = None
+
+    @classmethod
+    def from_config(
+        cls, cfg: Any, split: str, transform: Callable[..., dict[str, Any]] | None = None
+    ) -> SegmentationDataset:
+        """The split ``split`` as the data section ``cfg`` describes it (each dataset's own).
+
+        Args:
+            cfg: the ``data`` section of the config (its settings: ``cfg.settings(name)``).
+            split: "train", "val" or "test".
+            transform: albumentations transform, or None for raw numpy items.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not built from a config")
 
     def __init__(
         self,

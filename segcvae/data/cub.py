@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from segcvae.data.base import Sample, SegmentationDataset, check_same_size, drop_missing
+from segcvae.config import ConfigError, DataConfig
+from segcvae.data.base import (
+    Sample,
+    SegmentationDataset,
+    check_same_size,
+    dataset_root,
+    drop_missing,
+)
 from segcvae.data.files import DataError, read_image, read_mask
+from segcvae.settings import setting
 
 META_FILES = ("images.txt", "train_test_split.txt", "bounding_boxes.txt")
 
@@ -47,6 +56,30 @@ def _read_table(path: Path, columns: int) -> dict[int, list[str]]:
     return table
 
 
+@dataclass
+class CUBSettings:
+    """The CUB dataset's own settings (``data.cub.<key>``; datasets/cub/README.md)."""
+
+    classes: list[int] | None = setting(None, help="class ids to use (1-200); null = all listed")
+    segmentations: str = setting("", help='<class>/<stem>.png masks; "" = <root>/segmentations')
+    crop: bool = setting(False, help="crop to the bounding box")
+    crop_margin: float = setting(0.1, ge=0, help="margin around the box, a fraction of its size")
+    mask_threshold: int = setting(128, ge=0, le=255, help="foreground = segmentation >= this")
+    val_ratio: float = setting(
+        0.1, ge=0, lt=1, help="val = this seeded (data.split_seed) fraction of the train list"
+    )
+
+    def validate(self, prefix: str) -> None:
+        """Class ids are 1..200."""
+        if self.classes is not None and (
+            not self.classes or any(not 1 <= c <= 200 for c in self.classes)
+        ):
+            raise ConfigError(
+                f"{prefix}.classes: expected null or a non-empty list of class ids 1..200, got "
+                f"{self.classes!r}"
+            )
+
+
 class CUBDataset(SegmentationDataset):
     """CUB-200-2011 bird / background segmentation.
 
@@ -67,6 +100,28 @@ class CUBDataset(SegmentationDataset):
 
     class_names = ["background", "bird"]
     palette = [(0, 0, 0), (255, 160, 0)]
+    settings = CUBSettings
+
+    @classmethod
+    def from_config(
+        cls, cfg: DataConfig, split: str, transform: Callable[..., dict[str, Any]] | None = None
+    ) -> CUBDataset:
+        """The split ``split`` as ``cfg`` (the data section) describes it."""
+        s = cfg.settings("cub")
+        return cls(
+            root=dataset_root(cfg),
+            split=split,
+            classes=s.classes,
+            segmentations_dir=s.segmentations or None,
+            mask_threshold=s.mask_threshold,
+            crop=s.crop,
+            crop_margin=s.crop_margin,
+            val_ratio=s.val_ratio,
+            split_seed=cfg.split_seed,
+            transform=transform,
+            on_bad_sample=cfg.on_bad_sample,
+            ignore_index=cfg.ignore_index,
+        )
 
     def __init__(
         self,
@@ -102,7 +157,7 @@ class CUBDataset(SegmentationDataset):
             raise DataError(
                 f"CUB segmentation folder not found: {self.seg_dir}; expected "
                 "segmentations/<class>/<stem>.png from the separate segmentations archive, "
-                "extracted beside CUB_200_2011/ (or set data.cub_segmentations)"
+                "extracted beside CUB_200_2011/ (or set data.cub.segmentations)"
             )
         self.mask_threshold = mask_threshold
         self.crop = crop
@@ -153,7 +208,7 @@ class CUBDataset(SegmentationDataset):
             else:
                 box = tuple(float(v) for v in boxes[i])
                 self.items.append((rel, box))  # type: ignore[arg-type]
-        hint = "" if classes is not None else "set data.cub_classes to the classes you have"
+        hint = "" if classes is not None else "set data.cub.classes to the classes you have"
         self.items = drop_missing(self.items, missing, on_bad_sample, "images.txt", hint)
         if not self.items:
             raise DataError(f"the CUB {split} split is empty (classes={classes})")

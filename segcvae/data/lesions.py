@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from segcvae.config import ConfigError
+from segcvae.config import ConfigError, DataConfig
 from segcvae.data.base import Sample, SegmentationDataset
 from segcvae.data.raters import majority_vote_np
+from segcvae.settings import setting
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 NOISE = 10.0  # pixel noise standard deviation, grey levels
@@ -86,6 +87,17 @@ class LesionsItem:
     radius: float
 
 
+@dataclass
+class LesionsSettings:
+    """The lesions dataset's own settings (``data.lesions.<key>``; datasets/lesions/README.md)."""
+
+    train_size: int = setting(2000, ge=1, help="images in train")
+    val_size: int = setting(200, ge=1, help="images in val")
+    test_size: int = setting(200, ge=1, help="images in test")
+    raters: int = setting(4, ge=1, help="R rater masks per image (empty raters move by 1/R)")
+    seed: int = setting(0, help="seed of the rendering")
+
+
 class LesionsDataset(SegmentationDataset):
     """Faint small findings some raters mark, with per-rater boundaries (see the module docstring).
 
@@ -101,6 +113,24 @@ class LesionsDataset(SegmentationDataset):
 
     class_names = ["background", "lesion"]
     palette = [(0, 0, 0), (255, 70, 70)]
+    settings = LesionsSettings
+
+    @classmethod
+    def from_config(
+        cls, cfg: DataConfig, split: str, transform: Callable[..., dict[str, Any]] | None = None
+    ) -> LesionsDataset:
+        """The split ``split`` as ``cfg`` (the data section) describes it."""
+        s = cfg.settings("lesions")
+        sizes = {"train": s.train_size, "val": s.val_size, "test": s.test_size}
+        return cls(
+            split=split,
+            size=sizes.get(split, 0),
+            image_size=cfg.image_size,
+            raters=s.raters,
+            seed=s.seed,
+            transform=transform,
+            ignore_index=cfg.ignore_index,
+        )
 
     def __init__(
         self,
@@ -114,9 +144,9 @@ class LesionsDataset(SegmentationDataset):
     ) -> None:
         super().__init__(split, transform, "error", ignore_index)
         if size < 1:
-            raise ConfigError(f"data.lesions_{split}_size: expected >= 1, got {size}")
+            raise ConfigError(f"data.lesions.{split}_size: expected >= 1, got {size}")
         if raters < 1:
-            raise ConfigError(f"data.lesions_raters: expected >= 1, got {raters}")
+            raise ConfigError(f"data.lesions.raters: expected >= 1, got {raters}")
         if image_size < 32:
             raise ConfigError(
                 f"data.image_size: expected >= 32 for data.name=lesions (the smallest finding is "

@@ -7,7 +7,7 @@ Expected layout under ``root`` (see datasets/lfw/README.md)::
     parts_lfw_funneled_gt_images/<Name>_NNNN.ppm     its extracted folder (or elsewhere: ``masks_dir``)
     parts_train.txt  parts_validation.txt  parts_test.txt
 
-With ``flips`` (``data.lfw_flips``) the masks are made jointly ambiguous by the Probabilistic
+With ``flips`` (``data.lfw.flips``) the masks are made jointly ambiguous by the Probabilistic
 U-Net paper's recipe (:mod:`segcvae.data.flips`): each listed class ``c`` gets a new class
 ``c_alt`` and every item carries all ``2**F`` plausible masks with their probabilities.
 
@@ -26,14 +26,17 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segcvae.config import ConfigError, DataConfig
 from segcvae.data.base import (
     SPLITS,
     Sample,
     SegmentationDataset,
     check_same_size,
+    dataset_root,
     drop_missing,
 )
 from segcvae.data.files import DataError, colours_to_index, read_image, read_mask
@@ -44,6 +47,7 @@ from segcvae.data.flips import (
     flip_mode_probs,
     flip_modes,
 )
+from segcvae.settings import setting
 
 MASKS_FOLDER = "parts_lfw_funneled_gt_images"
 SPLIT_FILES = {"train": "parts_train.txt", "val": "parts_validation.txt", "test": "parts_test.txt"}
@@ -132,7 +136,7 @@ def extracted_labels(archive: Path, root: Path) -> Path:
         return cache / key / MASKS_FOLDER
     raise DataError(
         f"cannot extract {archive}: no writable cache folder (tried {'; '.join(tried)}); set "
-        f"{CACHE_ENV} to a writable folder, or extract it yourself and set data.lfw_masks"
+        f"{CACHE_ENV} to a writable folder, or extract it yourself and set data.lfw.masks"
     )
 
 
@@ -158,6 +162,29 @@ def read_lfw_split(path: Path) -> list[str]:
     if not ids:
         raise DataError(f"{path}: split file lists no images")
     return ids
+
+
+@dataclass
+class LFWSettings:
+    """The LFW dataset's own settings (``data.lfw.<key>``; datasets/lfw/README.md)."""
+
+    masks: str = setting(
+        "", help='extracted label folder; "" = under root (the .tgz is extracted to a cache)'
+    )
+    # known joint ambiguity (issue 33; datasets/lfw/README.md, "Flipped classes"): class name ->
+    # probability that all its pixels become <name>_alt, independently per class (Kohl et al.
+    # 2018's Cityscapes recipe), e.g. {hair: 0.4706, skin: 0.2941}; {} = the labels as they are
+    flips: dict[str, float] = setting(default_factory=dict)
+
+    def validate(self, prefix: str) -> None:
+        """Flips name LFW classes, with probabilities in (0, 1)."""
+        try:
+            class_flips(self.flips)
+        except ValueError:
+            raise ConfigError(
+                f"{prefix}.flips: expected a mapping of LFW classes ({', '.join(CLASS_NAMES)}) to "
+                f"probabilities in (0, 1), e.g. {{hair: 0.4706, skin: 0.2941}}, got {self.flips!r}"
+            ) from None
 
 
 class LFWPartsDataset(SegmentationDataset):
@@ -191,6 +218,25 @@ class LFWPartsDataset(SegmentationDataset):
 
     class_names = list(CLASS_NAMES)
     palette = list(LABEL_COLOURS)  # the label colours themselves, then those of the _alt classes
+    settings = LFWSettings
+
+    @classmethod
+    def from_config(
+        cls, cfg: DataConfig, split: str, transform: Callable[..., dict[str, Any]] | None = None
+    ) -> LFWPartsDataset:
+        """The split ``split`` as ``cfg`` (the data section) describes it."""
+        s = cfg.settings("lfw")
+        s.validate("data.lfw")  # a DataConfig built without from_dict's validation
+        return cls(
+            root=dataset_root(cfg),
+            split=split,
+            masks_dir=s.masks or None,
+            colour_tolerance=cfg.colour_tolerance,
+            transform=transform,
+            on_bad_sample=cfg.on_bad_sample,
+            ignore_index=cfg.ignore_index,
+            flips=s.flips,
+        )
 
     def __init__(
         self,
@@ -227,7 +273,7 @@ class LFWPartsDataset(SegmentationDataset):
         if not self.masks_dir.is_dir():
             raise DataError(
                 f"LFW label folder not found: {self.masks_dir}"
-                + (" (data.lfw_masks)" if masks_dir else "")
+                + (" (data.lfw.masks)" if masks_dir else "")
                 + f"; expected <Name>_NNNN.ppm files from {MASKS_FOLDER}.tgz (or that archive "
                 "itself under data.root)"
             )

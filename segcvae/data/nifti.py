@@ -5,7 +5,7 @@ a NIfTI file is a :class:`DataError` that names the file and the extra.
 
 **Shapes.** A file holds a 2D image (X, Y) or a 3D volume (X, Y, Z); trailing axes of length 1 are
 dropped first, so an (X, Y, 1) file is a 2D image. More axes (a time series, a vector image) are
-an error naming the file. A volume is a stack of 2D slices along ``axis`` (``data.nifti_axis``:
+an error naming the file. A volume is a stack of 2D slices along ``axis`` (``data.folder.nifti_axis``:
 0, 1 or 2 for x, y, z).
 
 **Orientation.** A slice whose remaining voxel axes are (a, b), in order ((x, y) for a 2D image or
@@ -14,7 +14,7 @@ SimpleITK arrays (so nnU-Net) and a viewer without reorientation show it. Predic
 back through the inverse mapping (:func:`volume_from_slices`), on the input's voxel grid, with its
 affine and header.
 
-**Intensities** (``data.nifti_intensity``, :data:`INTENSITY_RULES`): one rule per file, over all of
+**Intensities** (``data.folder.nifti_intensity``, :data:`INTENSITY_RULES`): one rule per file, over all of
 its voxels (so every slice of a volume is scaled alike):
 
 - ``percentile`` (default): clip to the 0.5th and 99.5th percentiles of the finite voxels, then
@@ -177,9 +177,9 @@ class NiftiImage:
 
 
 def check_axis(axis: int) -> int:
-    """Return ``axis`` if it is 0, 1 or 2, else raise ValueError naming ``data.nifti_axis``."""
+    """Return ``axis`` if it is 0, 1 or 2, else raise ValueError naming ``data.folder.nifti_axis``."""
     if axis not in (0, 1, 2) or isinstance(axis, bool):
-        raise ValueError(f"data.nifti_axis={axis!r}; expected 0, 1 or 2 (x, y, z)")
+        raise ValueError(f"data.folder.nifti_axis={axis!r}; expected 0, 1 or 2 (x, y, z)")
     return axis
 
 
@@ -202,7 +202,7 @@ def intensity_range(data: np.ndarray, rule: str, path: str | Path) -> tuple[floa
     """
     if rule not in INTENSITY_RULES:
         raise ValueError(
-            f"data.nifti_intensity={rule!r}; expected one of {', '.join(INTENSITY_RULES)}"
+            f"data.folder.nifti_intensity={rule!r}; expected one of {', '.join(INTENSITY_RULES)}"
         )
     values = np.asarray(data).ravel()
     if not np.issubdtype(values.dtype, np.integer):
@@ -213,8 +213,8 @@ def intensity_range(data: np.ndarray, rule: str, path: str | Path) -> tuple[floa
         low, high = float(values.min()), float(values.max())
         if low < 0 or high > 255:
             raise DataError(
-                f"{path}: intensities {low:g}..{high:g}; data.nifti_intensity=none expects 8-bit "
-                "values 0..255 (set data.nifti_intensity=percentile or minmax to scale them)"
+                f"{path}: intensities {low:g}..{high:g}; data.folder.nifti_intensity=none expects 8-bit "
+                "values 0..255 (set data.folder.nifti_intensity=percentile or minmax to scale them)"
             )
         return 0.0, 255.0
     if rule == "minmax":
@@ -249,7 +249,7 @@ def read_nifti_image(path: str | Path, intensity: str = "percentile") -> np.ndar
     if image.ndim != 2:
         raise DataError(
             f"{path}: a 3D volume {image.shape}; expected a 2D image here (segcvae predict "
-            "predicts a volume slice by slice along data.nifti_axis; the folder dataset reads "
+            "predicts a volume slice by slice along data.folder.nifti_axis; the folder dataset reads "
             "its slices as items)"
         )
     plane = image.read()
@@ -267,7 +267,7 @@ def integer_labels(values: np.ndarray, path: str | Path) -> np.ndarray:
         shown = ", ".join(f"{v:g}" for v in np.unique(values[bad])[:3])
         raise DataError(
             f"{path}: mask has non-integer values ({shown}, ...); expected integer class labels, "
-            "or set data.binary_threshold to read values >= the threshold as foreground"
+            "or set data.folder.binary_threshold to read values >= the threshold as foreground"
         )
     return values.astype(np.int64)
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from segcvae.config import DataConfig
+from segcvae.data.base import dataset_root
 from segcvae.data.files import DataError
 from segcvae.data.folder import FolderDataset
 
@@ -35,6 +37,21 @@ class QUBIQDataset(FolderDataset):
         on_bad_sample: "error" or "skip" (see :class:`SegmentationDataset`).
         ignore_index: mask value excluded from losses (QUBIQ masks never use it).
     """
+
+    settings = None  # the layout is fixed: no data.qubiq settings
+
+    @classmethod
+    def from_config(
+        cls, cfg: DataConfig, split: str, transform: Callable[..., dict[str, Any]] | None = None
+    ) -> QUBIQDataset:
+        """The split ``split`` as ``cfg`` (the data section) describes it."""
+        return cls(
+            root=dataset_root(cfg),
+            split=split,
+            transform=transform,
+            on_bad_sample=cfg.on_bad_sample,
+            ignore_index=cfg.ignore_index,
+        )
 
     def __init__(
         self,

@@ -23,13 +23,15 @@ sees the same image and the same chosen mask for an index. Drawing is numpy slic
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, get_args
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from segcvae.config import ConfigError, ShapesAmbiguity
+from segcvae.config import ConfigError, DataConfig
 from segcvae.data.base import Sample, SegmentationDataset
 from segcvae.data.shapes_kinds import KIND_MODES, RENDERERS, ShapesItem
+from segcvae.settings import setting
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 CLASS_COLOURS = [
@@ -42,9 +44,39 @@ CLASS_COLOURS = [
     ("orange", (245, 140, 30)),
     ("purple", (130, 70, 200)),
 ]
+ShapesAmbiguity = Literal["nested", "exclusive", "independent", "flip", "mixed"]
 AMBIGUITIES: tuple[str, ...] = get_args(ShapesAmbiguity)
 MIXED_KINDS = ("nested", "exclusive", "independent", "flip")  # what a mixed item may be
 MIXED_STREAM = 1  # seeds a mixed item's kind apart from the item's own draws
+
+
+@dataclass
+class ShapesSettings:
+    """The shapes dataset's own settings (``data.shapes.<key>``; datasets/shapes/README.md)."""
+
+    train_size: int = setting(2000, ge=1, help="images in train (rendered from the seed and index)")
+    val_size: int = setting(200, ge=1, help="images in val")
+    test_size: int = setting(200, ge=1, help="images in test")
+    classes: int = setting(3, ge=1, le=len(CLASS_COLOURS), help="object classes, plus background")
+    completions: int = setting(3, ge=1, help="nested: M plausible amodal masks per image")
+    difficulty: float = setting(
+        0.5, ge=0, le=1, help="how much of each object the occluder may hide"
+    )
+    seed: int = setting(0, help="seed of the rendering: the same seed gives the same images")
+    # the kind of ambiguity (datasets/shapes/README.md): nested = one bar under a band, M equally
+    # likely hidden lengths (completions, difficulty); exclusive = an arm under exactly one of 2-3
+    # patches; independent = 2-3 bars each under its own patch, lengths chosen independently (up
+    # to 27 joint masks); flip = 2-3 objects whose class is one of two, independently; mixed =
+    # each item one of these. All but nested carry mask_probs.
+    ambiguity: ShapesAmbiguity = "nested"
+
+    def validate(self, prefix: str) -> None:
+        """The kinds with two classes of objects need two classes."""
+        if self.ambiguity in ("independent", "flip", "mixed") and self.classes < 2:
+            raise ConfigError(
+                f"{prefix}.classes: expected >= 2 with {prefix}.ambiguity={self.ambiguity}, got "
+                f"{self.classes}"
+            )
 
 
 class ShapesDataset(SegmentationDataset):
@@ -68,6 +100,27 @@ class ShapesDataset(SegmentationDataset):
     """
 
     masks_are_modes = True  # "masks" are all M plausible answers, not a sample of raters
+    settings = ShapesSettings
+
+    @classmethod
+    def from_config(
+        cls, cfg: DataConfig, split: str, transform: Callable[..., dict[str, Any]] | None = None
+    ) -> ShapesDataset:
+        """The split ``split`` as ``cfg`` (the data section) describes it."""
+        s = cfg.settings("shapes")
+        sizes = {"train": s.train_size, "val": s.val_size, "test": s.test_size}
+        return cls(
+            split=split,
+            size=sizes.get(split, 0),
+            image_size=cfg.image_size,
+            num_shapes=s.classes,
+            completions=s.completions,
+            difficulty=s.difficulty,
+            seed=s.seed,
+            transform=transform,
+            ignore_index=cfg.ignore_index,
+            ambiguity=s.ambiguity,
+        )
 
     def __init__(
         self,
@@ -85,37 +138,37 @@ class ShapesDataset(SegmentationDataset):
         super().__init__(split, transform, "error", ignore_index)
         if ambiguity not in AMBIGUITIES:
             raise ConfigError(
-                f"data.shapes_ambiguity: expected one of {', '.join(AMBIGUITIES)}, got {ambiguity!r}"
+                f"data.shapes.ambiguity: expected one of {', '.join(AMBIGUITIES)}, got {ambiguity!r}"
             )
         if size < 1:
-            raise ConfigError(f"data.shapes_{split}_size: expected >= 1, got {size}")
+            raise ConfigError(f"data.shapes.{split}_size: expected >= 1, got {size}")
         if not 1 <= num_shapes <= len(CLASS_COLOURS):
             raise ConfigError(
-                f"data.shapes_classes: expected 1..{len(CLASS_COLOURS)}, got {num_shapes}"
+                f"data.shapes.classes: expected 1..{len(CLASS_COLOURS)}, got {num_shapes}"
             )
         if ambiguity in ("independent", "flip", "mixed") and num_shapes < 2:
             raise ConfigError(
-                f"data.shapes_classes: expected >= 2 with data.shapes_ambiguity={ambiguity} (its "
+                f"data.shapes.classes: expected >= 2 with data.shapes.ambiguity={ambiguity} (its "
                 f"objects need two classes), got {num_shapes}"
             )
         if ambiguity != "nested" and image_size < 32:
             raise ConfigError(
-                f"data.image_size: expected >= 32 with data.shapes_ambiguity={ambiguity}, got "
+                f"data.image_size: expected >= 32 with data.shapes.ambiguity={ambiguity}, got "
                 f"{image_size}"
             )
         if completions < 1:
-            raise ConfigError(f"data.shapes_completions: expected >= 1, got {completions}")
+            raise ConfigError(f"data.shapes.completions: expected >= 1, got {completions}")
         if not 0.0 <= difficulty <= 1.0:
-            raise ConfigError(f"data.shapes_difficulty: expected 0..1, got {difficulty}")
+            raise ConfigError(f"data.shapes.difficulty: expected 0..1, got {difficulty}")
         self.band = round(image_size * (0.15 + 0.25 * difficulty))
         if ambiguity in ("nested", "mixed") and (
             image_size < 16 or self.band < 2 * (completions + 1)
         ):
             raise ConfigError(
-                f"data.image_size={image_size} is too small for data.shapes_completions="
+                f"data.image_size={image_size} is too small for data.shapes.completions="
                 f"{completions} distinct completions (occluder band {self.band} px, expected >= "
-                f"{2 * (completions + 1)} px): raise data.image_size or data.shapes_difficulty, or "
-                "lower data.shapes_completions"
+                f"{2 * (completions + 1)} px): raise data.image_size or data.shapes.difficulty, or "
+                "lower data.shapes.completions"
             )
         self.size = size
         self.image_size = image_size

@@ -17,7 +17,7 @@ log = logging.getLogger("segcvae")
 # Items whose masks check_labels reads at most (evenly spaced over the split): seconds at worst.
 LABEL_SCAN_ITEMS = 200
 # The data.* key that reads 0/255 (or 0/1..255) binary masks as classes 0 and 1.
-BINARY_THRESHOLD_KEY = "data.binary_threshold"
+BINARY_THRESHOLD_KEY = "data.folder.binary_threshold"
 
 
 def check_splits(cfg: DataConfig, eval_split: str = "val") -> list[str]:
@@ -147,7 +147,7 @@ def check_labels(
             "%s: class %s never occurs in %s: the model cannot learn it; its IoU will be 0 if the "
             "model predicts it anywhere (every such pixel is a false positive, counted in "
             "mean_iou) and null (left out of mean_iou) if it never does; check the masks and the "
-            "class list (data.folder_classes / data.folder_palette)",
+            "class list (data.folder.classes / data.folder.palette)",
             where,
             ", ".join(absent),
             read,

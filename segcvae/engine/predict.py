@@ -247,8 +247,8 @@ def predict_nifti(
 ) -> list[Path]:
     """Predict a NIfTI image or volume and write the pictures and NIfTI files of the prediction.
 
-    A 3D volume is predicted slice by slice along the checkpoint's ``data.nifti_axis``, its
-    intensities scaled by its ``data.nifti_intensity`` (as in training); a 2D image is one slice.
+    A 3D volume is predicted slice by slice along the checkpoint's ``data.folder.nifti_axis``, its
+    intensities scaled by its ``data.folder.nifti_intensity`` (as in training); a 2D image is one slice.
     Each slice gets the pictures of :func:`write_prediction` (stem ``<stem>`` for a 2D image,
     ``<stem>_z012`` for slice 12 of a volume along z), and the whole input three NIfTI files with
     its shape, affine and header, which a viewer overlays on the scan:
@@ -281,11 +281,12 @@ def predict_nifti(
     )
 
     cfg = predictor.config.data if predictor.config is not None else DataConfig()
-    axis = cfg.nifti_axis
+    nifti = cfg.settings("folder")  # the folder dataset's NIfTI settings (defaults elsewhere)
+    axis = nifti.nifti_axis
     volume = NiftiImage(path)
     n = volume.num_slices(axis)
     values = volume.read_volume()  # once: slice reads from a .nii.gz decompress from its start
-    low, high = intensity_range(values, cfg.nifti_intensity, path)
+    low, high = intensity_range(values, nifti.nifti_intensity, path)
     indices: list[int | None] = [None] if volume.ndim == 2 else list(range(n))
     maps: dict[str, list[np.ndarray]] = {kind: [] for kind in NIFTI_OUTPUT_KINDS}
     written: list[Path] = []

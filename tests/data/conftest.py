@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from segcvae.config import DataConfig
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, data_cfg
 
 CUB_TEST_CLASSES = [1, 2, 9]  # 179 real images; class 9 holds a grayscale photograph
 
@@ -46,7 +46,7 @@ def lfw_masks(lfw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lfw_cfg(lfw_root: Path, lfw_masks: Path) -> DataConfig:
-    return DataConfig(name="lfw", root=str(lfw_root), lfw_masks=str(lfw_masks), image_size=128)
+    return data_cfg(name="lfw", root=str(lfw_root), lfw_masks=str(lfw_masks), image_size=128)
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def cub_segmentations(cub_root: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def cub_cfg(cub_root: Path, cub_segmentations: Path) -> DataConfig:
-    return DataConfig(
+    return data_cfg(
         name="cub",
         root=str(cub_root),
         cub_segmentations=str(cub_segmentations),

@@ -1,7 +1,6 @@
 """CUB-200-2011 on the real images (classes 001-010) with masks written in the official layout."""
 
 import logging
-from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from segcvae.data import CUBDataset, DataError, build_dataset, build_transforms
+from tests.conftest import data_replace
 
 from .conftest import CUB_TEST_CLASSES
 
@@ -31,9 +31,9 @@ def test_splits_follow_the_official_list(cub_cfg, cub_root):
     assert not got["train"] & got["val"]
     assert 0.04 < len(got["val"]) / len(train_ids) < 0.2  # ~10% held out
     # the held-out draw is made before the class subset: one class gives a subset of the same val
-    one = build_dataset(replace(cub_cfg, cub_classes=[1]), "val")
+    one = build_dataset(data_replace(cub_cfg, cub={"classes": [1]}), "val")
     assert {item[0] for item in one.items} <= {item[0] for item in ds["val"].items}
-    other_seed = build_dataset(replace(cub_cfg, split_seed=1), "val")
+    other_seed = build_dataset(data_replace(cub_cfg, split_seed=1), "val")
     assert {item[0] for item in other_seed.items} != {item[0] for item in ds["val"].items}
 
 
@@ -44,7 +44,7 @@ def test_item_mask_is_thresholded_annotator_average(cub_cfg, cub_segmentations):
     assert item["image"].shape == written.shape + (3,) and item["image"].dtype == np.uint8
     assert item["mask"].dtype == np.int64
     assert np.array_equal(item["mask"], (written >= 128).astype(np.int64))
-    loose = build_dataset(replace(cub_cfg, cub_mask_threshold=50), "train")[0]["mask"]
+    loose = build_dataset(data_replace(cub_cfg, cub={"mask_threshold": 50}), "train")[0]["mask"]
     assert loose.sum() > item["mask"].sum()  # the 100-valued ring now counts
     assert ds.num_classes == 2 and ds.class_names == ["background", "bird"]
 
@@ -68,12 +68,12 @@ def test_grayscale_photograph_becomes_rgb(cub_cfg):
 
 def test_crop_to_bounding_box_with_margin(cub_cfg):
     full = build_dataset(cub_cfg, "test")
-    cropped = build_dataset(replace(cub_cfg, cub_crop=True, cub_crop_margin=0.0), "test")
+    cropped = build_dataset(data_replace(cub_cfg, cub_crop=True, cub_crop_margin=0.0), "test")
     _, (x, y, w, h) = full.items[0]
     item = cropped[0]
     assert item["image"].shape[:2] == item["mask"].shape
     assert abs(item["mask"].shape[0] - h) <= 2 and abs(item["mask"].shape[1] - w) <= 2
-    margin = build_dataset(replace(cub_cfg, cub_crop=True, cub_crop_margin=0.1), "test")[0]
+    margin = build_dataset(data_replace(cub_cfg, cub_crop=True, cub_crop_margin=0.1), "test")[0]
     assert margin["mask"].shape[0] > item["mask"].shape[0]
     assert margin["mask"].sum() == full[0]["mask"].sum()  # the bird lies inside its box
 
@@ -85,7 +85,7 @@ def test_transforms(cub_cfg):
 
 
 def test_listed_but_missing_files_are_named(cub_root, cub_segmentations, caplog):
-    with pytest.raises(DataError, match=r"missing files: .*\.(jpg|png).*data\.cub_classes"):
+    with pytest.raises(DataError, match=r"missing files: .*\.(jpg|png).*data\.cub\.classes"):
         CUBDataset(cub_root, "test", segmentations_dir=cub_segmentations)
     with caplog.at_level(logging.WARNING):
         ds = CUBDataset(cub_root, "test", segmentations_dir=cub_segmentations, on_bad_sample="skip")

@@ -108,7 +108,7 @@ def test_missing_folder_empty_split_and_no_classes(tmp_path):
     root = _make(tmp_path / "set", n=2)
     with pytest.raises(DataError, match="non-empty train split"):
         FolderDataset(root, "train", class_names=CLASSES)
-    with pytest.raises(ValueError, match="folder_classes"):
+    with pytest.raises(ValueError, match="folder.classes"):
         FolderDataset(root, "train")
     with pytest.raises(ValueError, match="one colour per class"):
         FolderDataset(root, "train", palette=PALETTE, class_names=["a", "b"])

@@ -114,19 +114,19 @@ def test_the_image_shows_how_many_raters_mark_the_finding() -> None:
 
 
 def test_build_dataset_and_config_keys() -> None:
-    cfg = Config.from_yaml(None, ["data.name=lesions", "data.lesions_val_size=5"]).data
+    cfg = Config.from_yaml(None, ["data.name=lesions", "data.lesions.val_size=5"]).data
     ds = build_dataset(cfg, "val", build_transforms(cfg, "val"))
     assert len(ds) == 5 and isinstance(ds, LesionsDataset)
     item = ds[0]
     assert item["image"].shape == (3, 64, 64) and item["masks"].shape == (4, 64, 64)
     assert item["masks"].dtype == torch.int64
     for override, key in (
-        ("data.lesions_raters=0", "data.lesions_raters"),
-        ("data.lesions_test_size=0", "data.lesions_test_size"),
+        ("data.lesions.raters=0", "data.lesions.raters"),
+        ("data.lesions.test_size=0", "data.lesions.test_size"),
         ("data.image_size=16", "data.image_size"),
     ):
         with pytest.raises(ConfigError, match=key):
             Config.from_yaml(None, ["data.name=lesions", override, "model.encoder_depth=4"])
     with pytest.raises(ConfigError, match="data.image_size"):
         LesionsDataset("train", 4, image_size=16)
-    assert DataConfig().lesions_raters == 4
+    assert DataConfig().lesions.raters == 4

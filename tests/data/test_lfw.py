@@ -5,7 +5,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,6 +15,7 @@ from segcvae.config import Config, ConfigError
 from segcvae.data import DataError, LFWPartsDataset, build_dataset, build_transforms
 from segcvae.data.files import colours_to_index, read_mask
 from segcvae.data.lfw import CACHE_ENV
+from tests.conftest import data_replace
 
 
 def test_official_split_sizes(lfw_cfg):
@@ -228,17 +228,17 @@ def test_skip_bad_sample_is_logged_and_counted(tiny_lfw, caplog):
 
 def test_config_path_to_labels(lfw_cfg):
     with pytest.raises(DataError, match="label folder not found"):
-        build_dataset(replace(lfw_cfg, lfw_masks="/nonexistent/labels"), "train")
+        build_dataset(data_replace(lfw_cfg, lfw_masks="/nonexistent/labels"), "train")
 
 
-# --- flipped classes (data.lfw_flips): Kohl et al. 2018's recipe on the real masks (issue 33)
+# --- flipped classes (data.lfw.flips): Kohl et al. 2018's recipe on the real masks (issue 33)
 
 FLIPS = {"hair": 8 / 17, "skin": 5 / 17}  # the recipe's first probability and its fourth
 
 
 @pytest.fixture(scope="module")
 def flip_cfg(lfw_cfg):
-    return replace(lfw_cfg, lfw_flips=dict(FLIPS))
+    return data_replace(lfw_cfg, lfw={"flips": dict(FLIPS)})
 
 
 def test_flipped_item_modes_and_probabilities_by_hand(lfw_cfg, flip_cfg):
@@ -301,7 +301,7 @@ def test_drawn_masks_follow_the_probabilities(flip_cfg):
 
 
 def test_transformed_flipped_item(flip_cfg):
-    cfg = replace(flip_cfg, image_size=64)
+    cfg = data_replace(flip_cfg, image_size=64)
     item = build_dataset(cfg, "train", build_transforms(cfg, "train"))[0]
     assert item["masks"].shape == (4, 64, 64) and item["masks"].dtype == torch.int64
     assert item["mask"].shape == (64, 64) and item["mask_probs"].shape == (4,)
@@ -310,7 +310,7 @@ def test_transformed_flipped_item(flip_cfg):
 
 def test_flips_off_leave_the_items_unchanged(lfw_cfg, flip_cfg):
     plain, flipped = build_dataset(lfw_cfg, "val"), build_dataset(flip_cfg, "val")
-    assert lfw_cfg.lfw_flips == {}  # the default
+    assert lfw_cfg.lfw.flips == {}  # the default
     assert plain.class_names == ["background", "skin", "hair"] and not plain.masks_are_modes
     assert plain.palette == [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
     for index in (0, 9, 100):
@@ -324,13 +324,17 @@ def test_flips_off_leave_the_items_unchanged(lfw_cfg, flip_cfg):
 
 
 def test_one_flipped_class_and_the_mapping_order(lfw_cfg):
-    hair_only = build_dataset(replace(lfw_cfg, lfw_flips={"hair": 0.25}), "test")
+    hair_only = build_dataset(data_replace(lfw_cfg, lfw={"flips": {"hair": 0.25}}), "test")
     assert hair_only.class_names[3:] == ["hair_alt"] and hair_only.num_classes == 4
     np.testing.assert_allclose(hair_only.mode_probs, [0.75, 0.25])
     item = hair_only[0]
     assert item["masks"].shape[0] == 2 and set(np.unique(item["masks"][1])) <= {0, 1, 3}
-    reordered = build_dataset(replace(lfw_cfg, lfw_flips={"skin": 5 / 17, "hair": 8 / 17}), "test")
-    swapped = build_dataset(replace(lfw_cfg, lfw_flips={"hair": 8 / 17, "skin": 5 / 17}), "test")
+    reordered = build_dataset(
+        data_replace(lfw_cfg, lfw={"flips": {"skin": 5 / 17, "hair": 8 / 17}}), "test"
+    )
+    swapped = build_dataset(
+        data_replace(lfw_cfg, lfw={"flips": {"hair": 8 / 17, "skin": 5 / 17}}), "test"
+    )
     assert reordered.class_names == swapped.class_names  # classes follow class order
     np.testing.assert_array_equal(reordered[5]["masks"], swapped[5]["masks"])
 
@@ -339,7 +343,7 @@ def test_one_flipped_class_and_the_mapping_order(lfw_cfg):
     "flips", [{"beard": 0.5}, {"hair": 0.0}, {"hair": 1.0}, {"skin": 1.5}, {"hair": float("nan")}]
 )
 def test_bad_flips_are_config_errors(lfw_cfg, flips):
-    with pytest.raises(ConfigError, match=r"data\.lfw_flips"):
+    with pytest.raises(ConfigError, match=r"data\.lfw\.flips"):
         Config.from_dict({"data": {"name": "lfw", "root": "x", "lfw_flips": flips}})
-    with pytest.raises(ConfigError, match=r"data\.lfw_flips"):
-        build_dataset(replace(lfw_cfg, lfw_flips=flips), "val")
+    with pytest.raises(ConfigError, match=r"data\.lfw\.flips"):
+        build_dataset(data_replace(lfw_cfg, lfw={"flips": flips}), "val")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from segcvae.config import ConfigError, DataConfig
+from segcvae.config import ConfigError
 from segcvae.data import DataError, FolderDataset, QUBIQDataset, build_dataset, build_transforms
 from segcvae.engine.batches import collate
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, data_cfg
 
 SIZE = (12, 16)  # H, W
 
@@ -85,7 +85,7 @@ def test_one_mask_folder_per_rater(tmp_path: Path) -> None:
     assert np.array_equal(ds[1]["masks"][0], _rater_mask(1, 0))  # alice, the only rater of im1
     test = _folder(root, "test", layout="per_rater")
     assert np.array_equal(test[0]["masks"][1], _rater_mask(2, 1))  # bob, in rater-name order
-    with pytest.raises(DataError, match="folder_layout=per_rater"):
+    with pytest.raises(DataError, match="folder.layout=per_rater"):
         _folder(root)  # masks/ holds rater folders, not masks: say which layout reads them
 
 
@@ -138,7 +138,7 @@ def test_0_255_masks_need_the_binary_threshold(tmp_path: Path) -> None:
         _folder(root, layout="per_image")[0]
     message = str(e.value)
     assert "task01_seg01.png" in message and "[0, 255]" in message
-    assert "data.binary_threshold=128" in message
+    assert "data.folder.binary_threshold=128" in message
     ds = _folder(root, layout="per_image", binary_threshold=128)
     assert np.array_equal(ds[0]["masks"][1], _rater_mask(0, 1))
     default_names = FolderDataset(
@@ -162,7 +162,7 @@ def test_jpeg_masks_are_named_and_read_with_a_threshold(tmp_path: Path) -> None:
     assert len(np.unique(noisy)) > 2  # compression noise around 0 and 255
     with pytest.raises(DataError) as e:
         _folder(root)
-    assert "JPEG masks" in str(e.value) and "data.binary_threshold" in str(e.value)
+    assert "JPEG masks" in str(e.value) and "data.folder.binary_threshold" in str(e.value)
     mask = _folder(root, binary_threshold=128)[0]["mask"]
     expected = np.kron(_rater_mask(0, 1), np.ones((4, 4), np.uint8))
     assert set(np.unique(mask)) == {0, 1} and (mask != expected).mean() < 0.01
@@ -171,7 +171,7 @@ def test_jpeg_masks_are_named_and_read_with_a_threshold(tmp_path: Path) -> None:
 def test_transforms_move_every_rater_mask_with_the_image(tmp_path: Path) -> None:
     root = _per_image(tmp_path / "set", [7, 2])
     _splits(root, ["case00", "case01"], ["case01"])
-    cfg = DataConfig(
+    cfg = data_cfg(
         name="folder",
         root=str(root),
         folder_layout="per_image",
@@ -210,7 +210,7 @@ def test_qubiq_reads_the_real_release() -> None:
     assert np.array_equal(item["mask"], (votes >= 4).astype(np.int64))
     assert 0.02 < item["masks"].mean() < 0.4  # brain growth is a small part of the slice
     assert ds.class_names == ["background", "brain growth"] and item["id"] == "case32"
-    cfg = DataConfig(name="qubiq", root=str(QUBIQ), image_size=64)
+    cfg = data_cfg(name="qubiq", root=str(QUBIQ), image_size=64)
     t = build_dataset(cfg, "train", build_transforms(cfg, "train"))[3]
     assert t["masks"].shape == (7, 64, 64) and t["image"].shape == (3, 64, 64)
     with pytest.raises(DataError, match="QUBIQ root not found"):

@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from segcvae.config import DataConfig
 from segcvae.data import DataError, FolderDataset, build_dataset, read_image
 from segcvae.data.nifti import NiftiImage, to_uint8, volume_from_slices
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, data_cfg
 
 nib = pytest.importorskip("nibabel")
 
@@ -249,11 +248,11 @@ def test_predict_writes_nifti_on_the_input_grid(tmp_path: Path) -> None:
         ent.shape == (20, 24, 3, 1) and 0 <= ent.min() and ent.max() <= np.log(NUM_CLASSES) + 1e-5
     )
 
-    # along another axis: the checkpoint's data.nifti_axis decides
+    # along another axis: the checkpoint's data.folder.nifti_axis decides
     from segcvae.engine.predict import predict_nifti
 
     predictor = Predictor.from_checkpoint(ckpt, device="cpu", batch_size=2)
-    predictor.config.data.nifti_axis = 0
+    predictor.config.data.folder.nifti_axis = 0
     other = tmp_path / "other"
     other.mkdir()
     paths = predict_nifti(predictor, vol_path, other, "head", samples=2)
@@ -298,8 +297,8 @@ def qubiq_nifti(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_qubiq_as_nifti_gives_the_same_items_as_the_png_copy(qubiq_nifti: Path) -> None:
     common = dict(name="folder", folder_layout="per_image", folder_splits="splits")
     common.update(folder_classes=["background", "brain_growth"])
-    png = DataConfig(root=str(QUBIQ), folder_image_pattern="image.png", **common)
-    nii = DataConfig(root=str(qubiq_nifti), nifti_intensity="none", **common)
+    png = data_cfg(root=str(QUBIQ), folder_image_pattern="image.png", **common)
+    nii = data_cfg(root=str(qubiq_nifti), nifti_intensity="none", **common)
     for split in ("train", "val", "test"):
         a, b = build_dataset(png, split), build_dataset(nii, split)
         assert len(a) == len(b) > 0
@@ -309,5 +308,5 @@ def test_qubiq_as_nifti_gives_the_same_items_as_the_png_copy(qubiq_nifti: Path) 
             assert np.array_equal(x["image"], y["image"])
             assert x["masks"].shape == (7, 128, 128) and np.array_equal(x["masks"], y["masks"])
             assert np.array_equal(x["mask"], y["mask"])
-    scaled = build_dataset(DataConfig(root=str(qubiq_nifti), **common), "test")[0]["image"]
+    scaled = build_dataset(data_cfg(root=str(qubiq_nifti), **common), "test")[0]["image"]
     assert scaled.max() == 255  # the default percentile rule stretches the 8-bit copy

@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from segcvae.config import Config, ConfigError, DataConfig, _check_type
+from segcvae.config import Config, ConfigError, DataConfig
+from segcvae.config.checks import check_type as _check_type
 from segcvae.data import DataError, FolderDataset, Sample, SegmentationDataset, build_dataset
 from segcvae.data.folder import check_split_files
 from segcvae.engine.batches import eval_loader
 from segcvae.engine.checks import check_labels, check_splits
+from tests.conftest import data_cfg
 
 CLASSES = ["background", "object"]
 
@@ -74,7 +76,7 @@ def test_data_split_into_folders_is_pointed_at_split_dirs(tmp_path: Path) -> Non
             case = root / split / f"case{k}"
             case.mkdir(parents=True)
             cv2.imwrite(str(case / "image.png"), np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(DataError, match="set data.folder_split_dirs") as e:
+    with pytest.raises(DataError, match="set data.folder.split_dirs") as e:
         FolderDataset(root, "train", class_names=CLASSES, layout="per_image")
     assert "testing/ holds case0/, case1/, case2/" in str(e.value)
     assert "testing/, training/ hold folders" in str(e.value)
@@ -98,7 +100,7 @@ def test_split_folders_with_val_carved_from_train(tmp_path: Path, layout: str) -
     kw = dict(class_names=CLASSES, layout=layout, split_dirs=dirs, split_seed=3)
     parts = {s: _ids(FolderDataset(root, s, **kw)) for s in ("train", "val", "test")}
     assert parts["test"] == ["im10", "im11", "im12"]  # the whole testing folder
-    assert len(parts["val"]) == 1 and len(parts["train"]) == 9  # data.folder_val_ratio 0.1
+    assert len(parts["val"]) == 1 and len(parts["train"]) == 9  # data.folder.val_ratio 0.1
     assert sorted(parts["train"] + parts["val"]) == [f"im{k:02d}" for k in range(10)]
     other_seed = [_ids(FolderDataset(root, "val", **{**kw, "split_seed": s})) for s in range(6)]
     assert len({tuple(v) for v in other_seed}) > 1  # the carve follows data.split_seed
@@ -107,10 +109,10 @@ def test_split_folders_with_val_carved_from_train(tmp_path: Path, layout: str) -
         [
             "data.name=folder",
             f"data.root={root}",
-            f"data.folder_layout={layout}",
-            "data.folder_classes=[background,object]",
+            f"data.folder.layout={layout}",
+            "data.folder.classes=[background,object]",
             "data.split_seed=3",
-            "data.folder_split_dirs={train: training, test: testing}",
+            "data.folder.split_dirs={train: training, test: testing}",
         ],
     ).data
     assert [build_dataset(cfg, "val")[0]["id"]] == parts["val"]
@@ -121,16 +123,16 @@ def test_split_folders_with_val_carved_from_train(tmp_path: Path, layout: str) -
 
 
 def test_split_dirs_config_key_is_checked() -> None:
-    with pytest.raises(ConfigError, match="data.folder_split_dirs: expected a mapping of train"):
-        Config.from_yaml(None, ["data.folder_split_dirs={test: testing}"])
-    with pytest.raises(ConfigError, match="data.folder_split_dirs.train: expected a string"):
-        Config.from_yaml(None, ["data.folder_split_dirs={train: 7}"])
-    with pytest.raises(ConfigError, match="data.folder_split_dirs: expected a mapping of str"):
-        Config.from_yaml(None, ["data.folder_split_dirs=[training]"])
-    with pytest.raises(ConfigError, match="data.folder_splits"):
-        Config.from_yaml(None, ["data.folder_split_dirs={train: a}", "data.folder_splits=splits"])
-    cfg = Config.from_yaml(None, ["data.folder_split_dirs={train: a, val: b}"])
-    assert Config.from_dict(cfg.to_dict()).data.folder_split_dirs == {"train": "a", "val": "b"}
+    with pytest.raises(ConfigError, match="data.folder.split_dirs: expected a mapping of train"):
+        Config.from_yaml(None, ["data.folder.split_dirs={test: testing}"])
+    with pytest.raises(ConfigError, match="data.folder.split_dirs.train: expected a string"):
+        Config.from_yaml(None, ["data.folder.split_dirs={train: 7}"])
+    with pytest.raises(ConfigError, match="data.folder.split_dirs: expected a mapping of str"):
+        Config.from_yaml(None, ["data.folder.split_dirs=[training]"])
+    with pytest.raises(ConfigError, match="data.folder.splits"):
+        Config.from_yaml(None, ["data.folder.split_dirs={train: a}", "data.folder.splits=splits"])
+    cfg = Config.from_yaml(None, ["data.folder.split_dirs={train: a, val: b}"])
+    assert Config.from_dict(cfg.to_dict()).data.folder.split_dirs == {"train": "a", "val": "b"}
 
 
 def test_the_type_checker_reads_mappings() -> None:
@@ -155,10 +157,10 @@ def test_rescaled_masks_are_counted_and_can_be_resized(tmp_path: Path, caplog) -
     message = str(e.value)
     assert "im00.png: mask is 32x24 (WxH) but its image" in message
     assert "5 of the 6 items of the train split have such masks" in message
-    assert "data.mask_resize=true" in message
+    assert "data.folder.mask_resize=true" in message
     with caplog.at_level(logging.INFO, logger="segcvae"):
         resized = FolderDataset(root, "train", mask_resize=True, **kw)
-    assert "data.mask_resize: 5 of 6 items" in caplog.text
+    assert "data.folder.mask_resize: 5 of 6 items" in caplog.text
     stored = cv2.imread(str(root / "masks" / "im01.png"), cv2.IMREAD_UNCHANGED)
     expected = cv2.resize(stored, (16, 12), interpolation=cv2.INTER_NEAREST)
     assert np.array_equal(resized[1]["mask"], expected) and resized[1]["mask"].shape == (12, 16)
@@ -211,7 +213,7 @@ def test_split_files_are_checked_when_training_starts(tmp_path: Path, caplog) ->
     root = tmp_path / "set"
     (root / "splits").mkdir(parents=True)
     (root / "splits" / "train.txt").write_text("a\n")
-    cfg = DataConfig(name="folder", root=str(root), folder_splits="splits", folder_classes=CLASSES)
+    cfg = data_cfg(name="folder", root=str(root), folder_splits="splits", folder_classes=CLASSES)
     with pytest.raises(DataError, match=r"split file not found: .*splits/val.txt; the run evalu"):
         check_split_files(cfg)
     (root / "splits" / "val.txt").write_text("a\n")
@@ -224,14 +226,14 @@ def test_split_files_are_checked_when_training_starts(tmp_path: Path, caplog) ->
     (root / "splits" / "train.txt").unlink()
     with pytest.raises(DataError, match=r"splits/train.txt; the run trains on the train split"):
         check_split_files(cfg)
-    dirs = DataConfig(
+    dirs = data_cfg(
         name="folder",
         root=str(root),
         folder_classes=CLASSES,
         folder_split_dirs={"train": "splits", "test": "testing"},
     )
-    assert "data.folder_split_dirs.test" in check_split_files(dirs)[0]
-    qubiq = DataConfig(name="qubiq", root=str(tmp_path / "nowhere"))
+    assert "data.folder.split_dirs.test" in check_split_files(dirs)[0]
+    qubiq = data_cfg(name="qubiq", root=str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match=r"nowhere/splits/train.txt"):
         check_split_files(qubiq)
     assert check_split_files(DataConfig()) == []  # shapes: nothing to check
@@ -268,8 +270,8 @@ def test_training_warns_about_a_missing_test_file_when_it_starts(tmp_path: Path,
     (root / "splits").mkdir()
     (root / "splits" / "train.txt").write_text("im00\nim01\nim02\nim03\n")
     (root / "splits" / "val.txt").write_text("im04\n")
-    folder = ["data.name=folder", f"data.root={root}", "data.folder_splits=splits"]
-    folder += ["data.folder_classes=[background,object]", "data.omission_max=0"]
+    folder = ["data.name=folder", f"data.root={root}", "data.folder.splits=splits"]
+    folder += ["data.folder.classes=[background,object]", "data.omission_max=0"]
     cfg = Config.from_yaml(None, [*TINY, *folder])
     with caplog.at_level(logging.WARNING, logger="segcvae"):
         Trainer(cfg, tmp_path / "run", DistInfo(), progress=False)

@@ -12,6 +12,7 @@ from segcvae.config import Config, DataConfig
 from segcvae.data import ShapesDataset, build_dataset, build_transforms
 from segcvae.data.shapes_kinds import FLIP_PROBS, PART_PROBS
 from segcvae.metrics import pairwise_iou
+from tests.conftest import data_cfg
 
 
 def test_items_are_repeatable_and_seeded():
@@ -71,7 +72,7 @@ def test_chosen_mask_is_unpredictable_from_the_image():
 
 
 def test_transform_moves_mask_and_all_masks_together():
-    cfg = DataConfig(image_size=32)
+    cfg = data_cfg(image_size=32)
     ds = ShapesDataset("train", 10, image_size=64, transform=build_transforms(cfg, "train"))
     torch.manual_seed(0)
     for i in range(10):
@@ -82,17 +83,17 @@ def test_transform_moves_mask_and_all_masks_together():
 
 
 def test_config_sizes_and_validation():
-    cfg = DataConfig(shapes_train_size=5, shapes_val_size=3, shapes_test_size=2)
+    cfg = data_cfg(shapes_train_size=5, shapes_val_size=3, shapes_test_size=2)
     assert [len(build_dataset(cfg, s)) for s in ("train", "val", "test")] == [5, 3, 2]
     with pytest.raises(ValueError, match="too small"):
         ShapesDataset("train", 5, image_size=16, completions=4)
-    with pytest.raises(ValueError, match="data.shapes_classes"):
+    with pytest.raises(ValueError, match="data.shapes.classes"):
         ShapesDataset("train", 5, num_shapes=9)
     with pytest.raises(IndexError):
         ShapesDataset("train", 5)[5]
 
 
-# --- the kinds of ambiguity (data.shapes_ambiguity) ----------------------------------------------
+# --- the kinds of ambiguity (data.shapes.ambiguity) ----------------------------------------------
 
 KINDS = {"exclusive": 3, "independent": 27, "flip": 8, "mixed": 27}  # kind -> M
 
@@ -108,7 +109,7 @@ def _hash(ds: ShapesDataset, indices: list[int]) -> str:
 
 
 def test_nested_items_are_bit_identical_to_before_the_kinds():
-    # hashes computed on commit 31b95b7, before data.shapes_ambiguity existed
+    # hashes computed on commit 31b95b7, before data.shapes.ambiguity existed
     ds = ShapesDataset("train", 50, seed=0, ambiguity="nested")
     assert _hash(ds, [0, 1, 2, 17, 49]) == (
         "5f9af024d5bc25bb053ff7fc5340186b9a96262d246b53597bb508736eb72e46"
@@ -127,7 +128,7 @@ def _modes(item: dict) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_kind_items_carry_all_masks_and_their_probabilities(kind):
-    ds = build_dataset(DataConfig(shapes_ambiguity=kind, shapes_val_size=60), "val")
+    ds = build_dataset(data_cfg(shapes_ambiguity=kind, shapes_val_size=60), "val")
     assert ds.num_modes == KINDS[kind] and ds.masks_are_modes
     for i in range(len(ds)):
         item = ds[i]
@@ -282,7 +283,7 @@ def test_mixed_items_are_the_items_of_their_kind():
 
 
 def test_kind_items_batch_after_transforms():
-    cfg = DataConfig(image_size=32, shapes_ambiguity="mixed", shapes_train_size=8)
+    cfg = data_cfg(image_size=32, shapes_ambiguity="mixed", shapes_train_size=8)
     ds = build_dataset(cfg, "train", build_transforms(cfg, "train"))
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=8)))
     assert batch["masks"].shape == (8, 27, 32, 32) and batch["mask_probs"].shape == (8, 27)
@@ -290,15 +291,15 @@ def test_kind_items_batch_after_transforms():
 
 
 def test_kind_validation_names_the_key():
-    with pytest.raises(ValueError, match="data.shapes_classes: expected >= 2"):
+    with pytest.raises(ValueError, match="data.shapes.classes: expected >= 2"):
         ShapesDataset("train", 5, num_shapes=1, ambiguity="flip")
-    with pytest.raises(ValueError, match="data.shapes_classes"):
-        Config.from_yaml(None, ["data.shapes_ambiguity=independent", "data.shapes_classes=1"])
+    with pytest.raises(ValueError, match="data.shapes.classes"):
+        Config.from_yaml(None, ["data.shapes.ambiguity=independent", "data.shapes.classes=1"])
     with pytest.raises(ValueError, match="data.image_size: expected >= 32"):
         ShapesDataset("train", 5, image_size=24, ambiguity="exclusive")
-    with pytest.raises(ValueError, match="data.shapes_ambiguity"):
+    with pytest.raises(ValueError, match="data.shapes.ambiguity"):
         ShapesDataset("train", 5, ambiguity="both")
-    with pytest.raises(ValueError, match="data.shapes_ambiguity"):
-        Config.from_yaml(None, ["data.shapes_ambiguity=both"])
+    with pytest.raises(ValueError, match="data.shapes.ambiguity"):
+        Config.from_yaml(None, ["data.shapes.ambiguity=both"])
     one_class = ShapesDataset("train", 5, num_shapes=1, ambiguity="exclusive")[0]
     assert set(np.unique(one_class["masks"])) == {0, 1}

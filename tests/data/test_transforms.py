@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from segcvae.config import DataConfig
 from segcvae.data import (
     BlockOmission,
     Sample,
@@ -15,6 +14,7 @@ from segcvae.data import (
     build_dataset,
     build_transforms,
 )
+from tests.conftest import data_cfg
 
 
 def _block(image):
@@ -83,7 +83,7 @@ def test_random_training_blocks_follow_the_seed():
 
 
 def test_pipelines_per_split():
-    cfg = DataConfig(image_size=32)
+    cfg = data_cfg(image_size=32)
     image = np.full((50, 40, 3), 255, np.uint8)
     mask = np.zeros((50, 40), np.uint8)
     mask[:, :20] = 1
@@ -94,7 +94,7 @@ def test_pipelines_per_split():
     assert set(val["mask"].unique().tolist()) == {0, 1}  # nearest-neighbour resize
     names = [type(t).__name__ for t in build_transforms(cfg, "train")]
     assert names == ["Resize", "HorizontalFlip", "BlockOmission", "Normalize", "ToTensorV2"]
-    off = DataConfig(hflip=False, omission_max=0.0)
+    off = data_cfg(hflip=False, omission_max=0.0)
     assert [type(t).__name__ for t in build_transforms(off, "train")] == [
         "Resize",
         "Normalize",
@@ -110,7 +110,7 @@ def test_pipelines_per_split():
 
 
 def test_seeded_omission_is_repeatable_per_item_across_loaders():
-    cfg = DataConfig(image_size=32, shapes_test_size=12)
+    cfg = data_cfg(image_size=32, shapes_test_size=12)
     transform = build_transforms(cfg, "test", omission=True, omission_seed=5)
     ds = build_dataset(cfg, "test", transform)
     single = torch.stack([ds[i]["image"] for i in reversed(range(12))]).flip(0)
@@ -124,7 +124,7 @@ def test_seeded_omission_is_repeatable_per_item_across_loaders():
 
 
 def test_training_augmentation_follows_torch_seed():
-    cfg = DataConfig(image_size=32)
+    cfg = data_cfg(image_size=32)
 
     def epoch(seed, workers):
         torch.manual_seed(seed)
@@ -152,7 +152,7 @@ class _Constant(SegmentationDataset):
 
 def test_workers_do_not_repeat_each_others_augmentation():
     torch.manual_seed(0)
-    ds = _Constant("train", build_transforms(DataConfig(image_size=32, hflip=False), "train"))
+    ds = _Constant("train", build_transforms(data_cfg(image_size=32, hflip=False), "train"))
     images = [b["image"][0] for b in DataLoader(ds, batch_size=1, num_workers=2)]
     # items 2k and 2k+1 come from different workers, each worker's k-th draw
     assert sum(torch.equal(images[2 * k], images[2 * k + 1]) for k in range(4)) == 0

@@ -30,9 +30,9 @@ RUN_OVERRIDES = [
     "train.steps=2",
     "train.eval_every=2",
     "train.checkpoint_every=2",
-    "data.lesions_train_size=16",
-    "data.lesions_val_size=4",
-    "data.lesions_test_size=4",
+    "data.lesions.train_size=16",
+    "data.lesions.val_size=4",
+    "data.lesions.test_size=4",
 ]
 # Paths the docs use for data, and where the tests find it: the shared real data, or folders the
 # workspace fixture writes (the value is then relative to the workspace).

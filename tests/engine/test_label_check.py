@@ -10,6 +10,7 @@ import pytest
 from segcvae.config import DataConfig
 from segcvae.data import DataError, Sample
 from segcvae.engine.checks import check_labels, scan_labels
+from tests.conftest import data_cfg
 
 
 class _Masks:
@@ -40,13 +41,13 @@ def _mask(values: dict[int, int], size: int = 10) -> np.ndarray:
 
 def test_binary_0_255_masks_are_an_error_naming_the_key():
     ds = _Masks([_mask({0: 80, 255: 20})] * 5)
-    cfg = DataConfig(name="folder", root="/data/cells", folder_classes=["background", "cell"])
+    cfg = data_cfg(name="folder", root="/data/cells", folder_classes=["background", "cell"])
     with pytest.raises(DataError) as info:
         check_labels(ds, cfg)
     text = str(info.value)
     assert text.startswith("data.name=folder, data.root=/data/cells: class 1 (foreground)")
     assert "never occurs in the 5 training masks read" in text and "20.0%" in text
-    assert "data.binary_threshold=128" in text
+    assert "data.folder.binary_threshold=128" in text
 
 
 def test_the_scan_is_capped_and_says_so(caplog):

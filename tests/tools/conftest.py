@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Command-line overrides of a run that trains in seconds: 32x32 shapes, timm's tiny test encoder.
 TINY = [
     *TINY_MODEL,
-    "data.shapes_train_size=16",
-    "data.shapes_val_size=4",
-    "data.shapes_test_size=4",
+    "data.shapes.train_size=16",
+    "data.shapes.val_size=4",
+    "data.shapes.test_size=4",
     "train.batch_size=4",
     "train.log_every=2",
     "train.device=cpu",

@@ -61,7 +61,7 @@ def test_binary_0_255_masks_are_refused_before_training(tmp_path: Path, capsys) 
             *FAST,
             "data.name=folder",
             f"data.root={root}",
-            "data.folder_classes=[background, foreground]",
+            "data.folder.classes=[background, foreground]",
         ]
     )
     line = _one_line(capsys.readouterr().err)
@@ -69,7 +69,7 @@ def test_binary_0_255_masks_are_refused_before_training(tmp_path: Path, capsys) 
     # the mask reader names the first such file (the label scan of engine/batches.py would catch
     # what it lets through: tests/engine/test_label_check.py)
     assert "masks/im0.png: values [0, 255] found" in line
-    assert "data.binary_threshold=128" in line and "data.ignore_index" in line
+    assert "data.folder.binary_threshold=128" in line and "data.ignore_index" in line
     assert not (out / "last.pt").exists() and not (out / "metrics.jsonl").exists()
 
 
@@ -269,7 +269,7 @@ def test_user_mistakes_are_the_named_error_types() -> None:
     [
         ("model.encoder_name=resnet19", "model.encoder_name: expected an smp encoder name"),
         ("model.encoder_name=tu-nonet", "model.encoder_name: timm has no model 'nonet'"),
-        ("data.shapes_completions=8", "data.image_size=32 is too small for"),
+        ("data.shapes.completions=8", "data.image_size=32 is too small for"),
     ],
 )
 def test_mistakes_found_while_building_are_one_line(

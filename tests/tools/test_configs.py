@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from segcvae.cli import evaluate_main, main, train_main
-from segcvae.config import LEGACY_FAMILY_KEYS, Config, ConfigError
+from segcvae.config import LEGACY_KEYS, Config, ConfigError
 from tests.tools.conftest import REPO, TINY
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -24,7 +24,7 @@ KIND_CONFIGS = {f"shapes_{k}": k for k in ("exclusive", "independent", "flip", "
 @pytest.mark.parametrize("stem", sorted(KIND_CONFIGS))
 def test_kind_configs_are_the_default_job_on_their_kind(stem: str) -> None:
     expected = Config()
-    expected.data.shapes_ambiguity = KIND_CONFIGS[stem]
+    expected.data.shapes.ambiguity = KIND_CONFIGS[stem]
     assert Config.from_yaml(REPO / "configs" / f"{stem}.yaml") == expected
 
 
@@ -47,9 +47,10 @@ def test_composed_configs_resolve_as_before(path: Path) -> None:
     before = RESOLVED[path.name]
 
     def now(section: str, key: str, old: object) -> object:
-        if section == "model" and key in LEGACY_FAMILY_KEYS:  # a family's own setting now
-            family, name = LEGACY_FAMILY_KEYS[key]
-            return resolved["model"].get(family, {}).get(name, old)  # read by its family only
+        legacy = LEGACY_KEYS.get(section, {})
+        if key in legacy:  # a family's or a dataset's own setting now (model.ssn, data.shapes)
+            group, name = legacy[key]
+            return resolved[section].get(group, {}).get(name, old)  # read by its group only
         return resolved[section][key]
 
     changed = {

@@ -29,7 +29,7 @@ def _raters_folder(root: Path, n: int = 10) -> Path:
             if name == "r3" and k % 2:  # half of the images have only two raters
                 continue
             mask = np.zeros((32, 32), np.uint8)
-            mask[8 - j : 24 + j, 8:24] = 255  # 0/255 masks: read with data.binary_threshold
+            mask[8 - j : 24 + j, 8:24] = 255  # 0/255 masks: read with data.folder.binary_threshold
             cv2.imwrite(str(root / "masks" / name / f"im{k}.png"), mask)
     return root
 
@@ -40,10 +40,10 @@ def test_train_on_every_rater_then_evaluate_all_keys(tmp_path: Path, capsys) -> 
     data = [
         "data.name=folder",
         f"data.root={root}",
-        "data.folder_layout=per_rater",
-        "data.binary_threshold=128",
-        "data.folder_val_ratio=0.2",
-        "data.folder_test_ratio=0.2",
+        "data.folder.layout=per_rater",
+        "data.folder.binary_threshold=128",
+        "data.folder.val_ratio=0.2",
+        "data.folder.test_ratio=0.2",
     ]
     out = tmp_path / "run"
     args = ["--out", str(out), "train.steps=3", "train.eval_every=3", "train.rater=all"]

@@ -127,15 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     predictor = segcvae.load(args.ckpt)
     dc = predictor.config.data
-    size = {"train": dc.shapes_train_size, "val": dc.shapes_val_size, "test": dc.shapes_test_size}
+    sc = dc.settings("shapes")
+    size = {"train": sc.train_size, "val": sc.val_size, "test": sc.test_size}
     ds = ShapesDataset(
         args.split,
         size=size[args.split],
         image_size=dc.image_size,
-        num_shapes=dc.shapes_classes,
-        completions=dc.shapes_completions,
-        difficulty=dc.shapes_difficulty,
-        seed=dc.shapes_seed,
+        num_shapes=sc.classes,
+        completions=sc.completions,
+        difficulty=sc.difficulty,
+        seed=sc.seed,
     )
     if args.codes and not hasattr(predictor.model, "decode_codes"):  # a categorical latent's
         p.error(f"--codes needs a categorical latent; {args.ckpt} has none")
