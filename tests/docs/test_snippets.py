@@ -53,7 +53,9 @@ def _param(block: Block) -> object:
         marks.append(pytest.mark.skip(reason=f"{block.id}: {arg}"))
     if kind == "requires" and not _exists(arg):
         marks.append(pytest.mark.skip(reason=f"{block.id}: needs {arg}, which does not exist yet"))
-    if kind == "slow" or block.real_data:
+    # shell blocks run whole commands (training runs, evaluations): the slow tier, like the other
+    # end-to-end tests; the Python and YAML blocks stay in the unit tier
+    if kind == "slow" or block.real_data or block.lang not in ("python", "yaml"):
         marks.append(pytest.mark.slow)
     return pytest.param(block, id=block.id, marks=marks)
 

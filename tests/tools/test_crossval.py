@@ -13,6 +13,7 @@ from tests.tools.conftest import TINY
 FAST = [*TINY, "train.steps=4", "train.eval_every=2", "eval.samples=1", "eval.hypotheses=3"]
 
 
+@pytest.mark.slow  # whole cross-validations
 def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -53,6 +54,7 @@ def test_crossval_trains_every_fold_pools_the_cases_and_continues_a_killed_run(
     assert "| ged |" in printed and "mean ± std across folds" in printed
 
 
+@pytest.mark.slow  # whole cross-validations
 def test_only_some_folds_pools_what_is_done_and_says_partial(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cv"
     args = ["--folds", "3", "--out", str(out), "--no-progress", *FAST]
@@ -73,6 +75,7 @@ def test_only_some_folds_pools_what_is_done_and_says_partial(tmp_path: Path, cap
     assert "argument --only: expected an integer, got 'x'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # whole cross-validations
 def test_retest_tests_the_finished_folds_again_with_other_eval_settings(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
