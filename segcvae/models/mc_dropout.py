@@ -47,8 +47,10 @@ class MCDropoutSettings:
     """``model.mc_dropout``: the MC-dropout family's own settings (it also reads the U-Net's
     ``encoder_*`` and ``decoder_channels``, and ``loss.scale_weights`` for its objective)."""
 
+    # 0.2: on validation (exclusive shapes, 300 steps) 0.2 gave GED 0.21 and NLL 253 against 0.49
+    # and 293 for Bayesian SegNet's 0.5, which drops too many of these narrow blocks' channels
     rate: float = setting(
-        0.5, gt=0, lt=1, help="dropout probability p of a decoder channel (Bayesian SegNet: 0.5)"
+        0.2, gt=0, lt=1, help="dropout probability p of a decoder channel (Bayesian SegNet: 0.5)"
     )
     stages: int = setting(
         2,
@@ -99,7 +101,7 @@ class MCDropoutCNN(ModelFamily):
         encoder_depth: int = 5,
         encoder_weights: str | None = None,
         decoder_channels: tuple[int, ...] | list[int] = (128, 64, 64, 32, 32),
-        rate: float = 0.5,
+        rate: float = 0.2,
         stages: int = 2,
         in_channels: int = 3,
     ) -> None:
