@@ -19,7 +19,7 @@ all members' gradients together).
 
 The other baselines the field compares with: ``mc_dropout`` (``segcvae.models.mc_dropout``) and the
 CNN's probability map with level-set hypotheses (``model.arch: cnn`` with
-``eval.hypothesis_masks: level_set``, ``configs/shapes_cnn_level_sets.yaml``).
+``eval.hypothesis_masks: level_set``, ``configs/shapes_level_set_cnn.yaml``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ normals, so the exported sampler draws what the model draws.
 
 The other baselines the field compares with: ``ensemble`` (``segcvae.models.ensemble``) and the
 CNN's probability map with level-set hypotheses (``model.arch: cnn`` with
-``eval.hypothesis_masks: level_set``, ``configs/shapes_cnn_level_sets.yaml``).
+``eval.hypothesis_masks: level_set``, ``configs/shapes_level_set_cnn.yaml``).
 """
 
 from __future__ import annotations
