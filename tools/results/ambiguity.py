@@ -12,6 +12,7 @@ again, so a killed protocol continues where it stopped.
     python tools/results/ambiguity.py run --data exclusive independent --models default cnn
     python tools/results/ambiguity.py run --data flip --seeds 0 1 2   # three seeds
     python tools/results/ambiguity.py table             # the markdown table of every run found
+    python tools/results/ambiguity.py floor             # what an oracle drawing the true modes scores
 """
 
 from __future__ import annotations
@@ -156,6 +157,58 @@ def table(runs: Path) -> str:
     return "\n".join(lines)
 
 
+def floor(data: list[str], hypotheses: int, seed: int = 0) -> str:
+    """The data's own reference: what a perfect model scores with ``hypotheses`` draws.
+
+    The oracle draws the test items' true modes with their true probabilities, independently
+    (iid) or by systematic sampling (as the default family draws its codes), so every hypothesis
+    is a plausible mask: its mode-frequency error is the finite-sample floor of the metric (16
+    draws cannot match 27 modes' probabilities), and its coverage the share of items whose modes
+    16 draws can all hit.
+    """
+    import torch
+
+    from segcvae.config import Config
+    from segcvae.data import build_dataset
+    from segcvae.metrics import plausible_masks
+    from segcvae.models.latent import systematic_draws
+
+    torch.manual_seed(seed)
+    rows = ["| data | modes per item (mean, max) | oracle iid: mode-freq. error | coverage |"]
+    rows[0] += " oracle systematic: mode-freq. error | coverage |"
+    rows.append("|---|---|---|---|---|---|")
+    for name in data:
+        cfg = Config.from_yaml(REPO / DATA[name])
+        if cfg.data.name != "shapes":
+            continue
+        dataset = build_dataset(cfg.data, "test")
+        counts, errors = [], {"iid": [], "systematic": []}
+        covered = {"iid": [], "systematic": []}
+        for i in range(len(dataset)):
+            item = dataset[i]
+            probs = item.get("mask_probs")
+            _, p = plausible_masks(
+                torch.as_tensor(item["masks"]), None if probs is None else torch.as_tensor(probs)
+            )
+            counts.append(len(p))
+            draws = {
+                "iid": torch.multinomial(p.float(), hypotheses, replacement=True),
+                "systematic": systematic_draws(p[None].float(), hypotheses)[0],
+            }
+            for kind, d in draws.items():
+                freq = torch.bincount(d, minlength=len(p)).double() / hypotheses
+                errors[kind].append(0.5 * float((freq - p).abs().sum()))
+                covered[kind].append(bool((freq > 0).all()))
+        cells = [name, f"{statistics.fmean(counts):.1f}, {max(counts)}"]
+        for kind in ("iid", "systematic"):
+            cells += [
+                f"{statistics.fmean(errors[kind]):.3f}",
+                f"{statistics.fmean(covered[kind]):.3f}",
+            ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="added to every training run (section.key=value)")
     t = sub.add_parser("table", help="print the markdown table of the runs found")
     t.add_argument("--runs", type=Path, default=REPO / "runs" / "ambiguity")
+    f = sub.add_parser("floor", help="the data's own reference: an oracle drawing the true modes")
+    f.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
+    f.add_argument("--hypotheses", type=int, default=16)
     args = parser.parse_args(argv)
     if args.command == "run":
         bad = [m for m in args.models if m not in MODELS]
@@ -174,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--models: unknown {bad}; valid: {', '.join(MODELS)}")
         os.environ.setdefault("OMP_NUM_THREADS", "2")
         run(args.runs, args.data, args.models, args.seeds, args.overrides)
+    elif args.command == "floor":
+        print(floor(args.data, args.hypotheses))
     else:
         print(table(args.runs))
     return 0
