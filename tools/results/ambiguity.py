@@ -126,8 +126,13 @@ def table(runs: Path) -> str:
     cols = ["data", "model", "seeds", "GED", "HM-IoU", "mode-freq. error", "purity", "coverage"]
     cols += ["NLL (nats/image)", "training (min)"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    order = list(MODELS) + list(DERIVED)
-    for data_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+    order = ["default", "cnn", "cnn_level_sets", "mc_dropout", "ensemble", "hybrid", "prob_unet"]
+    order += [m for m in [*MODELS, *DERIVED] if m not in order]
+    known = list(DATA)
+    data_dirs = [p for p in runs.iterdir() if p.is_dir()]
+    for data_dir in sorted(
+        data_dirs, key=lambda p: (known.index(p.name) if p.name in known else 99, p.name)
+    ):
         models = sorted(
             (p for p in data_dir.iterdir() if p.is_dir()),
             key=lambda p: order.index(p.name) if p.name in order else 99,
