@@ -130,11 +130,7 @@ def table(runs: Path) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     order = ["default", "cnn", "cnn_level_sets", "mc_dropout", "ensemble", "hybrid", "prob_unet"]
     order += [m for m in [*MODELS, *DERIVED] if m not in order]
-    known = list(DATA)
-    data_dirs = [p for p in runs.iterdir() if p.is_dir()]
-    for data_dir in sorted(
-        data_dirs, key=lambda p: (known.index(p.name) if p.name in known else 99, p.name)
-    ):
+    for data_dir in _data_dirs(runs):
         models = sorted(
             (p for p in data_dir.iterdir() if p.is_dir()),
             key=lambda p: order.index(p.name) if p.name in order else 99,
@@ -164,7 +160,15 @@ def table(runs: Path) -> str:
     return "\n".join(lines)
 
 
+def _data_dirs(runs: Path) -> list[Path]:
+    """The data folders under ``runs``, in :data:`DATA`'s order (unknown names last)."""
+    known = list(DATA)
+    dirs = [p for p in runs.iterdir() if p.is_dir()]
+    return sorted(dirs, key=lambda p: (known.index(p.name) if p.name in known else 99, p.name))
+
+
 def _reports(model_dir: Path) -> list[dict]:
+    """The test.json of every seed of one model (none if the folder does not exist)."""
     return [json.loads(p.read_text()) for p in sorted(model_dir.glob("seed*/test.json"))]
 
 
@@ -174,17 +178,9 @@ def summary(runs: Path) -> str:
     their ratio (the means'); the README's results table is written from it."""
     lines = ["| data | default GED | strongest baseline | its GED | ratio | baselines run |"]
     lines.append("|---|---|---|---|---|---|")
-    known = list(DATA)
-    for data_dir in sorted(
-        (p for p in runs.iterdir() if p.is_dir()),
-        key=lambda p: (known.index(p.name) if p.name in known else 99, p.name),
-    ):
+    for data_dir in _data_dirs(runs):
         default = [r["ged"] for r in _reports(data_dir / "default")]
-        baselines = {
-            name: [r["ged"] for r in _reports(data_dir / name)]
-            for name in BASELINES
-            if (data_dir / name).is_dir()
-        }
+        baselines = {name: [r["ged"] for r in _reports(data_dir / name)] for name in BASELINES}
         baselines = {k: v for k, v in baselines.items() if v}
         if not default or not baselines:
             continue
