@@ -234,34 +234,23 @@ def _batch_nll(
     """-log p(y | x) of each image, the mean over its real raters (the expectation over its
     masks where the batch gives their probabilities): (best estimator, Monte Carlo).
 
+    Every mask of the batch is scored in one call (:func:`negative_log_likelihoods` with a set:
+    the Monte Carlo samples are drawn once per image, not once per mask); padded masks are all
+    ignore_index and score 0, and their weight is 0.
+
     Returns:
         Two (B,) tensors on the CPU.
     """
-    real = b.real
     if b.probs is not None:
-        return _weighted_nll(model, b, ctx, samples)
-    totals = [torch.zeros(b.size, device=b.x.device) for _ in range(2)]
-    for r in range(b.masks.shape[1]):  # padded raters are all ignore_index: nll 0
-        nll = negative_log_likelihoods(model, b.x, b.masks[:, r], samples, ctx=ctx)
-        for acc, v in zip(totals, (nll["nll"], nll["nll_mc"]), strict=True):
-            acc += v.float() * real[:, r]
-    return (totals[0] / b.num_masks).cpu(), (totals[1] / b.num_masks).cpu()
-
-
-def _weighted_nll(
-    model: nn.Module, b: EvalBatch, ctx: Any, samples: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_batch_nll` with mask probabilities: ``sum_j p_j (-log p(y_j | x))`` per image."""
-    w = b.probs.float() * b.real  # (B, R), 0 on padding
-    w = w / w.sum(1, keepdim=True)
-    totals = [torch.zeros(b.size, device=b.x.device) for _ in range(2)]
-    for r in range(b.masks.shape[1]):
-        if not bool((w[:, r] > 0).any()):
-            continue  # a mask no image of the batch can draw
-        nll = negative_log_likelihoods(model, b.x, b.masks[:, r], samples, ctx=ctx)
-        for acc, v in zip(totals, (nll["nll"], nll["nll_mc"]), strict=True):
-            acc += torch.where(w[:, r] > 0, v.float() * w[:, r], 0.0)
-    return totals[0].cpu(), totals[1].cpu()
+        w = b.probs.float() * b.real  # (B, R), 0 on padding
+        w = w / w.sum(1, keepdim=True)
+    else:
+        w = b.real.float() / b.num_masks.float().unsqueeze(1)
+    nll = negative_log_likelihoods(model, b.x, b.masks, samples, ctx=ctx)  # each (B, R)
+    # where, not a product: a zero-weight mask's estimate may be inf (a mask the model excludes)
+    return tuple(  # type: ignore[return-value]
+        torch.where(w > 0, nll[key].float() * w, 0.0).sum(1).cpu() for key in ("nll", "nll_mc")
+    )
 
 
 def _extra_hypotheses(

@@ -58,11 +58,31 @@ def label_log_likelihood(logits: Tensor, y: Tensor) -> Tensor:
     Returns:
         (B,) or (B, S), nats per image.
     """
-    k = logits.shape[-3]
-    valid = (y >= 0) & (y < k)
-    idx = y.clamp(0, k - 1)
     if logits.dim() == 5:
-        idx = idx.unsqueeze(1).expand(-1, logits.shape[1], -1, -1)
-        valid = valid.unsqueeze(1)
-    logp = logits.float().log_softmax(dim=-3).gather(-3, idx.unsqueeze(-3)).squeeze(-3)
-    return (logp * valid).flatten(-2).sum(-1)
+        return label_log_likelihoods(logits, y.unsqueeze(1))[:, 0]
+    return label_log_likelihoods(logits.unsqueeze(1), y.unsqueeze(1))[:, 0, 0]
+
+
+def label_log_likelihoods(logits: Tensor, ys: Tensor) -> Tensor:
+    """log p(y_r | logits_s) summed over labelled pixels, for every mask r and every sample s.
+
+    The log-softmax is taken once and each mask gathers from it, so scoring R masks against the
+    same samples costs R gathers, not R passes.
+
+    Args:
+        logits: (B, S, K, H, W).
+        ys: Labels (B, R, H, W); values outside [0, K) are not counted.
+
+    Returns:
+        (B, R, S), nats per image.
+    """
+    k = logits.shape[-3]
+    logp = logits.float().log_softmax(dim=-3)  # (B, S, K, H, W)
+    out = []
+    for r in range(ys.shape[1]):
+        y = ys[:, r]
+        valid = ((y >= 0) & (y < k)).unsqueeze(1)  # (B, 1, H, W)
+        idx = y.clamp(0, k - 1).unsqueeze(1).expand(-1, logp.shape[1], -1, -1)
+        lp = logp.gather(-3, idx.unsqueeze(-3)).squeeze(-3)  # (B, S, H, W)
+        out.append((lp * valid).flatten(-2).sum(-1))
+    return torch.stack(out, dim=1)

@@ -154,3 +154,30 @@ def test_precomputed_context_gives_the_same_estimate(batch):
     torch.manual_seed(3)
     b = conditional_log_likelihood(model, x, y, n_samples=6, ctx=ctx)
     assert torch.allclose(a, b)
+
+
+def test_a_set_of_masks_is_scored_against_one_draw_of_samples(batch):
+    """Monte Carlo and exact estimators score R masks against the same samples (each mask's
+    estimate is the one it gets alone under the same seed); importance sampling draws per mask."""
+    x, y = batch
+    other = y.clone()
+    other[:, :2] = 255  # a second mask with unlabelled rows
+    pad = torch.full_like(y, 255)  # padding: nothing labelled, log-likelihood 0
+    masks = torch.stack([y, other, pad], dim=1)  # (B, 3, H, W)
+    model = create_model(tiny_config("hybrid"), 3).eval()
+    for r in range(2):
+        torch.manual_seed(4)
+        alone = conditional_log_likelihood(model, x, masks[:, r], n_samples=6, method="mc")
+        torch.manual_seed(4)
+        together = conditional_log_likelihood(model, x, masks, n_samples=6, method="mc")
+        assert together.shape == (2, 3)
+        assert torch.allclose(together[:, r], alone, rtol=1e-5)
+    assert torch.equal(together[:, 2], torch.zeros(2))
+    torch.manual_seed(5)
+    is_set = conditional_log_likelihood(model, x, masks[:, :2], n_samples=6, method="is")
+    torch.manual_seed(5)
+    is_each = [conditional_log_likelihood(model, x, masks[:, r], n_samples=6) for r in range(2)]
+    assert torch.allclose(is_set, torch.stack(is_each, dim=1))
+    cnn = create_model(tiny_config("cnn"), 3).eval()
+    exact = conditional_log_likelihood(cnn, x, masks[:, :2])
+    assert torch.allclose(exact[:, 1], conditional_log_likelihood(cnn, x, other), rtol=1e-5)

@@ -301,7 +301,7 @@ def test_categorical_objective_is_the_exact_expectation_over_codes(batch):
 
 
 def test_categorical_likelihood_and_mean_prediction_are_exact(batch):
-    from segcvae.metrics.likelihood import conditional_log_likelihood, label_log_likelihood
+    from segcvae.metrics import conditional_log_likelihood, label_log_likelihood
 
     _, model = _categorical_model("hybrid")
     model.eval()
