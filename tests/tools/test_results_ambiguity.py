@@ -56,3 +56,9 @@ def test_summary_picks_the_strongest_baseline_by_mean(tmp_path: Path) -> None:
     assert cells[3] == "0.100 ± 0.014 (2)"
     assert cells[4] == "0.50×"
     assert cells[5] == "CNN, level-set hypotheses, MC dropout"
+    assert cells[6:] == ["Prob. U-Net", "0.010 (1)"]  # the best other generative family
+    _write(tmp_path, "independent", "ssn", 0, 0.02)
+    _write(tmp_path, "mixed", "cnn", 0, 0.3)
+    lines = ambiguity.summary(tmp_path).splitlines()
+    assert lines[2].strip("| ").split(" | ")[6:] == ["Prob. U-Net", "0.010 (1)"]
+    assert lines[3].strip("| ").split(" | ")[6:] == ["—", "—"]  # mixed: none run

@@ -65,6 +65,8 @@ LABELS = {
     "ssn": "SSN",
 }
 BASELINES = ("cnn", "cnn_level_sets", "mc_dropout", "ensemble")
+#: The other generative families, against which the summary also sets the default.
+GENERATIVE = ("hybrid", "prob_unet", "ssn")
 
 
 def _run(cmd: list[str], log: Path) -> None:
@@ -175,9 +177,12 @@ def _reports(model_dir: Path) -> list[dict]:
 def summary(runs: Path) -> str:
     """Per data set: the default's GED against the strongest baseline that was run (the lowest
     mean GED of the CNN's arg-max and level-set hypotheses, MC dropout and the ensemble), and
-    their ratio (the means'); the README's results table is written from it."""
+    their ratio (the means'), then the best of the other generative families that were run
+    (Sohn's Gaussian hybrid, the Prob. U-Net, SSN; "—" if none); the README's results table is
+    written from it."""
     lines = ["| data | default GED | strongest baseline | its GED | ratio | baselines run |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines[0] += " best other generative family | its GED |"
+    lines.append("|---|---|---|---|---|---|---|---|")
     for data_dir in _data_dirs(runs):
         default = [r["ged"] for r in _reports(data_dir / "default")]
         baselines = {name: [r["ged"] for r in _reports(data_dir / name)] for name in BASELINES}
@@ -194,6 +199,13 @@ def summary(runs: Path) -> str:
             f"{ratio:.2f}×",
             ", ".join(LABELS[k] for k in baselines),
         ]
+        others = {name: [r["ged"] for r in _reports(data_dir / name)] for name in GENERATIVE}
+        others = {k: v for k, v in others.items() if v}
+        if others:
+            rival = min(others, key=lambda k: statistics.fmean(others[k]))
+            cells += [LABELS[rival], f"{_cell(others[rival])} ({len(others[rival])})"]
+        else:
+            cells += ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
