@@ -79,7 +79,7 @@ def label_log_likelihoods(logits: Tensor, ys: Tensor) -> Tensor:
     k = logits.shape[-3]
     logp = logits.float().log_softmax(dim=-3)  # (B, S, K, H, W)
     out = []
-    for r in range(ys.shape[1]):
+    for r in range(ys.shape[1]):  # one gather per mask: (B, S, H, W) at a time, not R at once
         y = ys[:, r]
         valid = ((y >= 0) & (y < k)).unsqueeze(1)  # (B, 1, H, W)
         idx = y.clamp(0, k - 1).unsqueeze(1).expand(-1, logp.shape[1], -1, -1)

@@ -71,9 +71,12 @@ def conditional_log_likelihood(
         method = supported[-1]  # the model's fallback: "exact" for the CNN, "mc" without a proposal
     ctx = model.encode(x) if ctx is None else ctx
     if y.dim() == 4 and method == "is":  # the proposal sees the mask: one estimate per mask
+        k = model.num_classes
         return torch.stack(
             [
                 conditional_log_likelihood(model, x, y[:, r], n_samples, method, chunk_size, ctx)
+                if bool(((y[:, r] >= 0) & (y[:, r] < k)).any())
+                else y.new_zeros(y.shape[0], dtype=torch.float)  # padding: nothing to score
                 for r in range(y.shape[1])
             ],
             dim=1,
