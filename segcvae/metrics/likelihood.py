@@ -72,15 +72,15 @@ def conditional_log_likelihood(
     ctx = model.encode(x) if ctx is None else ctx
     if y.dim() == 4 and method == "is":  # the proposal sees the mask: one estimate per mask
         k = model.num_classes
-        return torch.stack(
-            [
-                conditional_log_likelihood(model, x, y[:, r], n_samples, method, chunk_size, ctx)
-                if bool(((y[:, r] >= 0) & (y[:, r] < k)).any())
-                else y.new_zeros(y.shape[0], dtype=torch.float)  # padding: nothing to score
-                for r in range(y.shape[1])
-            ],
-            dim=1,
-        )
+        labelled = ((y >= 0) & (y < k)).flatten(2).any(2)  # (B, R); padding masks: all ignore
+        out = torch.zeros(y.shape[:2], device=y.device)
+        for r in range(y.shape[1]):
+            if labelled[:, r].any():  # a column of padding only: no proposal drawn
+                ll = conditional_log_likelihood(
+                    model, x, y[:, r], n_samples, method, chunk_size, ctx
+                )
+                out[:, r] = torch.where(labelled[:, r], ll, 0.0)  # padding scores 0, not q's noise
+        return out
     ys = y if y.dim() == 4 else y.unsqueeze(1)  # (B, R, H, W)
     rounds = [n_samples]  # an exact likelihood, or few samples: one call
     if method != "exact" and n_samples > SAMPLES_PER_ROUND:

@@ -179,6 +179,11 @@ def test_a_set_of_masks_is_scored_against_one_draw_of_samples(batch):
     is_each = [conditional_log_likelihood(model, x, masks[:, r], n_samples=6) for r in range(2)]
     assert torch.allclose(is_set, torch.stack(is_each, dim=1))
     assert torch.equal(conditional_log_likelihood(model, x, masks, 6, "is")[:, 2], torch.zeros(2))
+    ragged = masks.clone()
+    ragged[1, 2] = y[1]  # image 1 has a third mask, image 0 only padding there
+    torch.manual_seed(6)
+    is_ragged = conditional_log_likelihood(model, x, ragged, 6, "is")
+    assert is_ragged[0, 2] == 0 and is_ragged[1, 2] != 0  # q's weights alone are not 0
     cnn = create_model(tiny_config("cnn"), 3).eval()
     exact = conditional_log_likelihood(cnn, x, masks[:, :2])
     assert torch.allclose(exact[:, 1], conditional_log_likelihood(cnn, x, other), rtol=1e-5)
