@@ -207,11 +207,11 @@ def test_network_defaults_are_the_config_defaults():
 
     from segcvae.config import LossConfig, ModelConfig
     from segcvae.losses import CategoricalObjective, SohnObjective
-    from segcvae.models import GaussianNet, GenerationNet
+    from segcvae.models import GenerationNet, LatentNet
 
     checked = 0
     for cls, section in (
-        (GaussianNet, ModelConfig()),
+        (LatentNet, ModelConfig()),
         (GenerationNet, ModelConfig()),
         (SohnObjective, LossConfig()),
         (CategoricalObjective, LossConfig()),

@@ -26,6 +26,7 @@ from segcvae.models.ensemble import EnsembleCNN, EnsembleContext, EnsembleOutput
 from segcvae.models.generation import GenerationNet
 from segcvae.models.latent import (
     GaussianNet,
+    LatentNet,
     bounded_logvar,
     diagonal_gaussian,
     gumbel_max_codes,
@@ -88,6 +89,7 @@ __all__ = [
     "GaussianNet",
     "GaussianSegCVAE",
     "GenerationNet",
+    "LatentNet",
     "MCDropoutCNN",
     "MCDropoutContext",
     "ModelFamily",

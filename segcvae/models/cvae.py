@@ -86,7 +86,7 @@ class SegCVAE(ModelFamily):
         code_channels: The width of the layer z enters with ``shared_head_layers=1`` (0: as
             ``hidden_channels``).
         latent_net_args: What prior_net and recognition_net output, their
-            :class:`~segcvae.models.latent.GaussianNet` arguments beyond the sizes above
+            :class:`~segcvae.models.latent.LatentNet` arguments beyond the sizes above
             (``global_latent``, ``logvar_min`` / ``logvar_max``, ``categorical``): each subclass
             passes its own.
     """

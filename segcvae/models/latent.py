@@ -103,8 +103,10 @@ def gumbel_max_codes(logits: Tensor, eps: Tensor) -> Tensor:
     return (idx == codes).to(logits.dtype)
 
 
-class GaussianNet(nn.Module):
-    """Image features plus a label map -> diagonal Gaussian over z.
+class LatentNet(nn.Module):
+    """Image features plus a label map -> a distribution over z: a diagonal Gaussian, or with
+    ``categorical`` a categorical over codes. The body of :class:`~segcvae.models.PriorNet` and
+    :class:`~segcvae.models.RecognitionNet`.
 
     The label map (class probabilities or one-hot, full resolution) enters by two paths, both joined
     with the encoder feature at the latent stride:
@@ -208,3 +210,7 @@ class GaussianNet(nn.Module):
         mu, raw = params.chunk(2, dim=1)
         logvar = bounded_logvar(raw, self.logvar_min, self.logvar_max)
         return diagonal_gaussian(mu, logvar)
+
+
+GaussianNet = LatentNet
+"""The former name of :class:`LatentNet` (it outputs a categorical too), kept for old imports."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from torch import Tensor
 from torch.distributions import Distribution
 
-from segcvae.models.latent import GaussianNet
+from segcvae.models.latent import LatentNet
 
 
-class PriorNet(GaussianNet):
-    """p(z | x, y_hat): image features plus softmax(y_hat). Arguments as :class:`GaussianNet`."""
+class PriorNet(LatentNet):
+    """p(z | x, y_hat): image features plus softmax(y_hat). Arguments as :class:`LatentNet`."""
 
     def forward(self, features: Tensor, y_hat: Tensor) -> Distribution:  # type: ignore[override]
         """Args:

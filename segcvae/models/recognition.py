@@ -6,11 +6,11 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from segcvae.labels import one_hot
-from segcvae.models.latent import GaussianNet
+from segcvae.models.latent import LatentNet
 
 
-class RecognitionNet(GaussianNet):
-    """q(z | x, y): image features plus the one-hot ground truth. Arguments as :class:`GaussianNet`."""
+class RecognitionNet(LatentNet):
+    """q(z | x, y): image features plus the one-hot ground truth. Arguments as :class:`LatentNet`."""
 
     def forward(self, features: Tensor, y: Tensor) -> Distribution:  # type: ignore[override]
         """Args:
